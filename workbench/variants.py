@@ -1,0 +1,111 @@
+"""Prompt variants: which prompt ingredients a run uses.
+
+A variant switches ingredients on or off; the wording lives in template files under
+``workbench/prompts/``. Variants are named by their ingredients joined with ``+``::
+
+    zero_shot                    instructions and labels only
+    definitions                  + the client's definition of each label
+    few_shot                     + k labelled examples (fixed, or most similar to the input)
+    cot                          reason first, then answer
+    definitions+few_shot+cot     any combination
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+ExampleSelection = Literal["fixed", "similar"]
+
+INGREDIENTS = ("definitions", "few_shot", "cot")
+STANDARD_VARIANTS = ("zero_shot", "definitions", "few_shot", "cot", "definitions+few_shot")
+
+
+@dataclass(frozen=True)
+class PromptVariant:
+    """One way of prompting for a task.
+
+    `few_shot` is the number of labelled examples shown (0 for none); `example_selection` is
+    ``"fixed"`` (the same examples for every input, balanced across labels) or ``"similar"`` (the
+    examples most similar to the input by TF-IDF cosine). `template` names the template file
+    family (``<template>.<kind>.jinja``).
+    """
+
+    name: str
+    definitions: bool = False
+    few_shot: int = 0
+    example_selection: ExampleSelection = "fixed"
+    cot: bool = False
+    template: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.few_shot < 0:
+            raise ValueError(f"variant {self.name!r}: few_shot must be >= 0, got {self.few_shot}")
+        if self.example_selection not in ("fixed", "similar"):
+            raise ValueError(
+                f"variant {self.name!r}: example_selection must be 'fixed' or 'similar', "
+                f"got {self.example_selection!r}"
+            )
+
+
+def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> PromptVariant:
+    """Build a `PromptVariant` from a name such as ``"definitions+few_shot+cot"`` or a mapping.
+
+    A mapping takes the dataclass fields (``name`` is derived when omitted). In names,
+    ``few_shot`` uses `default_k` examples selected as ``fixed``; ``few_shot_similar`` selects the
+    most similar examples; ``few_shot8`` asks for 8.
+    """
+    if isinstance(spec, PromptVariant):
+        return spec
+    if isinstance(spec, dict):
+        fields = dict(spec)
+        if "name" not in fields:
+            base = parse_variant("+".join(_ingredient_names(fields)) or "zero_shot", default_k=default_k)
+            fields["name"] = base.name
+        try:
+            return PromptVariant(**fields)
+        except TypeError as exc:
+            raise ValueError(f"variant {spec!r} has unknown fields: {exc}") from None
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a variant is a name like 'definitions+few_shot' or a mapping, got {spec!r}")
+
+    variant = PromptVariant(name=spec.strip())
+    for part in spec.strip().split("+"):
+        part = part.strip()
+        if part == "zero_shot":
+            continue
+        if part == "definitions":
+            variant = replace(variant, definitions=True)
+        elif part == "cot":
+            variant = replace(variant, cot=True)
+        elif part.startswith("few_shot"):
+            rest = part[len("few_shot"):]
+            selection: ExampleSelection = "fixed"
+            if rest.endswith("_similar"):
+                selection, rest = "similar", rest[: -len("_similar")]
+            if rest and not rest.isdigit():
+                raise ValueError(_unknown_part(spec, part))
+            variant = replace(variant, few_shot=int(rest) if rest else default_k, example_selection=selection)
+        else:
+            raise ValueError(_unknown_part(spec, part))
+    if "zero_shot" in spec and (variant.definitions or variant.few_shot or variant.cot):
+        raise ValueError(f"variant {spec!r}: zero_shot cannot be combined with other ingredients")
+    return variant
+
+
+def _ingredient_names(fields: dict) -> list[str]:
+    names = []
+    if fields.get("definitions"):
+        names.append("definitions")
+    if fields.get("few_shot"):
+        names.append("few_shot")
+    if fields.get("cot"):
+        names.append("cot")
+    return names
+
+
+def _unknown_part(spec: str, part: str) -> str:
+    return (
+        f"variant {spec!r}: unknown ingredient {part!r}; use zero_shot, definitions, cot, few_shot, "
+        "few_shot<k> or few_shot<k>_similar joined with '+'"
+    )
