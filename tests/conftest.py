@@ -1,0 +1,101 @@
+"""Fixtures that start the real things: the embedded model and llama.cpp's OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from workbench.datasets import load_dataset
+from workbench.models import LlamaCppModel, embedded_model_path
+from workbench.tasks import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode} before answering:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def complaint_task():
+    return load_task(DATA / "complaint_triage" / "task.yaml")
+
+
+@pytest.fixture(scope="session")
+def complaint_test(complaint_task):
+    return load_dataset(DATA / "complaint_triage" / "test.jsonl", complaint_task)
+
+
+@pytest.fixture(scope="session")
+def complaint_train(complaint_task):
+    return load_dataset(DATA / "complaint_triage" / "train.jsonl", complaint_task)
+
+
+@pytest.fixture(scope="session")
+def ae_task():
+    return load_task(DATA / "adverse_events" / "task.yaml")
+
+
+@pytest.fixture(scope="session")
+def ae_test(ae_task):
+    return load_dataset(DATA / "adverse_events" / "test.jsonl", ae_task)
+
+
+@pytest.fixture(scope="session")
+def ae_train(ae_task):
+    return load_dataset(DATA / "adverse_events" / "train.jsonl", ae_task)
+
+
+@pytest.fixture(scope="session")
+def embedded_model():
+    """The embedded SmolLM2 in llama.cpp, loaded once per test session."""
+    model = LlamaCppModel(n_threads=2)
+    model.load()
+    return model
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) serving the embedded GGUF."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(embedded_model_path()), "--model_alias", "smollm2",
+        "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "4096",
+    ]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=120, log=log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

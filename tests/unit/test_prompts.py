@@ -1,0 +1,137 @@
+"""Prompts render to exactly the expected text, and few-shot examples are chosen as documented."""
+
+import pandas as pd
+import pytest
+
+from workbench.prompts import ExampleSelector, format_messages, render_messages
+from workbench.tasks import task_from_dict
+from workbench.variants import PromptVariant, parse_variant
+
+TASK = task_from_dict({
+    "name": "triage", "kind": "classification",
+    "description": "Bank messages.",
+    "instructions": "Hardship beats complaint.",
+    "labels": [
+        {"name": "complaint", "definition": "Any dissatisfaction,\nhowever mild."},
+        {"name": "request", "definition": "Anything else."},
+    ],
+})
+NER = task_from_dict({
+    "name": "ae", "kind": "ner",
+    "labels": [{"name": "DRUG", "definition": "A product."}, {"name": "AE", "definition": "Harm."}],
+})
+
+
+def test_zero_shot_renders_exactly():
+    messages = render_messages(TASK, parse_variant("zero_shot"), "The app is slow.")
+    assert messages == [
+        {
+            "role": "system",
+            "content": (
+                "You are a careful annotator for triage. Bank messages.\n\n"
+                "Hardship beats complaint.\n\n"
+                "Reply with JSON only, in this form:\n"
+                '{"label": "<one of: complaint, request>"}'
+            ),
+        },
+        {"role": "user", "content": "Labels: complaint, request\nText: The app is slow."},
+    ]
+
+
+def test_definitions_few_shot_cot_renders_exactly():
+    examples = [{"text": "Card please.", "label": "request"}, {"text": "Rubbish app.", "label": "complaint"}]
+    messages = render_messages(TASK, parse_variant("definitions+few_shot+cot"), "The app is slow.", examples)
+    assert messages[0]["content"] == (
+        "You are a careful annotator for triage. Bank messages.\n\n"
+        "Hardship beats complaint.\n\n"
+        "Use these label definitions. They are the client's own and override the everyday meaning of the words:\n"
+        "- complaint: Any dissatisfaction, however mild.\n"
+        "- request: Anything else.\n\n"
+        "Think step by step about which label applies, then give the label. Reply with JSON only, in this form:\n"
+        '{"reasoning": "<one to three sentences>", "label": "<one of: complaint, request>"}'
+    )
+    assert messages[1]["content"] == (
+        "Labelled examples:\n\n"
+        "Text: Card please.\n"
+        'Answer: {"label": "request"}\n\n'
+        "Text: Rubbish app.\n"
+        'Answer: {"label": "complaint"}\n\n'
+        "Now label this text.\n"
+        "Labels: complaint, request\n"
+        "Text: The app is slow."
+    )
+
+
+def test_ner_prompt_renders_exactly_and_shows_gold_entities_as_answers():
+    examples = [{"text": "Took aspirin.", "spans": [{"start": 5, "end": 12, "label": "DRUG"}]}]
+    messages = render_messages(NER, parse_variant("few_shot"), "Rash after ibuprofen.", examples)
+    assert messages[0]["content"] == (
+        "You are a careful annotator for ae.\n\n"
+        "Find every entity of these types in the text: DRUG, AE. "
+        "Copy each entity's text exactly as it appears in the input.\n\n"
+        "Reply with JSON only, in this form:\n"
+        '{"entities": [{"text": "<exact text from the input>", "label": "<one of: DRUG, AE>"}]}\n'
+        'If there are no entities, reply {"entities": []}.'
+    )
+    assert messages[1]["content"] == (
+        "Labelled examples:\n\n"
+        "Text: Took aspirin.\n"
+        'Answer: {"entities": [{"text": "aspirin", "label": "DRUG"}]}\n\n'
+        "Now annotate this text.\n"
+        "Entity types: DRUG, AE\n"
+        "Text: Rash after ibuprofen."
+    )
+
+
+def test_input_text_is_passed_verbatim_not_escaped():
+    text = "Fees <b>&</b> {{ not a template }}\n\n\n  end"
+    messages = render_messages(TASK, parse_variant("zero_shot"), text)
+    assert messages[1]["content"].endswith("Text: " + text.strip())
+
+
+def test_custom_template_folder_and_missing_template(tmp_path):
+    (tmp_path / "short.classification.jinja").write_text(
+        "{% block system %}Pick from {{ label_names | join('/') }}.{% endblock %}"
+        "{% block user %}{{ text }}{% endblock %}"
+    )
+    variant = PromptVariant(name="short", template="short")
+    assert render_messages(TASK, variant, "hi", template_dir=tmp_path) == [
+        {"role": "system", "content": "Pick from complaint/request."},
+        {"role": "user", "content": "hi"},
+    ]
+    with pytest.raises(FileNotFoundError, match="short.ner.jinja"):
+        render_messages(NER, variant, "hi", template_dir=tmp_path)
+
+
+def test_format_messages_labels_roles():
+    text = format_messages([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
+    assert text == "--- system ---\nS\n\n--- user ---\nU"
+
+
+POOL = pd.DataFrame({
+    "example_id": [f"e{i}" for i in range(6)],
+    "text": [
+        "my card was declined at the shop",
+        "please send a new card",
+        "the app crashes every morning",
+        "how do I change my address",
+        "your fees are too high",
+        "card declined again today at the shop",
+    ],
+    "label": ["complaint", "request", "complaint", "request", "complaint", "complaint"],
+})
+
+
+def test_fixed_examples_are_the_same_for_every_input_and_cover_labels():
+    selector = ExampleSelector(TASK, POOL, seed=3)
+    first = selector.select("anything", 2)
+    assert [row["example_id"] for row in first] == [row["example_id"] for row in selector.select("other", 2)]
+    assert {row["label"] for row in first} == {"complaint", "request"}
+
+
+def test_similar_examples_rank_by_overlap_and_never_include_the_input_itself():
+    selector = ExampleSelector(TASK, POOL)
+    chosen = selector.select("my card was declined at the shop", 2, "similar")
+    ids = [row["example_id"] for row in chosen]
+    assert "e0" not in ids
+    assert ids[-1] == "e5"  # the most similar example sits next to the input
