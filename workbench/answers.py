@@ -134,12 +134,13 @@ def _parse_classification(task: Task, raw: str) -> ParsedAnswer:
                 None, f"label {value!r} is not one of {list(task.label_names)}", reasoning=reasoning
             )
         return ParsedAnswer(label, reasoning=reasoning)
-    # No JSON: accept a bare answer that names exactly one label ("Answer: complaint").
-    mentioned = [label for label in task.label_names if _mentions(raw, label)]
-    if len(mentioned) == 1:
-        return ParsedAnswer(mentioned[0])
-    if mentioned:
-        return ParsedAnswer(None, f"no JSON answer, and the text names several labels: {mentioned}")
+    # No JSON: accept a bare label ("complaint") or a stated answer ("The answer is: complaint"),
+    # but not a label word in passing prose ("happy to help with your request").
+    stated = _stated_labels(raw, task.label_names)
+    if len(stated) == 1:
+        return ParsedAnswer(stated[0])
+    if stated:
+        return ParsedAnswer(None, f"no JSON answer, and the text states several labels: {stated}")
     return ParsedAnswer(None, "no JSON object and no label found in the answer")
 
 
@@ -197,9 +198,17 @@ def _label_key(value: str) -> str:
     return re.sub(r"[\s\-_]+", "_", value.strip().strip("\"'`.").casefold())
 
 
-def _mentions(raw: str, label: str) -> bool:
-    words = re.escape(label).replace(r"\_", "[ _-]").replace("_", "[ _-]")
-    return re.search(rf"(?<![\w-]){words}(?![\w-])", raw, flags=re.IGNORECASE) is not None
+_STATED = re.compile(
+    r"(?:label|answer|category|class(?:ification)?)[\s*]*(?:is|:|=|-)[\s:*\"'`]*"
+    r"([A-Za-z][\w \-]*?)[\"'`*]*\s*(?:[.,;!\n]|$)",
+    re.IGNORECASE,
+)
+
+
+def _stated_labels(raw: str, labels: tuple[str, ...]) -> list[str]:
+    candidates = [raw.strip(), *(match.group(1) for match in _STATED.finditer(raw))]
+    found = [normalise_label(candidate, labels) for candidate in candidates]
+    return list(dict.fromkeys(label for label in found if label is not None))
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)

@@ -59,4 +59,4 @@ def test_unconstrained_answers_may_fail_to_parse_but_are_recorded(llama_server, 
     assert predictions["raw_response"].notna().all()
     # Each row is either a valid label or a recorded parse error: nothing is lost or raised.
     for row in predictions.itertuples():
-        assert (row.prediction in complaint_task.label_names) != (row.parse_error is not None)
+        assert (row.prediction in complaint_task.label_names) != isinstance(row.parse_error, str)

@@ -40,6 +40,8 @@ NER = task_from_dict({
         ('[1, 2]\n{"label": "request"}', "request"),
         ("complaint", "complaint"),
         ("The answer is: Request.", "request"),
+        ("**Label:** complaint\nBecause they are unhappy.", "complaint"),
+        ("label = fraud_x", None),
     ],
 )
 def test_classification_parser_reads_messy_answers(raw, expected):
@@ -55,7 +57,8 @@ def test_classification_parser_reads_messy_answers(raw, expected):
         ('{"label": "praise"}', "'praise' is not one of"),
         ('{"category_name": "complaint"}', "no 'label' key"),
         ('{"label": "compl', "no JSON object and no label"),
-        ("It is either a complaint or a request.", "several labels"),
+        ("Label: complaint. Answer: request.", "several labels"),
+        ("I'd be happy to help with your request.", "no JSON object and no label"),
         ("I cannot help with that.", "no JSON object and no label"),
     ],
 )
