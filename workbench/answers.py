@@ -19,6 +19,12 @@ from workbench.tasks import Task
 from workbench.variants import PromptVariant
 
 
+# Bounds that keep a looping small model from spending the whole token budget; generous for real text.
+REASONING_MAX_CHARS = 300
+ENTITIES_MAX = 25
+ENTITY_MAX_CHARS = 80
+
+
 @dataclass(frozen=True)
 class ParsedAnswer:
     """A parsed answer.
@@ -38,20 +44,26 @@ def answer_schema(task: Task, variant: PromptVariant) -> dict[str, Any]:
     """JSON schema of the answer, used for constrained decoding where the endpoint supports it.
 
     Property order matters: constrained decoders emit properties in schema order, so
-    ``reasoning`` comes before the answer it should inform.
+    ``reasoning`` comes before the answer it should inform. Reasoning is capped at
+    `REASONING_MAX_CHARS` so that a rambling small model still reaches its answer before the token
+    limit.
     """
     labels = list(task.label_names)
     properties: dict[str, Any] = {}
     if variant.cot:
-        properties["reasoning"] = {"type": "string"}
+        properties["reasoning"] = {"type": "string", "maxLength": REASONING_MAX_CHARS}
     if task.kind == "classification":
         properties["label"] = {"type": "string", "enum": labels}
     else:
         properties["entities"] = {
             "type": "array",
+            "maxItems": ENTITIES_MAX,
             "items": {
                 "type": "object",
-                "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": labels}},
+                "properties": {
+                    "text": {"type": "string", "maxLength": ENTITY_MAX_CHARS},
+                    "label": {"type": "string", "enum": labels},
+                },
                 "required": ["text", "label"],
                 "additionalProperties": False,
             },

@@ -186,9 +186,10 @@ class OpenAICompatibleModel:
     def _add_structure(self, kwargs: dict[str, Any], extra_body: dict[str, Any], schema: dict[str, Any]) -> None:
         mode = self.structured_output
         if mode == "json_schema":
+            # OpenAI's strict mode rejects length keywords; the prompt still asks for brevity.
             kwargs["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": schema, "strict": True},
+                "json_schema": {"name": "answer", "schema": _without_keys(schema, {"maxLength"}), "strict": True},
             }
         elif mode == "json_object_schema":
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
@@ -343,6 +344,14 @@ def _retry_after(response: Any) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError):
             return None
+
+
+def _without_keys(value: Any, keys: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_keys(item, keys) for key, item in value.items() if key not in keys}
+    if isinstance(value, list):
+        return [_without_keys(item, keys) for item in value]
+    return value
 
 
 def _short(exc: BaseException) -> str:

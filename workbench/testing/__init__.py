@@ -1,0 +1,1 @@
+"""Test infrastructure helpers for workbench (stub servers, fixtures)."""
