@@ -107,11 +107,18 @@ def extract_json(raw: str, *, prefer_key: tuple[str, ...] = ()) -> Any:
     Among several candidates, the first object having one of `prefer_key` wins, then the first
     object, then the first array.
     """
+    cleaned = _strip_code_fences(raw)
     values = [
         value
-        for value in (_loads_leniently(candidate) for candidate in _json_candidates(_strip_code_fences(raw)))
+        for value in (_loads_leniently(candidate) for candidate in _json_candidates(cleaned))
         if isinstance(value, (dict, list))
     ]
+    first = min((index for index in (cleaned.find("{"), cleaned.find("[")) if index >= 0), default=-1)
+    if first >= 0 and _matching_close(cleaned, first) is None:
+        # The outermost value never closes (cut off by the token limit): keep its complete part.
+        salvaged = _loads_leniently(close_truncated_json(cleaned))
+        if isinstance(salvaged, (dict, list)):
+            values.insert(0, salvaged)
     for value in values:
         if isinstance(value, dict) and _first_present(value, prefer_key) is not None:
             return value
@@ -270,6 +277,47 @@ def _matching_close(text: str, start: int) -> int | None:
             if depth == 0:
                 return position
     return None
+
+
+def close_truncated_json(text: str) -> str:
+    """Cut a JSON text that stops mid-way back to its last complete element and close it.
+
+    ``{"entities": [{"text": "a", "label": "X"}, {"text": "b`` becomes
+    ``{"entities": [{"text": "a", "label": "X"}]}``. Returns "" when nothing complete is found.
+    """
+    start = min((index for index in (text.find("{"), text.find("[")) if index >= 0), default=-1)
+    if start < 0:
+        return ""
+    stack: list[str] = []
+    quote = False
+    escaped = False
+    best = ""
+    for position in range(start, len(text)):
+        char = text[position]
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quote = False
+            continue
+        if char == '"':
+            quote = True
+        elif char == "," and stack:
+            # Everything before a comma is a complete element: a safe place to cut.
+            best = text[start:position] + "".join(reversed(stack))
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]":
+            if not stack:
+                break
+            stack.pop()
+            if not stack:
+                return text[start:position + 1]
+            # An element just closed inside a container: a safe place to cut.
+            best = text[start:position + 1] + "".join(reversed(stack))
+    return best
 
 
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")

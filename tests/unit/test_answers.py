@@ -151,3 +151,30 @@ def test_schema_puts_reasoning_first_and_restricts_labels():
 def test_format_answer_quotes_gold_entities():
     example = {"text": TEXT, "spans": [{"start": 8, "end": 15, "label": "DRUG"}]}
     assert format_answer(NER, example) == '{"entities": [{"text": "Lipitor", "label": "DRUG"}]}'
+
+
+def test_truncated_entity_list_keeps_the_complete_entities():
+    raw = '{"entities": [{"text": "Lipitor", "label": "DRUG"}, {"text": "muscle pain", "label": "ADVERSE_EVENT"}, {"text": "Lip'
+    parsed = parse_answer(NER, raw, TEXT, truncated=True)
+    assert parsed.parse_error is None
+    assert [(s["start"], s["label"]) for s in parsed.prediction] == [(8, "DRUG"), (23, "ADVERSE_EVENT"), (42, "DRUG")]
+
+
+def test_truncated_classification_without_a_label_is_still_an_error():
+    parsed = parse_answer(CLASSIFICATION, '{"reasoning": "They are {upset} about", "lab', "x", truncated=True)
+    assert parsed.prediction is None and "cut off" in parsed.parse_error
+
+
+@pytest.mark.parametrize(
+    ("text", "closed"),
+    [
+        ('{"a": [1, 2', '{"a": [1]}'),
+        ('{"a": [{"b": "}"}, {"b', '{"a": [{"b": "}"}]}'),
+        ('no json', ""),
+        ('{"a": 1}', '{"a": 1}'),
+    ],
+)
+def test_close_truncated_json(text, closed):
+    from workbench.answers import close_truncated_json
+
+    assert close_truncated_json(text) == closed

@@ -69,9 +69,9 @@ def test_ner_prompt_renders_exactly_and_shows_gold_entities_as_answers():
         "You are a careful annotator for ae.\n\n"
         "Find every entity of these types in the text: DRUG, AE. "
         "Copy each entity's text exactly as it appears in the input.\n\n"
-        "Reply with JSON only, in this form:\n"
-        '{"entities": [{"text": "<exact text from the input>", "label": "<one of: DRUG, AE>"}]}\n'
-        'If there are no entities, reply {"entities": []}.'
+        'Reply with JSON only: an object with "entities", a list of objects each with "text" '
+        '(the entity, copied from the input) and "label" (one of DRUG, AE).\n'
+        "If there are no entities, the list is empty."
     )
     assert messages[1]["content"] == (
         "Labelled examples:\n\n"
