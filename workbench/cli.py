@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="run an experiment config and write runs/<name>/")
     run.add_argument("config")
-    run.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples")
+    run.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     preview = commands.add_parser("preview", help="print the rendered messages for one example")

@@ -81,7 +81,7 @@ class Experiment:
 
 
 def load_experiment(path: str | Path, *, limit: int | None = None) -> Experiment:
-    """Read and validate an experiment config; `limit` overrides the config's sample size."""
+    """Read and validate an experiment config; `limit` overrides the config's sample size (0: all)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"experiment config {path} does not exist")
@@ -100,7 +100,7 @@ def load_experiment(path: str | Path, *, limit: int | None = None) -> Experiment
 
     task = load_task(resolve(config.task))
     dataset = load_dataset(resolve(config.dataset), task)
-    sample = limit or config.limit
+    sample = config.limit if limit is None else limit
     if sample and sample < len(dataset):
         dataset = dataset.sample(n=sample, random_state=0).sort_values("example_id").reset_index(drop=True)
     examples = load_dataset(resolve(config.examples), task) if config.examples else None

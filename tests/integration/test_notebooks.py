@@ -1,0 +1,32 @@
+"""Every notebook executes top to bottom on the embedded defaults, with a small LIMIT."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.integration
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+def with_parameters(notebook, overrides: dict[str, object]):
+    """Insert a cell after the one tagged `parameters`, as papermill does."""
+    index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
+    source = "\n".join(f"{name} = {value!r}" for name, value in overrides.items())
+    notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
+    return notebook
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path, tmp_path):
+    notebook = with_parameters(nbformat.read(path, as_version=4), {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run")})
+    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
+    assert not errors
+    assert (tmp_path / "run" / "cache.sqlite").exists()
+
+
+def test_notebooks_exist():
+    assert any(path.name.startswith("01_") for path in NOTEBOOKS)
