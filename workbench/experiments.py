@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.datasets import load_dataset
-from workbench.models import GenerationOptions, Model, model_from_config
+from workbench.models import GenerationOptions, Model, model_from_config, redact_url
 from workbench.pricing import PriceTable, load_prices
 from workbench.runner import run_variants
 from workbench.tasks import Task, load_task
@@ -146,5 +146,10 @@ def write_run(experiment: Experiment, predictions: pd.DataFrame, summary: pd.Dat
     predictions.to_json(folder / "predictions.jsonl", orient="records", lines=True, force_ascii=False)
     summary.to_csv(folder / "summary.csv", index=False)
     (folder / "run_stats.json").write_text(json.dumps(predictions.attrs.get("run_stats", {}), indent=2))
-    (folder / "config.yaml").write_text(yaml.safe_dump(experiment.source, sort_keys=False))
+    source = dict(experiment.source)
+    model = dict(source.get("model") or {})
+    if isinstance(model.get("base_url"), str):
+        model["base_url"] = redact_url(model["base_url"])  # user:password@ must not land in run folders
+    source["model"] = model
+    (folder / "config.yaml").write_text(yaml.safe_dump(source, sort_keys=False))
     return folder
