@@ -118,26 +118,11 @@ def summarize_run(predictions: pd.DataFrame, dataset: pd.DataFrame, task: Task) 
     if task.kind == "classification":
         quality = score_classification(predictions, dataset, task)[["variant", "accuracy"]]
     else:
-        truth = dataset.set_index("example_id")["spans"]
-        quality = pd.DataFrame([
-            {"variant": variant, "f1": strict_micro_f1(group["prediction"], group["example_id"].map(truth))}
-            for variant, group in predictions.groupby("variant", sort=False)
-        ])
+        from workbench.ner_metrics import score_ner
+
+        scores = score_ner(predictions, dataset, list(task.label_names), modes=("strict",))
+        quality = scores.loc[scores["label"] == "ALL", ["variant", "f1"]].reset_index(drop=True)
     merged = quality.merge(score_efficiency(predictions), on="variant")
     headline = [column for column in quality.columns if column != "variant"]
     rest = [column for column in merged.columns if column not in ("variant", "n", *headline)]
     return merged[["variant", "n", *headline, *rest]]
-
-
-def strict_micro_f1(predicted: pd.Series, gold: pd.Series) -> float:
-    """Micro F1 over entities matched on exact (start, end, label); None predictions count as empty."""
-    true_positives = predicted_count = gold_count = 0
-    for predicted_spans, gold_spans in zip(predicted, gold):
-        predicted_set = {(s["start"], s["end"], s["label"]) for s in (predicted_spans if isinstance(predicted_spans, list) else [])}
-        gold_set = {(s["start"], s["end"], s["label"]) for s in gold_spans}
-        true_positives += len(predicted_set & gold_set)
-        predicted_count += len(predicted_set)
-        gold_count += len(gold_set)
-    if predicted_count + gold_count == 0:
-        return 1.0
-    return 2 * true_positives / (predicted_count + gold_count)
