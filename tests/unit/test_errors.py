@@ -25,10 +25,12 @@ def test_classification_errors_are_wrong_labels_and_parse_failures():
     predictions = rows("v", ["1", "2", "3"], ["a", "a", None], raw=["x", "y", "oops"], parse_errors=[None, None, "no JSON"])
     errors = find_errors(predictions, gold, CLS)
     assert list(errors.columns) == ERROR_COLUMNS
-    assert errors[["example_id", "error_type", "gold", "predicted", "text", "raw_response", "parse_error"]].values.tolist() == [
-        ["2", "wrong_label", "b", "a", "t2", "y", None],
-        ["3", "parse_failure", "a", None, "t3", "oops", "no JSON"],
+    assert errors[["example_id", "error_type", "gold", "text", "raw_response"]].values.tolist() == [
+        ["2", "wrong_label", "b", "t2", "y"],
+        ["3", "parse_failure", "a", "t3", "oops"],
     ]
+    assert errors.loc[0, "predicted"] == "a" and pd.isna(errors.loc[1, "predicted"])
+    assert pd.isna(errors.loc[0, "parse_error"]) and errors.loc[1, "parse_error"] == "no JSON"
 
 
 def test_no_errors_gives_an_empty_frame_with_the_columns():
