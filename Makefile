@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # llama.cpp is compiled from source (no Linux wheel on PyPI); portable, not tied to this CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test test-unit benchmark clean
+.PHONY: install chromium demo test test-unit benchmark clean
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ demo: install
 	$(BIN)/workbench run configs/demo_complaints.yaml
 	$(BIN)/workbench run configs/demo_adverse_events.yaml
 
-test: install
+# Headless Chromium renders the HTML report (and, later, Argilla's UI) in the tests.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+test: install chromium
 	$(BIN)/python -m pytest -ra
 
 test-unit: install

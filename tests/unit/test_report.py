@@ -1,0 +1,282 @@
+"""The HTML report: complete, offline, escaped, for classification and NER, with and without repeats."""
+
+import hashlib
+import json
+import re
+
+import pandas as pd
+import pytest
+from plotly.offline import get_plotlyjs
+
+from workbench.datasets import load_dataset
+from workbench.errors import find_errors
+from workbench.models import GenerationOptions
+from workbench.report import report_sections, worst_errors, write_report
+from workbench.report_html import highlight
+from workbench.runner import run_variants
+from workbench.testing.fake_model import FakeModel
+
+PROBE = "<script>alert(1)</script>"
+ESCAPED_PROBE = "&lt;script&gt;alert(1)&lt;/script&gt;"
+CLASSIFICATION_CHARTS = [
+    "dataset", "comparison", "per_label", "confusion", "consistency", "quality_vs_cost", "error_types",
+]
+NER_CHARTS = [name for name in CLASSIFICATION_CHARTS if name != "confusion"]
+
+
+def roll(*parts: object) -> float:
+    """A deterministic number in [0, 1) from the parts: the fake model's dice."""
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16) / 16**8
+
+
+def prompt_parts(request) -> tuple[str, str, str]:
+    system, user = request.messages[0]["content"], request.messages[-1]["content"]
+    return system, user, user.rsplit("Text: ", 1)[1].strip()
+
+
+def classification_model(dataset: pd.DataFrame, labels: tuple[str, ...]) -> FakeModel:
+    """Right half the time, 90% with definitions; cot answers exactly as zero_shot does; a few unparseable."""
+    gold = dict(zip(dataset["text"], dataset["label"]))
+
+    def answer(request) -> str:
+        system, _user, text = prompt_parts(request)
+        wrong = labels[(labels.index(gold[text]) + 1) % len(labels)]
+        if "alert(1)" in text:
+            return f'{PROBE} {{"label": "{wrong}"}}'
+        dice = roll(text, request.options.seed)
+        if dice > 0.96:
+            return f"I cannot tell. {PROBE}"
+        skill = 0.9 if "Use these label definitions" in system else 0.5
+        label = gold[text] if dice < skill else wrong
+        if "Think step by step" in system:
+            return json.dumps({"reasoning": "It reads like this.", "label": label})
+        return json.dumps({"label": label})
+
+    return FakeModel(answer)
+
+
+def ner_model(dataset: pd.DataFrame, labels: tuple[str, ...]) -> FakeModel:
+    """Quotes some gold entities, mislabels some, invents some, and occasionally answers in prose."""
+    gold = dict(zip(dataset["text"], dataset["spans"]))
+
+    def answer(request) -> str:
+        system, _user, text = prompt_parts(request)
+        skill = 0.85 if "Use these entity type definitions" in system else 0.55
+        entities = []
+        for index, span in enumerate(gold[text]):
+            dice = roll(text, index, request.options.seed)
+            if dice < skill:
+                entities.append({"text": text[span["start"]:span["end"]], "label": span["label"]})
+            elif dice < skill + 0.15:
+                other = labels[(labels.index(span["label"]) + 1) % len(labels)]
+                entities.append({"text": text[span["start"]:span["end"]], "label": other})
+        if roll(text, "extra", request.options.seed) < 0.2:
+            entities.append({"text": text.split()[-1].strip("."), "label": "DRUG"})
+        if roll(text, "invent", request.options.seed) < 0.1:
+            entities.append({"text": "unicorn syndrome", "label": "ADVERSE_EVENT"})
+        if "alert(1)" in text:
+            return PROBE + json.dumps({"entities": entities + [{"text": "Drug<i>X</i>", "label": "DOSE"}]})
+        if roll(text, "prose", request.options.seed) > 0.95:
+            return "Sorry, I cannot help with that."
+        return json.dumps({"entities": entities})
+
+    return FakeModel(answer)
+
+
+def run(task, dataset, model, variants, repeats: int) -> pd.DataFrame:
+    options = GenerationOptions(temperature=0.7 if repeats > 1 else 0.0)
+    return run_variants(task, dataset, variants, model, repeats=repeats, options=options, progress=False)
+
+
+@pytest.fixture(scope="module")
+def classification_data(complaint_task, complaint_test):
+    probe = pd.DataFrame([{"example_id": "probe", "text": f"{PROBE} My card was stolen yesterday.", "label": "fraud"}])
+    return load_dataset(pd.concat([probe, complaint_test.head(39)], ignore_index=True), complaint_task)
+
+
+@pytest.fixture(scope="module")
+def ner_data(ae_task, ae_test):
+    text = f"{PROBE} Patient on Drug<i>X</i> 5mg daily got a rash."
+    spans = [{"start": text.index(part), "end": text.index(part) + len(part), "label": label}
+             for part, label in (("Drug<i>X</i>", "DRUG"), ("5mg daily", "DOSE"), ("rash", "ADVERSE_EVENT"))]
+    probe = pd.DataFrame([{"example_id": "probe", "text": text, "spans": spans}])
+    return load_dataset(pd.concat([probe, ae_test.head(29)], ignore_index=True), ae_task)
+
+
+@pytest.fixture(scope="module")
+def classification_run(complaint_task, classification_data):
+    model = classification_model(classification_data, complaint_task.label_names)
+    return run(complaint_task, classification_data, model, ["zero_shot", "definitions", "cot"], repeats=1)
+
+
+@pytest.fixture(scope="module")
+def classification_report(tmp_path_factory, complaint_task, classification_data, classification_run):
+    path = tmp_path_factory.mktemp("report") / "nested" / "classification.html"
+    return write_report(path, complaint_task, classification_data, classification_run, title="Triage <b>report</b>")
+
+
+@pytest.fixture(scope="module")
+def ner_report(tmp_path_factory, ae_task, ner_data):
+    model = ner_model(ner_data, ae_task.label_names)
+    predictions = run(ae_task, ner_data, model, ["zero_shot", "definitions"], repeats=3)
+    # Enough errors shown to be sure the probe example is among them.
+    return write_report(tmp_path_factory.mktemp("report") / "ner.html", ae_task, ner_data, predictions, max_errors=500)
+
+
+def without_bundle(document: str) -> str:
+    """The report minus plotly's own JavaScript, which legitimately contains '<script' and URLs."""
+    bundle = get_plotlyjs()
+    assert document.count(bundle) == 1, "plotly's JavaScript must be embedded exactly once"
+    return document.replace(bundle, "")
+
+
+def chart_ids(document: str) -> list[str]:
+    return re.findall(r'<div id="chart-([a-z_]+)" class="plotly-graph-div"', document)
+
+
+def test_classification_report_contains_every_chart_and_section(classification_report, complaint_task):
+    document = classification_report.read_text(encoding="utf-8")
+    assert chart_ids(document) == CLASSIFICATION_CHARTS
+    for title in ("Dataset: complaint_triage", "accuracy per variant", "F1 per label and variant",
+                  "Confusion matrix: definitions", "Consistency across repeats", "Errors by type"):
+        assert title in document
+    assert "<title>Triage &lt;b&gt;report&lt;/b&gt;</title>" in document
+    assert complaint_task.description[:40] in document.replace("&#x27;", "'")
+    for section in ('id="summary"', 'id="significance"', 'id="charts"', 'id="errors"'):
+        assert section in document
+    # Summary: one row per variant, headline with interval, secondary metric and efficiency columns.
+    rest = without_bundle(document)
+    for heading in ("accuracy [95% CI]", "macro F1", "parse failures", "latency p50 (s)", "latency p95 (s)",
+                    "tokens in", "cost / 1,000"):
+        assert f"<th>{heading}</th>" in rest
+    assert rest.count('<span class="badge">baseline</span>') == 1
+
+
+def test_report_is_self_contained_and_offline(classification_report):
+    document = classification_report.read_text(encoding="utf-8")
+    rest = without_bundle(document)
+    assert not re.search(r"<script[^>]*\bsrc\s*=", document, re.IGNORECASE)
+    assert not re.search(r"<link\b", rest, re.IGNORECASE)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", rest, re.IGNORECASE)
+    assert "http://" not in rest and "https://" not in rest
+    assert "@import" not in rest and "url(" not in rest
+
+
+def test_classification_report_escapes_script_in_text_and_raw_response(classification_report):
+    rest = without_bundle(classification_report.read_text(encoding="utf-8"))
+    assert "<script>alert(1)" not in rest
+    assert f'<div class="excerpt">{ESCAPED_PROBE} My card was stolen yesterday.</div>' in rest
+    assert re.search(r'<pre class="raw">' + re.escape(ESCAPED_PROBE) + r" \{&quot;label&quot;", rest)
+
+
+def test_significance_says_plainly_when_a_difference_is_not_significant(
+    complaint_task, classification_data, classification_run, classification_report
+):
+    sections = report_sections(complaint_task, classification_data, classification_run)
+    assert sections.baseline == "zero_shot"
+    pairs = [(c.variant_a, c.variant_b) for c in sections.comparisons]
+    assert pairs == [("definitions", "zero_shot"), ("cot", "zero_shot")]
+    cot = sections.comparisons[1]
+    assert cot.difference == 0 and not cot.significant  # cot answers exactly as zero_shot does
+    rest = without_bundle(classification_report.read_text(encoding="utf-8"))
+    assert 'the difference in accuracy (+0.000) is <span class="nosig">not significant</span>' in rest
+    assert "significantly better</span> than <b>zero_shot</b>" in rest  # definitions is right 90% of the time
+
+
+def test_sections_use_the_given_baseline_and_reject_an_unknown_one(
+    complaint_task, classification_data, classification_run
+):
+    sections = report_sections(complaint_task, classification_data, classification_run, baseline="cot")
+    assert sections.baseline == "cot"
+    assert {c.variant_b for c in sections.comparisons} == {"cot"}
+    assert sections.best_variant == "definitions"
+    assert list(sections.summary["variant"]) == ["zero_shot", "definitions", "cot"]
+    row = sections.summary.set_index("variant").loc["definitions"]
+    assert row["low"] <= row["value"] <= row["high"]
+    with pytest.raises(ValueError, match="baseline 'nope' is not a variant"):
+        report_sections(complaint_task, classification_data, classification_run, baseline="nope")
+
+
+def test_worst_errors_put_examples_most_variants_get_wrong_first(complaint_task, classification_data):
+    ids = list(classification_data["example_id"][:3])
+    predictions = pd.DataFrame([
+        {"variant": variant, "example_id": example_id, "repeat": 0, "prediction": prediction,
+         "raw_response": str(prediction), "parse_error": None if prediction else "no JSON", "request_error": None,
+         "hallucinations": []}
+        for variant, answers in {"a": ["hardship", "complaint", "hardship"], "b": ["fraud", None, "hardship"]}.items()
+        for example_id, prediction in zip(ids, answers)
+    ])
+    gold = classification_data.head(3).assign(label=["fraud", "fraud", "fraud"])
+    errors = find_errors(predictions, gold, complaint_task)
+    table = worst_errors(errors, predictions, gold, complaint_task, max_errors=10)
+    assert list(zip(table["example_id"], table["variant"])) == [
+        (ids[1], "a"), (ids[1], "b"), (ids[2], "a"), (ids[2], "b"), (ids[0], "a")]
+    assert list(table["variants_wrong"]) == [2, 2, 2, 2, 1]
+    assert table.loc[1, "predicted"] is None and table.loc[1, "parse_error"] == "no JSON"
+    assert len(worst_errors(errors, predictions, gold, complaint_task, max_errors=2)) == 2
+
+
+def test_ner_report_highlights_escaped_spans_and_has_every_chart(ner_report):
+    document = ner_report.read_text(encoding="utf-8")
+    assert chart_ids(document) == NER_CHARTS
+    rest = without_bundle(document)
+    assert "<script>alert(1)" not in rest and "<i>X</i>" not in rest
+    assert ESCAPED_PROBE in rest
+    # The gold entity's text is escaped inside its highlight; the legend explains the colours.
+    assert '<mark class="span gold" title="DRUG">Drug&lt;i&gt;X&lt;/i&gt;<sub>DRUG</sub></mark>' in rest
+    assert 'class="span pred-ok"' in rest and 'class="span pred-bad"' in rest
+    assert "predicted, wrong</mark>" in rest
+    for heading in ("micro_f1 [95% CI]", "strict F1", "boundary F1", "type F1", "repeats agree"):
+        assert f"<th>{heading}</th>" in rest
+    # With three repeats the consistency chart has data instead of its empty-state note.
+    assert "Every variant was run once" not in rest
+    assert "all agree" in rest
+
+
+def test_single_repeat_report_explains_the_empty_consistency_chart(classification_report):
+    rest = without_bundle(classification_report.read_text(encoding="utf-8"))
+    assert "Every variant was run once per example" in rest
+    assert "repeats agree" not in rest  # no consistency columns without repeats
+
+
+def test_repeated_classification_report(tmp_path, complaint_task, classification_data):
+    data = classification_data.head(15)
+    predictions = run(complaint_task, data, classification_model(data, complaint_task.label_names),
+                      ["zero_shot", "definitions"], repeats=3)
+    sections = report_sections(complaint_task, data, predictions, max_errors=5)
+    assert sections.repeats == 3
+    assert len(sections.worst_errors) == 5
+    assert len(sections.figures["consistency"].data) > 0
+    assert {"all_agree_share", "fleiss_kappa"} <= set(sections.summary.columns)
+    path = write_report(tmp_path / "repeated.html", complaint_task, data, predictions, max_errors=5)
+    assert chart_ids(path.read_text(encoding="utf-8")) == CLASSIFICATION_CHARTS
+
+
+def test_ner_sections_and_a_single_variant(tmp_path, ae_task, ner_data):
+    data = ner_data.head(10)
+    predictions = run(ae_task, data, ner_model(data, ae_task.label_names), ["zero_shot"], repeats=1)
+    sections = report_sections(ae_task, data, predictions)
+    assert sections.metric == "micro_f1" and sections.comparisons == ()
+    assert "confusion" not in sections.figures
+    assert list(sections.summary.columns[:5]) == ["variant", "n", "value", "low", "high"]
+    document = write_report(tmp_path / "one.html", ae_task, data, predictions).read_text(encoding="utf-8")
+    assert "Only one variant was run" in document
+
+
+def test_highlight_escapes_entity_text_and_marks_predictions_against_gold():
+    text = "a <b> & c d"
+    gold = [{"start": 2, "end": 5, "label": "X"}, {"start": 10, "end": 11, "label": "Y"}]
+    assert highlight(text, gold) == (
+        'a <mark class="span gold" title="X">&lt;b&gt;<sub>X</sub></mark> &amp; c '
+        '<mark class="span gold" title="Y">d<sub>Y</sub></mark>'
+    )
+    predicted = [
+        {"start": 2, "end": 5, "label": "X"},  # exact: ok
+        {"start": 3, "end": 6, "label": "X"},  # overlaps the previous one: skipped
+        {"start": 8, "end": 9, "label": "Y"},  # no gold here: wrong
+        {"start": 10, "end": 99, "label": "Y"},  # past the end: skipped
+    ]
+    assert highlight(text, predicted, gold) == (
+        'a <mark class="span pred-ok" title="X">&lt;b&gt;<sub>X</sub></mark> &amp; '
+        '<mark class="span pred-bad" title="Y">c<sub>Y</sub></mark> d'
+    )
