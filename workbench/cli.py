@@ -19,6 +19,7 @@ from workbench.metrics import summarize_run
 from workbench.models import FatalModelError
 from workbench.runner import build_requests
 from workbench.prompts import format_messages
+from workbench.report import write_report
 from workbench.tasks import TaskSpecError
 
 
@@ -64,7 +65,10 @@ def _run(args: argparse.Namespace) -> int:
         f"calls sent: {stats.get('calls_sent', 0)}, from cache: {stats.get('cache_hits', 0)}, "
         f"retries: {stats.get('retries', 0)}, failed: {stats.get('failed', 0)}"
     )
+    report = write_report(folder / "report.html", experiment.task, experiment.dataset, predictions,
+                          title=f"{experiment.name}: prompt variants")
     print(f"wrote {folder}/predictions.jsonl and summary.csv")
+    print(f"report: {report.resolve()}")
     return 1 if stats.get("failed") else 0
 
 

@@ -26,6 +26,9 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
     assert not errors
     assert (tmp_path / "run" / "cache.sqlite").exists()
+    if path.name.startswith("02_"):
+        report = tmp_path / "run" / "report.html"
+        assert report.exists() and report.stat().st_size > 100_000
 
 
 def test_notebooks_exist():
