@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # llama.cpp is compiled from source (no Linux wheel on PyPI); portable, not tied to this CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install chromium demo test test-unit benchmark clean
+.PHONY: install chromium argilla-venv demo test test-unit benchmark clean
 
 install: $(STAMP)
 
@@ -31,7 +31,11 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
-test: install chromium
+# The real argilla-server in its own environment (its pins clash with ours); a no-op when up to date.
+argilla-venv:
+	PYTHON=$(PYTHON) bash scripts/setup_argilla.sh
+
+test: install chromium argilla-venv
 	$(BIN)/python -m pytest -ra
 
 test-unit: install

@@ -2,6 +2,7 @@
 
     workbench run configs/demo_complaints.yaml [--limit N] [--no-progress]
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
+    workbench argilla up | down | status
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from workbench.tasks import TaskSpecError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["argilla"]:
+        # Its own argument parsing, so that `workbench argilla up --help` reaches it.
+        from workbench.argilla_server import main as argilla_main
+
+        return argilla_main(argv[1:])
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries and other details")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("config")
     preview.add_argument("--variant", default=None, help="variant name (default: every variant)")
     preview.add_argument("--example", default=None, help="example_id (default: the first)")
+
+    commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
