@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound
 
 from workbench.answers import format_answer
 from workbench.tasks import Task
@@ -41,12 +41,13 @@ def _environment(template_dir: str) -> Environment:
 
 
 def load_template(task: Task, variant: PromptVariant, template_dir: str | Path | None = None) -> Template:
-    """The Jinja template for `variant` and the task's kind."""
+    """The Jinja template for `variant` and the task's kind (reloaded when the file changes)."""
     folder = str(template_dir or TEMPLATE_DIR)
     name = f"{variant.template}.{task.kind}.jinja"
-    if not (Path(folder) / name).exists():
-        raise FileNotFoundError(f"prompt template {name} not found in {folder}")
-    template = _environment(folder).get_template(name)
+    try:
+        template = _environment(folder).get_template(name)
+    except TemplateNotFound:
+        raise FileNotFoundError(f"prompt template {name} not found in {folder}") from None
     missing = {"system", "user"} - set(template.blocks)
     if missing:
         raise ValueError(f"prompt template {name} must define blocks 'system' and 'user'; missing {sorted(missing)}")

@@ -251,6 +251,13 @@ async def _send_all(
     finally:
         if bar is not None:
             bar.close()
+        # Connections belong to this run's event loop, which ends with the run.
+        close = getattr(model, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - a failed close must not hide the run's outcome
+                logger.debug("closing the model's connections failed", exc_info=True)
     return answers, failures, stats
 
 

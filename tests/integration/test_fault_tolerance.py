@@ -192,3 +192,17 @@ def test_run_killed_part_way_resumes_without_resending(tmp_path):
     assert all(row["prediction"] is not None for row in predictions)
     stats = json.loads((runs / "killed" / "run_stats.json").read_text())
     assert stats["cache_hits"] == answered_before_kill
+
+
+def test_one_model_serves_several_runs_as_in_a_notebook(tmp_path, complaint_task, complaint_test):
+    """Each run has its own event loop; connections from an earlier run must not be reused."""
+    server = StubServer(StubConfig())
+    server.start_in_thread()
+    try:
+        model = OpenAICompatibleModel("stub-model", base_url=server.base_url, structured_output="none", max_concurrency=4)
+        for variants in (["zero_shot"], ["definitions"]):
+            predictions = run_variants(complaint_task, complaint_test.head(8), variants, model, progress=False)
+            assert predictions.attrs["run_stats"]["failed"] == 0
+            assert predictions["request_error"].isna().all()
+    finally:
+        server.stop_thread()
