@@ -99,3 +99,43 @@ def llama_server(tmp_path_factory):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+# The embedded Argilla: one server for the whole session, shared by every test that talks to it.
+def argilla_missing() -> str | None:
+    """Why the embedded Argilla cannot run here (its environment is missing), or None."""
+    from workbench.argilla_server import ArgillaServerError
+    from workbench.argilla_server.manage import venv_python
+
+    try:
+        venv_python()
+    except ArgillaServerError as error:
+        return str(error)
+    return None
+
+
+@pytest.fixture(scope="session")
+def argilla_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("argilla") / "home"
+
+
+@pytest.fixture(scope="session")
+def argilla(argilla_home):
+    """The embedded Argilla started in a fresh home on a free port: {"info" (ServerInfo), "home",
+    "port", "keys" (username -> API key), "credentials"}. Tests that stop it must start it again."""
+    from workbench.argilla_server import start_server, stop_server
+    from workbench.argilla_server.manage import load_credentials
+
+    missing = argilla_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    port = free_port()
+    started = time.monotonic()
+    info = start_server(home=argilla_home, port=port, quiet=True)
+    print(f"\nembedded Argilla started in {time.monotonic() - started:.1f} s at {info.api_url}")
+    credentials = load_credentials(argilla_home)
+    keys = {user["username"]: user["api_key"] for user in credentials["users"]}
+    try:
+        yield {"info": info, "home": argilla_home, "port": port, "keys": keys, "credentials": credentials}
+    finally:
+        stop_server(argilla_home, quiet=True)

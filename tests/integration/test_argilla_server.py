@@ -27,7 +27,7 @@ from workbench.argilla_server import (
     start_server,
     stop_server,
 )
-from workbench.argilla_server.manage import load_credentials, venv_python
+from workbench.argilla_server.manage import venv_python
 from workbench.argilla_server.text_query import score_texts
 
 pytestmark = pytest.mark.integration
@@ -136,30 +136,8 @@ def test_resolve_server_uses_the_configured_server(monkeypatch, tmp_path):
         resolve_server(home=tmp_path / "never-started")
 
 
-# The real server.
-@pytest.fixture(scope="session")
-def argilla_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("argilla") / "home"
-
-
-@pytest.fixture(scope="session")
-def argilla(argilla_home):
-    if MISSING is not None:
-        pytest.skip(MISSING)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    started = time.monotonic()
-    info = start_server(home=argilla_home, port=port, quiet=True)
-    print(f"\nembedded Argilla started in {time.monotonic() - started:.1f} s at {info.api_url}")
-    credentials = load_credentials(argilla_home)
-    keys = {user["username"]: user["api_key"] for user in credentials["users"]}
-    try:
-        yield {"info": info, "home": argilla_home, "port": port, "keys": keys, "credentials": credentials}
-    finally:
-        stop_server(argilla_home, quiet=True)
-
-
+# The real server: the session fixtures `argilla_home` and `argilla` live in tests/conftest.py,
+# shared with the other Argilla tests.
 def http(argilla, user: str) -> httpx.Client:
     return httpx.Client(
         base_url=argilla["info"].api_url, headers={"X-Argilla-Api-Key": argilla["keys"][user]}, timeout=30.0

@@ -1,0 +1,216 @@
+"""A real headless Chromium logs in to the embedded Argilla's web UI as the annotator.
+
+It opens each pushed dataset from the home page and finds the record's text and the model's
+suggestion on the page: for classification the suggested label pre-selected with its agent (the
+prompt variant) in the tooltip, for NER the suggested entities marked in the text; then it
+submits the classification answer with the UI's own button, and `pull_corrections` reads it
+back as the suggestion accepted unchanged. Screenshots are kept under ``test-artifacts/``
+(git-ignored). Chromium is driven over its DevTools protocol with `websocket-client`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench.annotation import connect, pull_corrections, push_predictions
+from workbench.argilla_server import ArgillaServerError
+from workbench.argilla_server.manage import venv_python
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _why_not() -> str | None:
+    if not CHROMIUM.exists():
+        return ("needs Debian's headless Chromium at /usr/bin/chromium: install it with `apt-get install -y chromium` "
+                "(`make test` does this for CI)")
+    try:
+        import websocket  # noqa: F401  (websocket-client)
+    except ImportError:
+        return "needs websocket-client (pip install 'workbench[test]') to drive Chromium"
+    try:
+        venv_python()
+    except ArgillaServerError as error:
+        return str(error)
+    return None
+
+
+WHY_NOT = _why_not()
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
+
+CLASSIFICATION_TEXT = "Somebody took 250 pounds from my card in Lisbon and I was never there."
+NER_TEXT = "Started Lisinopril 10 mg last week and now I have a dry cough."
+
+
+class Page:
+    """One tab of a headless Chromium, driven over the DevTools protocol."""
+
+    def __init__(self, profile: Path):
+        import websocket
+
+        self.process = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+             "--remote-debugging-port=0", "--remote-allow-origins=*", "--window-size=1400,1000", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        port_file = profile / "DevToolsActivePort"  # Chromium writes the port it chose here
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"Chromium did not start (exit code {self.process.poll()})")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=10) as response:
+            target = next(t for t in json.load(response) if t["type"] == "page")
+        self.socket = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
+        self.calls = 0
+        self.command("Page.enable")
+        self.command("Runtime.enable")
+
+    def command(self, method: str, **params) -> dict:
+        self.calls += 1
+        self.socket.send(json.dumps({"id": self.calls, "method": method, "params": params}))
+        while True:  # events arrive in between; skip them
+            message = json.loads(self.socket.recv())
+            if message.get("id") == self.calls:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def js(self, expression: str):
+        result = self.command("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        return result.get("result", {}).get("value")
+
+    def wait_for(self, expression: str, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.js(expression):
+                return True
+            time.sleep(0.25)
+        return False
+
+    def text(self) -> str:
+        return self.js("document.body.innerText") or ""
+
+    def screenshot(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self.command("Page.captureScreenshot", format="png")["data"]))
+        return path
+
+    def close(self) -> None:
+        self.socket.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def client(argilla):
+    return connect(argilla["info"].api_url, argilla["keys"]["owner"])
+
+
+@pytest.fixture(scope="module")
+def page(argilla, tmp_path_factory):
+    """Chromium signed in to the UI as the annotator, with the password from the credentials file."""
+    annotator = next(user for user in argilla["credentials"]["users"] if user["username"] == "annotator")
+    profile = tmp_path_factory.mktemp("chromium")
+    browser = Page(profile)
+    try:
+        browser.command("Page.navigate", url=f"{argilla['info'].api_url}/sign-in")
+        assert browser.wait_for("!!document.querySelector('input[type=password]')"), browser.text()[:500]
+        # The sign-in form is Vue: set each value and fire the input event it listens to. Values set
+        # before the page has hydrated are lost, so set them until the submit button is enabled.
+        fill = f"""(() => {{
+            const set = (el, value) => {{ el.value = value; el.dispatchEvent(new Event('input', {{bubbles: true}})); }};
+            set(document.querySelector('input[type=text]'), {json.dumps(annotator['username'])});
+            set(document.querySelector('input[type=password]'), {json.dumps(annotator['password'])});
+            return true;
+        }})()"""
+        for _ in range(20):
+            browser.js(fill)
+            if browser.wait_for("!document.querySelector('button[type=submit]').disabled", timeout_s=1.5):
+                break
+        browser.js("document.querySelector('button[type=submit]').click()")
+        assert browser.wait_for("!document.location.pathname.startsWith('/sign-in')"), browser.text()[:500]
+        yield browser
+    finally:
+        browser.close()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_dataset(page: Page, api_url: str, name: str, text: str) -> None:
+    """From the home page, click the dataset's card and wait for the record's text."""
+    page.command("Page.navigate", url=f"{api_url}/")
+    assert page.wait_for(f"document.body.innerText.includes({json.dumps(name)})"), page.text()[:1000]
+    click = f"""(() => {{
+        const card = [...document.querySelectorAll('a[href*="/dataset/"]')]
+            .find(a => a.innerText.split('\\n').map(line => line.trim()).includes({json.dumps(name)}));
+        card.click();
+        return true;
+    }})()"""
+    for _ in range(20):  # a click before the page has hydrated does nothing: click again
+        page.js(click)
+        if page.wait_for("document.location.pathname.includes('/dataset/')", timeout_s=1.5):
+            break
+    assert "/dataset/" in page.js("document.location.pathname"), page.text()[:1000]
+    assert page.wait_for(f"document.body.innerText.includes({json.dumps(text)})"), page.text()[:2000]
+
+
+def test_annotator_sees_the_suggestion_and_submits_it(argilla, client, page, complaint_task):
+    data = pd.DataFrame([{"example_id": "ui-cls-1", "text": CLASSIFICATION_TEXT, "label": "fraud"}])
+    predictions = pd.DataFrame([
+        {"variant": "few_shot", "example_id": "ui-cls-1", "repeat": 0, "prediction": "hardship"},
+        {"variant": "few_shot", "example_id": "ui-cls-1", "repeat": 1, "prediction": "hardship"},
+        {"variant": "zero_shot", "example_id": "ui-cls-1", "repeat": 0, "prediction": "fraud"},
+        {"variant": "zero_shot", "example_id": "ui-cls-1", "repeat": 1, "prediction": "complaint"},
+    ])
+    name = "ui-classification"
+    push_predictions(client, complaint_task, predictions, data, variant="few_shot", name=name, progress=False)
+    open_dataset(page, argilla["info"].api_url, name, CLASSIFICATION_TEXT)
+    assert page.wait_for("!!document.querySelector('input[type=checkbox][name=hardship]:checked')"), page.text()
+
+    checked = page.js("[...document.querySelectorAll('input[type=checkbox]:checked')].map(i => i.name)")
+    assert checked == ["hardship"]  # the suggestion is pre-selected, nothing else
+    chip = page.js("document.querySelector('[aria-label=hardship]').innerText")
+    assert "Suggestion" in chip and "few_shot" in chip and "1.0" in chip  # agent and score
+    cells = page.js("[...document.querySelectorAll('table td')].map(td => td.innerText.trim())")
+    assert cells == ["few_shot (suggested)", "hardship", "2/2", "zero_shot", "fraud", "1/2"]
+    shot = page.screenshot(ARTIFACTS / "argilla_annotator_classification.png")
+    assert shot.stat().st_size > 10_000
+
+    page.js("[...document.querySelectorAll('button')].find(b => b.innerText.includes('Submit')).click()")
+    deadline = time.monotonic() + 30
+    corrections = pull_corrections(client, complaint_task, name, out_dir=None)
+    while corrections.empty and time.monotonic() < deadline:
+        time.sleep(0.3)
+        corrections = pull_corrections(client, complaint_task, name, out_dir=None)
+    row = corrections.iloc[0].to_dict()
+    assert (row["example_id"], row["annotator"], row["label"], row["suggestion_agent"], row["accepted_suggestion"]) == (
+        "ui-cls-1", "annotator", "hardship", "few_shot", True)
+
+
+def test_annotator_sees_suggested_entities(argilla, client, page, ae_task):
+    spans = [{"start": 8, "end": 18, "label": "DRUG"}, {"start": 52, "end": 61, "label": "ADVERSE_EVENT"}]
+    data = pd.DataFrame([{"example_id": "ui-ner-1", "text": NER_TEXT, "spans": spans}])
+    predictions = pd.DataFrame([{"variant": "few_shot", "example_id": "ui-ner-1", "repeat": 0, "prediction": spans}])
+    name = "ui-ner"
+    push_predictions(client, ae_task, predictions, data, variant="few_shot", name=name, progress=False)
+    open_dataset(page, argilla["info"].api_url, name, NER_TEXT)
+    assert page.wait_for("document.querySelectorAll('.span-entity__text').length >= 2"), page.text()
+    entities = page.js("[...document.querySelectorAll('.span-entity__text')].map(e => e.innerText.trim())")
+    assert entities == ["DRUG", "ADVERSE_EVENT"]
+    cells = page.js("[...document.querySelectorAll('table td')].map(td => td.innerText.trim())")
+    assert cells == ["few_shot (suggested)", "“Lisinopril” DRUG; “dry cough” ADVERSE_EVENT"]
+    page.screenshot(ARTIFACTS / "argilla_annotator_ner.png")
