@@ -20,12 +20,23 @@ def with_parameters(notebook, overrides: dict[str, object]):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path, tmp_path):
-    notebook = with_parameters(nbformat.read(path, as_version=4), {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run")})
+def test_notebook_runs_top_to_bottom(path, tmp_path, request):
+    overrides: dict[str, object] = {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run")}
+    if path.name.startswith("03_"):
+        argilla = request.getfixturevalue("argilla")  # the real embedded server, started once per session
+        overrides.update(
+            ARGILLA_API_URL=argilla["info"].api_url, ARGILLA_API_KEY=argilla["keys"]["owner"],
+            ANNOTATOR_API_KEY=argilla["keys"]["annotator"], ANNOTATIONS_DIR=str(tmp_path / "annotations"),
+            DATASET_NAME=f"notebook_{tmp_path.name}"[:60],
+        )
+    notebook = with_parameters(nbformat.read(path, as_version=4), overrides)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
     assert not errors
     assert (tmp_path / "run" / "cache.sqlite").exists()
+    if path.name.startswith("03_"):
+        snapshots = list((tmp_path / "annotations").glob("*/*.jsonl"))
+        assert len(snapshots) == 1 and snapshots[0].read_text().strip()
     if path.name.startswith("02_"):
         report = tmp_path / "run" / "report.html"
         assert report.exists() and report.stat().st_size > 100_000
