@@ -1,0 +1,38 @@
+"""The command line end to end: run writes the run folder and report; push sends errors to Argilla."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_then_push(tmp_path, argilla):
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "cli_demo", "task": str(ROOT / "data/complaint_triage/task.yaml"),
+        "dataset": str(ROOT / "data/complaint_triage/test.jsonl"), "limit": 5,
+        "variants": ["zero_shot", "definitions"], "options": {"max_tokens": 32}, "runs_dir": str(tmp_path / "runs"),
+    }))
+    env = {**os.environ, "ARGILLA_API_URL": argilla["info"].api_url, "ARGILLA_API_KEY": argilla["keys"]["owner"]}
+    ran = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(config), "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    folder = tmp_path / "runs" / "cli_demo"
+    assert "report: " in ran.stdout and (folder / "report.html").exists()
+    assert {"predictions.jsonl", "summary.csv", "run_stats.json", "config.yaml", "cache.sqlite"} <= {
+        p.name for p in folder.iterdir()}
+
+    pushed = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(config), "--variant", "zero_shot",
+                             "--name", "cli_demo_errors"], capture_output=True, text=True, env=env, timeout=600)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "to 'cli_demo_errors'" in pushed.stdout and "/dataset/" in pushed.stdout
+
+    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(config), "--variant", "nope"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 2 and "nope" in bad.stderr
