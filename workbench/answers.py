@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from workbench.alignment import align_entities
@@ -140,6 +141,7 @@ def normalise_label(value: Any, labels: tuple[str, ...]) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8192)  # runs repeat the same few answers ({"label": "x"}) thousands of times
 def _parse_classification(task: Task, raw: str) -> ParsedAnswer:
     data = extract_json(raw, prefer_key=_LABEL_KEYS)
     if isinstance(data, dict):

@@ -179,7 +179,7 @@ def _prediction_row(
     parsed = parse_answer(task, completion.text, job.text, truncated=completion.finish_reason == "length")
     row.update(
         raw_response=completion.text, prediction=parsed.prediction, parse_error=parsed.parse_error,
-        request_error=None, hallucinations=parsed.hallucinations, reasoning=parsed.reasoning,
+        request_error=None, hallucinations=list(parsed.hallucinations), reasoning=parsed.reasoning,
         finish_reason=completion.finish_reason, latency_s=completion.latency_s,
         tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
         cost=price.cost(completion.tokens_in, completion.tokens_out) if price else math.nan,
