@@ -35,31 +35,9 @@ import pandas as pd
 from workbench.datasets import load_dataset
 from workbench.ner_metrics import ner_errors, score_ner, spans_to_iob2, token_offsets
 from workbench.tasks import load_task
+from workbench.testing.ner_perturbation import perturb_token_spans
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def perturb(rng: random.Random, n_tokens: int, gold: list[tuple[int, int, str]], labels: list[str]):
-    candidates = []
-    for first, stop, label in gold:
-        roll = rng.random()
-        if roll < 0.15:
-            continue
-        if roll < 0.30:
-            label = rng.choice([other for other in labels if other != label])
-        elif roll < 0.55:
-            first = min(max(0, first + rng.choice([-2, -1, 0, 1])), n_tokens - 1)
-            stop = min(max(first + 1, stop + rng.choice([-1, 0, 1, 2])), n_tokens)
-        candidates.append((first, stop, label))
-    for _ in range(rng.randrange(3)):
-        first = rng.randrange(n_tokens)
-        candidates.append((first, min(n_tokens, first + rng.randint(1, 3)), rng.choice(labels)))
-    rng.shuffle(candidates)
-    kept: list[tuple[int, int, str]] = []
-    for first, stop, label in candidates:
-        if all(stop <= other_first or first >= other_stop for other_first, other_stop, _ in kept):
-            kept.append((first, stop, label))
-    return sorted(kept)
 
 
 def build(documents: int, seed: int):
@@ -85,7 +63,7 @@ def build(documents: int, seed: int):
             prediction = [
                 {"start": tokens[first][0], "end": tokens[stop - 1][1], "label": label,
                  "text": text[tokens[first][0]:tokens[stop - 1][1]]}
-                for first, stop, label in perturb(rng, len(tokens), token_spans, labels)
+                for first, stop, label in perturb_token_spans(rng, len(tokens), token_spans, labels)
             ]
         prediction_rows.append({
             "variant": "bench", "example_id": copy_id, "repeat": 0, "prediction": prediction,

@@ -102,16 +102,6 @@ def llama_server(tmp_path_factory):
 
 
 # The embedded Argilla: one server for the whole session, shared by every test that talks to it.
-def argilla_missing() -> str | None:
-    """Why the embedded Argilla cannot run here (its environment is missing), or None."""
-    from workbench.argilla_server import ArgillaServerError
-    from workbench.argilla_server.manage import venv_python
-
-    try:
-        venv_python()
-    except ArgillaServerError as error:
-        return str(error)
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +116,9 @@ def argilla(argilla_home):
     from workbench.argilla_server import start_server, stop_server
     from workbench.argilla_server.manage import load_credentials
 
-    missing = argilla_missing()
+    from workbench.argilla_server.manage import missing_environment
+
+    missing = missing_environment()
     if missing is not None:
         pytest.skip(missing)
     port = free_port()

@@ -36,23 +36,14 @@ from workbench.annotation import (
 )
 from workbench.annotation_metrics import cohen_kappa, fleiss_kappa_variable
 from workbench.annotation_records import summarise_examples
-from workbench.argilla_server import ArgillaServerError
-from workbench.argilla_server.manage import venv_python
+from workbench.argilla_server.manage import missing_environment
 from workbench.consistency import fleiss_kappa
 from workbench.errors import find_errors
 
 pytestmark = pytest.mark.integration
 
 
-def _missing_server_environment() -> str | None:
-    try:
-        venv_python()
-    except ArgillaServerError as error:
-        return str(error)
-    return None
-
-
-MISSING = _missing_server_environment()
+MISSING = missing_environment()
 needs_server = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 

@@ -27,22 +27,13 @@ from workbench.argilla_server import (
     start_server,
     stop_server,
 )
-from workbench.argilla_server.manage import venv_python
+from workbench.argilla_server.manage import missing_environment, venv_python
 from workbench.argilla_server.text_query import score_texts
 
 pytestmark = pytest.mark.integration
 
 
-def _missing_server_environment() -> str | None:
-    """Why the server cannot run here (its environment is missing), or None."""
-    try:
-        venv_python()
-    except ArgillaServerError as error:
-        return str(error)
-    return None
-
-
-MISSING = _missing_server_environment()
+MISSING = missing_environment()
 needs_server = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 LABELS = ["pos", "neg", "neu"]

@@ -18,6 +18,7 @@ from workbench.ner_metrics import (
     ERROR_COLUMNS, SCORE_COLUMNS, ner_errors, score_ner, spans_to_iob2, token_offsets,
 )
 from workbench.tasks import load_task
+from workbench.testing.ner_perturbation import perturb_token_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["DRUG", "ADVERSE_EVENT", "INDICATION", "DOSE"]
@@ -370,30 +371,6 @@ def to_char_spans(text, tokens, token_spans):
     return spans
 
 
-def perturb(rng, n_tokens, gold_token_spans):
-    """Token-aligned predictions: gold spans kept, dropped, relabelled or stretched, plus extra spans."""
-    candidates = []
-    for first, stop, label in gold_token_spans:
-        roll = rng.random()
-        if roll < 0.15:
-            continue
-        if roll < 0.30:
-            label = rng.choice([other for other in LABELS if other != label])
-        elif roll < 0.55:
-            first = min(max(0, first + rng.choice([-2, -1, 0, 1])), n_tokens - 1)
-            stop = min(max(first + 1, stop + rng.choice([-1, 0, 1, 2])), n_tokens)
-        candidates.append((first, stop, label))
-    for _ in range(rng.randrange(3)):
-        first = rng.randrange(n_tokens)
-        candidates.append((first, min(n_tokens, first + rng.randint(1, 3)), rng.choice(LABELS)))
-    rng.shuffle(candidates)
-    kept = []
-    for first, stop, label in candidates:  # predictions never overlap one another
-        if all(stop <= other_first or first >= other_stop for other_first, other_stop, _ in kept):
-            kept.append((first, stop, label))
-    return sorted(kept)
-
-
 def perturbed_demo_predictions(seed, variants=("zero_shot", "definitions"), repeats=2):
     rng = random.Random(seed)
     rows = []
@@ -404,7 +381,8 @@ def perturbed_demo_predictions(seed, variants=("zero_shot", "definitions"), repe
                 if rng.random() < 0.03:
                     prediction = None
                 else:
-                    prediction = to_char_spans(text, tokens, perturb(rng, len(tokens), to_token_spans(tokens, gold)))
+                    token_spans = perturb_token_spans(rng, len(tokens), to_token_spans(tokens, gold), LABELS)
+                    prediction = to_char_spans(text, tokens, token_spans)
                 rows.append({"variant": variant, "example_id": example_id, "repeat": repeat, "prediction": prediction})
     return pd.DataFrame(rows)
 
@@ -434,7 +412,7 @@ def random_documents(seed, n_documents=200):
         example_id = f"r{number}"
         gold_rows.append({"example_id": example_id, "text": text, "spans": to_char_spans(text, tokens, gold_tokens)})
         prediction = (None if rng.random() < 0.03
-                      else to_char_spans(text, tokens, perturb(rng, len(tokens), gold_tokens)))
+                      else to_char_spans(text, tokens, perturb_token_spans(rng, len(tokens), gold_tokens, LABELS)))
         prediction_rows.append({"variant": "random", "example_id": example_id, "repeat": 0, "prediction": prediction})
     return pd.DataFrame(prediction_rows), pd.DataFrame(gold_rows)
 

