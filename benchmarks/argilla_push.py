@@ -38,10 +38,10 @@ import argilla as rg
 import pandas as pd
 
 from workbench.annotation import connect, dataset_settings, pull_corrections, push_predictions
-from workbench.annotation_records import summarise_examples
-from workbench.datasets import load_dataset
-from workbench.errors import find_errors
-from workbench.tasks import load_task
+from workbench.annotation.records import summarise_examples
+from workbench.core.data import load_dataset
+from workbench.evaluation.errors import find_errors
+from workbench.core.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("zero_shot", "few_shot", "definitions", "cot")
@@ -123,7 +123,7 @@ def main() -> None:
         client = connect(args.api_url, args.api_key)
         where = args.api_url
     else:
-        from workbench.argilla_server import start_server, stop_server
+        from workbench_argilla_embedded import start_server, stop_server
 
         home = Path(tempfile.mkdtemp(prefix="argilla-bench-")) / "home"
         started = time.monotonic()

@@ -34,10 +34,10 @@ def rss_mib(key: str = "VmRSS") -> float:
 
 
 def setup():
-    from workbench.datasets import load_dataset
-    from workbench.prompts import render_messages
-    from workbench.tasks import load_task
-    from workbench.variants import parse_variant
+    from workbench.core.data import load_dataset
+    from workbench.prompting.templates import render_messages
+    from workbench.core.task import load_task
+    from workbench.prompting.variants import parse_variant
 
     task = load_task(ROOT / "data/complaint_triage/task.yaml")
     variant = parse_variant("definitions")
@@ -47,7 +47,7 @@ def setup():
 
 
 def summarise(task, mode, prompts, answers, tokens, seconds, prompt_tokens):
-    from workbench.answers import parse_answer
+    from workbench.core.answers import parse_answer
 
     parsed = [parse_answer(task, text, inp, truncated=n >= MAX_NEW) for text, (_, inp, _), n in zip(answers, prompts, tokens)]
     print(f"{mode}: {seconds:.1f} s", file=sys.stderr, flush=True)
@@ -67,7 +67,7 @@ def run_transformers() -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
-    from workbench.models import embedded_model_path
+    from workbench.models.llama_cpp import embedded_model_path
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -114,8 +114,8 @@ def run_transformers() -> dict:
 
 
 def run_llama_cpp() -> dict:
-    from workbench.answers import answer_schema
-    from workbench.models import embedded_model_path
+    from workbench.prompting.templates import answer_schema
+    from workbench.models.llama_cpp import embedded_model_path
 
     started = time.perf_counter()
     from llama_cpp import Llama

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.datasets import load_dataset
-from workbench.ner_metrics import ner_errors, score_ner, spans_to_iob2, token_offsets
-from workbench.tasks import load_task
+from workbench.core.data import load_dataset
+from workbench.core.kinds.ner_scoring import ner_errors, score_ner
+from workbench.core.spans import spans_to_iob2, token_offsets
+from workbench.core.task import load_task
 from workbench.testing.ner_perturbation import perturb_token_spans
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ Run it from the repository root (the machine otherwise idle, or the figures say 
     .venv/bin/python benchmarks/runner_throughput.py --requests 2000 --concurrency 64 --delay 0.1
 
 It starts ``python -m workbench.testing.openai_stub --delay D`` in a separate process, builds a
-synthetic classification task and N distinct short texts, and calls `workbench.runner.run_variants`
+synthetic classification task and N distinct short texts, and calls `workbench.prompting.runner.run_variants`
 with an `OpenAICompatibleModel` (through the ``openai`` SDK over real HTTP) and a fresh SQLite
 cache, so every part of the real path is measured: prompt rendering, cache keys, lookups and
 per-answer commits, the SDK's request and response handling, answer parsing and DataFrame assembly.
@@ -52,9 +52,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
-from workbench.models import OpenAICompatibleModel, _aiohttp_client  # noqa: E402
-from workbench.runner import run_variants  # noqa: E402
-from workbench.tasks import task_from_dict  # noqa: E402
+from workbench.core.task import task_from_dict  # noqa: E402
+from workbench.models import OpenAICompatibleModel  # noqa: E402
+from workbench.models.openai_compatible import aiohttp_client  # noqa: E402
+from workbench.prompting.runner import run_variants  # noqa: E402
 
 TASK = task_from_dict({
     "name": "bench_triage",
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             # One model for every run, as in a notebook: each run_variants call has its own event loop.
             model = OpenAICompatibleModel("bench", base_url=base_url, structured_output="none",
                                           max_concurrency=args.concurrency)
-            transport = "aiohttp" if _aiohttp_client(1.0) is not None else "httpx (SDK default)"
+            transport = "aiohttp" if aiohttp_client(1.0) is not None else "httpx (SDK default)"
             print(f"openai {openai.__version__}, SDK HTTP transport {transport}, event loop "
                   f"{'uvloop' if args.uvloop else 'asyncio'}; stub pid {stub.pid} on port {port}, "
                   f"delay {args.delay:g} s")

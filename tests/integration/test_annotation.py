@@ -34,11 +34,11 @@ from workbench.annotation import (
     push_predictions,
     suggestion_acceptance,
 )
-from workbench.annotation_metrics import cohen_kappa, fleiss_kappa_variable
-from workbench.annotation_records import summarise_examples
-from workbench.argilla_server.manage import missing_environment
-from workbench.consistency import fleiss_kappa
-from workbench.errors import find_errors
+from workbench.evaluation.agreement import cohen_kappa, fleiss_kappa_variable
+from workbench.annotation.records import summarise_examples
+from workbench_argilla_embedded.manage import missing_environment
+from workbench.evaluation.consistency import fleiss_kappa
+from workbench.evaluation.errors import find_errors
 
 pytestmark = pytest.mark.integration
 
@@ -433,7 +433,7 @@ def test_pushing_again_updates_in_place_and_keeps_responses(argilla, client, com
 
 @needs_server
 def test_server_stopping_part_way_then_pushing_again_completes(argilla, complaint_task, cls_data, cls_predictions):
-    from workbench.argilla_server import start_server, stop_server
+    from workbench_argilla_embedded import start_server, stop_server
 
     name = "restart"
     # No retries: a refused connection fails at once instead of after about 7 s of backoff.
@@ -487,7 +487,7 @@ def test_server_stopping_part_way_then_pushing_again_completes(argilla, complain
 @needs_server
 def test_snapshots_are_never_overwritten(argilla, client, complaint_task, cls_data, cls_predictions, tmp_path,
                                          monkeypatch):
-    from workbench import annotation_pull
+    from workbench.annotation import pull as annotation_pull
 
     name = "snapshots"
     push_predictions(client, complaint_task, cls_predictions, cls_data, variant="definitions", name=name,

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from workbench.argilla_server import (
+from workbench_argilla_embedded import (
     ArgillaServerError,
     main,
     resolve_server,
@@ -27,8 +27,8 @@ from workbench.argilla_server import (
     start_server,
     stop_server,
 )
-from workbench.argilla_server.manage import missing_environment, venv_python
-from workbench.argilla_server.text_query import score_texts
+from workbench_argilla_embedded.manage import missing_environment, venv_python
+from workbench_argilla_embedded.text_query import score_texts
 
 pytestmark = pytest.mark.integration
 

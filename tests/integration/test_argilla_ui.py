@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from workbench.annotation import connect, pull_corrections, push_predictions
-from workbench.argilla_server import ArgillaServerError
-from workbench.argilla_server.manage import venv_python
+from workbench_argilla_embedded import ArgillaServerError
+from workbench_argilla_embedded.manage import venv_python
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

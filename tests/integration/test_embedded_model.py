@@ -2,9 +2,9 @@
 
 import pytest
 
-from workbench.metrics import summarize_run
-from workbench.models import GenerationOptions
-from workbench.runner import run_variants
+from workbench.evaluation.efficiency import summarize_run
+from workbench.models.base import GenerationOptions
+from workbench.prompting.runner import run_variants
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from workbench.models import GenerationOptions, OpenAICompatibleModel
-from workbench.runner import RetryPolicy, run_variants
+from workbench.prompting.runner import RetryPolicy, run_variants
 from workbench.testing.openai_stub import FAULTS, PERMANENT_FAULTS, StubConfig, StubServer, read_request_log
 
 pytestmark = pytest.mark.integration

@@ -2,9 +2,10 @@
 
 import pytest
 
-from workbench.metrics import summarize_run
-from workbench.models import GenerationOptions, OpenAICompatibleModel
-from workbench.runner import run_variants
+from workbench.evaluation.efficiency import summarize_run
+from workbench.models.base import GenerationOptions
+from workbench.models.openai_compatible import OpenAICompatibleModel
+from workbench.prompting.runner import run_variants
 
 pytestmark = pytest.mark.integration
 

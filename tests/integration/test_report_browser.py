@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.datasets import load_dataset
-from workbench.report import write_report
-from workbench.runner import run_variants
+from workbench.core.data import load_dataset
+from workbench.reporting.sections import write_report
+from workbench.prompting.runner import run_variants
 from workbench.testing.fake_model import FakeModel
 
 pytestmark = pytest.mark.integration

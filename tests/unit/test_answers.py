@@ -2,9 +2,10 @@
 
 import pytest
 
-from workbench.answers import answer_schema, extract_json, format_answer, parse_answer
-from workbench.tasks import task_from_dict
-from workbench.variants import parse_variant
+from workbench.core.answers import extract_json, format_answer, parse_answer
+from workbench.prompting.templates import answer_schema
+from workbench.core.task import task_from_dict
+from workbench.prompting.variants import parse_variant
 
 CLASSIFICATION = task_from_dict({
     "name": "triage", "kind": "classification",
@@ -175,6 +176,6 @@ def test_truncated_classification_without_a_label_is_still_an_error():
     ],
 )
 def test_close_truncated_json(text, closed):
-    from workbench.answers import close_truncated_json
+    from workbench.core.answers import close_truncated_json
 
     assert close_truncated_json(text) == closed

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from workbench.browser import ALL, ErrorBrowser, filter_errors, render_spans
-from workbench.errors import find_errors
-from workbench.tasks import task_from_dict
+from workbench.reporting.browser import ALL, ErrorBrowser, filter_errors, render_spans
+from workbench.evaluation.errors import find_errors
+from workbench.core.task import task_from_dict
 
 CLS = task_from_dict({"name": "t", "kind": "classification",
                       "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})

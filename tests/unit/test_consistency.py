@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.consistency import example_consistency, fleiss_kappa, score_consistency
+from workbench.evaluation.consistency import example_consistency, fleiss_kappa, score_consistency
 
 
 def repeated(answers_by_example):

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from workbench.datasets import DatasetError, load_dataset
-from workbench.tasks import TaskSpecError, load_task, task_from_dict
+from workbench.core.data import DatasetError, load_dataset
+from workbench.core.task import TaskSpecError, load_task, task_from_dict
 
 CLASSIFICATION = task_from_dict({
     "name": "triage", "kind": "classification",

@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from workbench.experiments import load_experiment, write_run
-from workbench.metrics import summarize_run
-from workbench.runner import run_variants
+from workbench.experiments.config import load_experiment
+from workbench.experiments.runs import write_run
+from workbench.evaluation.efficiency import summarize_run
+from workbench.prompting.runner import run_variants
 from workbench.testing.fake_model import FakeModel
 
 TASK = {"name": "t", "kind": "classification",

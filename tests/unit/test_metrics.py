@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from workbench.metrics import confusion, per_label_scores, score_classification, score_efficiency, summarize_run
-from workbench.tasks import task_from_dict
+from workbench.core.kinds.classification_scoring import confusion, per_label_scores, score_classification
+from workbench.evaluation.efficiency import score_efficiency, summarize_run
+from workbench.core.task import task_from_dict
 
 TASK = task_from_dict({"name": "t", "kind": "classification",
                        "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})

@@ -13,11 +13,10 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
-from workbench.datasets import load_dataset
-from workbench.ner_metrics import (
-    ERROR_COLUMNS, SCORE_COLUMNS, ner_errors, score_ner, spans_to_iob2, token_offsets,
-)
-from workbench.tasks import load_task
+from workbench.core.data import load_dataset
+from workbench.core.kinds.ner_scoring import ERROR_COLUMNS, SCORE_COLUMNS, ner_errors, score_ner
+from workbench.core.spans import spans_to_iob2, token_offsets
+from workbench.core.task import load_task
 from workbench.testing.ner_perturbation import perturb_token_spans
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -265,8 +264,8 @@ def test_per_label_rows_sum_to_the_overall_row_and_macro_is_their_mean():
 
 
 def test_strict_overall_equals_the_set_based_counts_used_for_confidence_intervals():
-    from workbench.significance import example_statistics, metric_from_totals
-    from workbench.tasks import task_from_dict
+    from workbench.evaluation.significance import example_statistics, metric_from_totals
+    from workbench.core.task import task_from_dict
 
     task = task_from_dict({"name": "ae", "kind": "ner", "labels": [{"name": l, "definition": "d"} for l in LABELS]})
     frame = perturbed_demo_predictions(seed=4)

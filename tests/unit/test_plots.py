@@ -8,9 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from workbench.consistency import UNPARSED, example_consistency
-from workbench.metrics import confusion, per_label_scores
-from workbench.plots import (
+from workbench.core.answers import UNPARSED
+from workbench.evaluation.consistency import example_consistency
+from workbench.core.kinds.classification_scoring import confusion, per_label_scores
+from workbench.reporting.plots import (
     pareto_front,
     plot_confusion,
     plot_consistency,

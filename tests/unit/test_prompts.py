@@ -3,9 +3,10 @@
 import pandas as pd
 import pytest
 
-from workbench.prompts import ExampleSelector, format_messages, render_messages
-from workbench.tasks import task_from_dict
-from workbench.variants import PromptVariant, parse_variant
+from workbench.prompting.fewshot import ExampleSelector
+from workbench.prompting.templates import format_messages, render_messages
+from workbench.core.task import task_from_dict
+from workbench.prompting.variants import PromptVariant, parse_variant
 
 TASK = task_from_dict({
     "name": "triage", "kind": "classification",
@@ -90,7 +91,8 @@ def test_input_text_is_passed_verbatim_not_escaped():
 
 
 def test_custom_template_folder_and_missing_template(tmp_path):
-    (tmp_path / "short.classification.jinja").write_text(
+    (tmp_path / "short.classification.v1.jinja").write_text("{% block system %}old{% endblock %}{% block user %}{% endblock %}")
+    (tmp_path / "short.classification.v2.jinja").write_text(
         "{% block system %}Pick from {{ label_names | join('/') }}.{% endblock %}"
         "{% block user %}{{ text }}{% endblock %}"
     )
@@ -99,7 +101,10 @@ def test_custom_template_folder_and_missing_template(tmp_path):
         {"role": "system", "content": "Pick from complaint/request."},
         {"role": "user", "content": "hi"},
     ]
-    with pytest.raises(FileNotFoundError, match="short.ner.jinja"):
+    # The highest version is the default; a pinned version is used as named.
+    pinned = PromptVariant(name="short_v1", template="short.v1")
+    assert render_messages(TASK, pinned, "hi", template_dir=tmp_path)[0]["content"] == "old"
+    with pytest.raises(FileNotFoundError, match=r"short\.ner\.v<N>\.jinja"):
         render_messages(NER, variant, "hi", template_dir=tmp_path)
 
 

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
-from workbench.datasets import load_dataset
-from workbench.errors import find_errors
-from workbench.models import GenerationOptions
-from workbench.report import report_sections, worst_errors, write_report
-from workbench.report_html import highlight
-from workbench.runner import run_variants
+from workbench.core.data import load_dataset
+from workbench.evaluation.errors import find_errors
+from workbench.models.base import GenerationOptions
+from workbench.reporting.sections import report_sections, worst_errors, write_report
+from workbench.reporting.html import highlight
+from workbench.prompting.runner import run_variants
 from workbench.testing.fake_model import FakeModel
 
 PROBE = "<script>alert(1)</script>"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from workbench.variants import PromptVariant, parse_variant
+from workbench.prompting.variants import PromptVariant, parse_variant
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from workbench.models import ChatRequest, Completion
+from workbench.models.base import ChatRequest, Completion
 
 Answer = str | BaseException
 AnswerFunction = Callable[[ChatRequest], Answer]

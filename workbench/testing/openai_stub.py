@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible HTTP/1.1 stub server with deterministic fault injection.
+"""A small OpenAI-compatible HTTP stub server, built on aiohttp, with deterministic fault injection.
 
 The stub speaks just enough of the OpenAI REST API for the official ``openai``
 SDK to talk to it over real TCP: ``POST /v1/chat/completions`` and
@@ -8,14 +8,16 @@ jobs:
 * integration tests that need faults injected into a *real* HTTP exchange
   (429 with ``Retry-After``, 500, slow answers, broken bodies, dropped
   connections, unusable model output, a server that stops answering);
-* throughput benchmarks, which is why the server is a hand-written
-  :class:`asyncio.Protocol` with HTTP keep-alive and no framework: the cost per
-  request is a header split, one ``json.loads`` and one ``json.dumps``.
+* throughput benchmarks, which is why it runs on aiohttp's low-level
+  :class:`aiohttp.web.Server` (HTTP keep-alive, no router, no middlewares, no
+  access log): the cost per request is aiohttp's parser, one ``json.loads`` and
+  one ``json.dumps``.
 
 Faults are chosen from the SHA-256 of the raw request body, so a given request
 always meets the same fate, independent of timing and concurrency.  Transport
 faults only hit the first attempt of a body (a retry succeeds); the two
-"content" faults are answers and hit every attempt.
+"content" faults are answers and hit every attempt.  Each fault is one small
+handler in ``_FAULT_HANDLERS``.
 
 Every chat request gets one line in the optional JSON-lines request log (see
 :func:`read_request_log`).  Outcomes that are full responses (``ok``,
@@ -47,11 +49,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # only for annotations: the module stays stdlib-only at run time
+from aiohttp import web
+
+if TYPE_CHECKING:  # only for annotations
     from typing_extensions import Self
 
 __all__ = [
@@ -86,26 +90,17 @@ MODEL_ID = "stub-model"
 # model produces when it ignores the JSON instruction.
 MALFORMED_CONTENT = "Sure! The label is {label: complaint,,"
 
-# Guards against a client streaming garbage at us forever.
-_MAX_HEAD_BYTES = 64 * 1024
+# Guards against a client streaming garbage at us forever; aiohttp's own
+# default (1 MiB) would turn a long prompt into a 413.
 _MAX_BODY_BYTES = 64 * 1024 * 1024
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-}
 
 _LABELS_RE = re.compile(r"^[ \t]*labels[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_MODELS_BODY = json.dumps(
+    {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "workbench"}]}
+).encode()
 
 
 @dataclass
@@ -202,10 +197,6 @@ def default_answer(body: dict) -> str:
     return json.dumps({"label": labels[int(digest[:8], 16) % len(labels)]})
 
 
-def _count_words(text: str) -> int:
-    return max(1, len(text.split()))
-
-
 def _error_json(message: str, type_: str, code: str | None) -> bytes:
     # Same envelope as the OpenAI API so the SDK's error parsing is exercised.
     return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
@@ -214,6 +205,17 @@ def _error_json(message: str, type_: str, code: str | None) -> bytes:
 def _format_seconds(value: float) -> str:
     # "1" rather than "1.0": some clients only accept integer Retry-After.
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _json_response(
+    request: web.BaseRequest, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> web.Response:
+    response = web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    if request.keep_alive:
+        # aiohttp leaves the header out on HTTP/1.1 keep-alive; saying it lets a
+        # raw-socket client (and the tests) see the connection is kept.
+        response.headers["Connection"] = "keep-alive"
+    return response
 
 
 def read_request_log(path: str | os.PathLike[str]) -> list[dict]:
@@ -238,345 +240,66 @@ def read_request_log(path: str | os.PathLike[str]) -> list[dict]:
     return records
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: parses requests one at a time (no pipelining overlap)."""
+class _AnswerFailed(Exception):
+    """The server's ``answer()`` raised or returned a non-string; becomes a 500."""
 
-    def __init__(self, server: StubServer) -> None:
-        assert server._loop is not None, "connections only exist once the server started"
+
+class _Call:
+    """One chat completion request on its way through a fault handler."""
+
+    __slots__ = ("server", "request", "digest", "attempt", "body", "logged", "ok_reserved")
+
+    def __init__(self, server: StubServer, request: web.BaseRequest, digest: str, attempt: int) -> None:
         self.server = server
-        self.loop: asyncio.AbstractEventLoop = server._loop
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        # (method, path, version, headers, content_length) once the head is parsed.
-        self.head: tuple[str, str, str, dict[str, str], int] | None = None
-        self.task: asyncio.Task | None = None
-        self.lost = False
-        self.paused = False
-        self.drain_waiter: asyncio.Future | None = None
+        self.request = request
+        self.digest = digest
+        self.attempt = attempt
+        self.body: dict = {}
+        self.logged = False
+        self.ok_reserved = False
 
-    # -- asyncio.Protocol callbacks -------------------------------------------------
+    def log(self, outcome: str, status: int | None) -> None:
+        self.server._log(self.digest, self.attempt, outcome, status)
+        self.logged = True
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        # high=0: the transport pauses us whenever anything is left unsent and
-        # resumes us exactly when its buffer is empty again, which is what
-        # "response fully written" needs (see _drain).
-        transport.set_write_buffer_limits(high=0)
-        self.server._connections.add(self)
-        self.server.connections_accepted += 1
+    async def send(
+        self, status: int, payload: bytes, outcome: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        """Write a whole response, wait until the kernel took every byte, then log it.
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self.server._connections.discard(self)
-        if self.drain_waiter is not None:
-            # The handler is waiting for its response to flush: let the waiter
-            # decide (the flush may have completed just before the close).
-            if not self.drain_waiter.done():
-                self.drain_waiter.set_exception(ConnectionResetError("connection lost"))
-        elif self.task is not None and not self.task.done():
-            # The handler logs "aborted" (if it had not logged yet) on cancel.
-            self.task.cancel()
+        Raises ConnectionError if the peer is gone.  Not logged again if the
+        fault already logged itself when it started (``slow``).
+        """
+        response = _json_response(self.request, status, payload, headers)
+        await response.prepare(self.request)
+        # write_eof() drains; with the transport's high-water mark at 0 (see
+        # StubServer._chat) that means "nothing left unsent".
+        await response.write_eof()
+        if not self.logged:
+            self.log(outcome, status)
+        return response
 
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if self.task is None:
-            self._process()
-
-    def eof_received(self) -> bool | None:
-        # Treat the client's FIN as "gone" (a killed client's kernel sends FIN,
-        # not RST), never as a half-close: answering anyway would log "ok" for
-        # a response nobody reads. Returning None makes the transport close,
-        # which cancels an in-flight request (logged "aborted").
-        return None
-
-    # -- request parsing -------------------------------------------------------------
-
-    def _process(self) -> None:
-        """Parse and dispatch buffered requests until one needs to wait."""
-        while self.task is None and not self.lost and self.transport is not None and not self.transport.is_closing():
-            request = self._parse()
-            if request is None:
-                return
-            self._dispatch(*request)
-
-    def _parse(self) -> tuple[str, str, str, dict[str, str], bytes] | None:
-        buf = self.buf
-        if self.head is None:
-            # RFC 9112 2.2: ignore empty lines before a request line.
-            while buf[:2] == b"\r\n":
-                del buf[:2]
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD_BYTES:
-                    self._fail(431, "request head too large")
-                return None
-            lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-            del buf[: end + 4]
-            parts = lines[0].split(" ")
-            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                self._fail(400, "malformed request line")
-                return None
-            method, target, version = parts
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    self._fail(400, "malformed header line")
-                    return None
-                headers[name.strip().lower()] = value.strip()
-            if headers.get("transfer-encoding", "identity").lower() != "identity":
-                self._fail(501, "chunked request bodies are not supported")
-                return None
-            try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError:
-                self._fail(400, "bad Content-Length")
-                return None
-            if length < 0 or length > _MAX_BODY_BYTES:
-                self._fail(413, "bad or too large Content-Length")
-                return None
-            self.head = (method, target.split("?", 1)[0], version, headers, length)
-        method, path, version, headers, length = self.head
-        if len(buf) < length:
-            return None
-        body = bytes(buf[:length])
-        del buf[:length]
-        self.head = None
-        return method, path, version, headers, body
-
-    def _fail(self, status: int, message: str) -> None:
-        """Answer a protocol error and close: the byte stream can't be trusted any more."""
-        self._write(status, _error_json(message, "invalid_request_error", None), keep_alive=False)
-        self.buf.clear()
-        self.head = None
-
-    def _dispatch(self, method: str, path: str, version: str, headers: dict[str, str], body: bytes) -> None:
-        conn_tokens = headers.get("connection", "").lower()
-        if version == "HTTP/1.1":
-            keep_alive = "close" not in conn_tokens
-        else:
-            keep_alive = "keep-alive" in conn_tokens
-        if path in _CHAT_PATHS:
-            if method != "POST":
-                self._write(405, _error_json("use POST", "invalid_request_error", None), keep_alive)
-                return
-            # A task per chat request: it may sleep (delay, slow, hang) and must
-            # wait for the write buffer to drain before logging.
-            self.task = self.loop.create_task(self._handle_chat(body, keep_alive))
-            self.task.add_done_callback(self._task_done)
-        elif path in _MODELS_PATHS and method == "GET":
-            payload = {
-                "object": "list",
-                "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "workbench"}],
-            }
-            self._write(200, json.dumps(payload).encode(), keep_alive)
-        else:
-            self._write(404, _error_json(f"no route for {method} {path}", "invalid_request_error", None), keep_alive)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self.task = None
-        if not task.cancelled() and task.exception() is not None:
-            # A bug in the handler must neither pass silently nor leave the
-            # client waiting forever.
-            self.loop.call_exception_handler(
-                {"message": "openai stub: request handler failed", "exception": task.exception(), "task": task}
-            )
-            if self.transport is not None:
-                self.transport.abort()
-            return
-        if self.buf and not self.lost:
-            self._process()
-
-    # -- writing ---------------------------------------------------------------------
-
-    def _write(
-        self,
-        status: int,
-        body: bytes,
-        keep_alive: bool,
-        extra_headers: str = "",
-        content_length: int | None = None,
-        close_after: bool = False,
-    ) -> bool:
-        """Write one response (optionally a lie about its length); False if the peer is gone."""
-        transport = self.transport
-        if transport is None or self.lost or transport.is_closing():
-            return False
-        head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-            f"Content-Type: application/json\r\n"
-            f"Content-Length: {len(body) if content_length is None else content_length}\r\n"
-            f"{extra_headers}"
-            f"Connection: {'keep-alive' if keep_alive and not close_after else 'close'}\r\n\r\n"
-        )
-        transport.write(head.encode("latin-1") + body)
-        if not keep_alive or close_after:
-            # close() still flushes what is buffered before closing the socket.
-            transport.close()
-        return True
-
-    async def _drain(self) -> None:
-        """Wait until the transport's write buffer is empty (raises if the peer is gone)."""
-        if self.lost:
-            raise ConnectionResetError("connection lost")
-        if not self.paused:
-            return
-        self.drain_waiter = self.loop.create_future()
+    def content(self) -> str:
+        """The answer to this request from the server's ``answer()``; raises _AnswerFailed."""
         try:
-            await self.drain_waiter
-        finally:
-            self.drain_waiter = None
+            content = self.server.answer(self.body)
+        except Exception as exc:  # noqa: BLE001 -- a broken custom answer() becomes a 500, not a dead server
+            raise _AnswerFailed(f"answer() raised {exc!r}") from exc
+        if not isinstance(content, str):
+            raise _AnswerFailed(f"answer() must return str, got {type(content).__name__}")
+        return content
 
-    async def _respond(self, status: int, body: bytes, keep_alive: bool, extra_headers: str = "") -> None:
-        """Write a full response and wait until it is flushed; ConnectionError if the peer is gone."""
-        if not self._write(status, body, keep_alive, extra_headers):
-            raise ConnectionResetError("connection lost before the response was written")
-        await self._drain()
-
-    # -- the chat completion handler -----------------------------------------------------
-
-    async def _handle_chat(self, raw: bytes, keep_alive: bool) -> None:
-        srv = self.server
-        cfg = srv.config
-        digest = hashlib.sha256(raw).hexdigest()
-        attempt = srv._attempts.get(digest, 0) + 1
-        srv._attempts[digest] = attempt
-        logged = False
-        reserved_ok = False
-        try:
-            if cfg.hang_after_ok is not None and srv._ok_reserved >= cfg.hang_after_ok:
-                srv._log(digest, attempt, "hang", None)
-                logged = True
-                # Never answer; the connection stays open until the client or
-                # stop() closes it, which cancels this task.
-                await self.loop.create_future()
-                return
-
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                body = f"invalid JSON body: {exc}"
-            if not isinstance(body, dict):
-                if cfg.delay_s:
-                    await asyncio.sleep(cfg.delay_s)
-                message = body if isinstance(body, str) else "request body must be a JSON object"
-                await self._respond(400, _error_json(message, "invalid_request_error", None), keep_alive)
-                srv._log(digest, attempt, "bad_request", 400)
-                logged = True
-                return
-
-            fault = select_fault(digest, cfg.faults, cfg.fault_rate)
-            if fault is not None and attempt > 1 and fault not in PERMANENT_FAULTS:
-                fault = None
-            if fault is None:
-                # Reserve the ok now so hang_after_ok yields exactly N oks even
-                # with many requests in flight; released below if it fails.
-                srv._ok_reserved += 1
-                reserved_ok = True
-
-            if cfg.delay_s:
-                await asyncio.sleep(cfg.delay_s)
-
-            if fault == "disconnect":
-                srv._log(digest, attempt, "disconnect", None)
-                logged = True
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            if fault == "slow":
-                srv._log(digest, attempt, "slow", 200)
-                logged = True
-                await asyncio.sleep(cfg.slow_s)
-            elif fault == "rate_limit":
-                await self._respond(
-                    429,
-                    _error_json("Rate limit reached (stub fault injection)", "requests", "rate_limit_exceeded"),
-                    keep_alive,
-                    extra_headers=f"Retry-After: {_format_seconds(cfg.retry_after_s)}\r\n",
-                )
-                srv._log(digest, attempt, fault, 429)
-                logged = True
-                return
-            elif fault == "server_error":
-                error = _error_json("Internal server error (stub fault injection)", "server_error", None)
-                await self._respond(500, error, keep_alive)
-                srv._log(digest, attempt, fault, 500)
-                logged = True
-                return
-
-            try:
-                content = srv.answer(body)
-                if not isinstance(content, str):
-                    raise TypeError(f"answer() must return str, got {type(content).__name__}")
-            except Exception as exc:  # noqa: BLE001 -- a broken custom answer() becomes a 500, not a dead server
-                await self._respond(500, _error_json(f"answer() raised {exc!r}", "server_error", None), keep_alive)
-                srv._log(digest, attempt, "answer_error", 500)
-                logged = True
-                return
-
-            finish_reason = "stop"
-            if fault == "malformed_content":
-                content = MALFORMED_CONTENT
-            elif fault == "truncated_content":
-                # Cut mid-value (e.g. '{"label": "compl'): a strict prefix of
-                # a JSON object is never valid JSON.
-                content = content[: max(1, min(len(content) - 1, len(content) * 3 // 4))]
-                finish_reason = "length"
-
-            payload = self._completion(body, digest, attempt, content, finish_reason)
-            if fault == "malformed_body":
-                await self._respond(200, payload[: len(payload) // 2], keep_alive)
-                srv._log(digest, attempt, fault, 200)
-                logged = True
-                return
-            if fault == "truncated_body":
-                # Promise the full length, deliver half, hang up.
-                half = payload[: len(payload) // 2]
-                self._write(200, half, keep_alive, content_length=len(payload), close_after=True)
-                srv._log(digest, attempt, fault, 200)
-                logged = True
-                return
-
-            await self._respond(200, payload, keep_alive)
-            if fault is None:
-                srv._ok_done += 1
-                reserved_ok = False  # consumed, not released
-            srv._log(digest, attempt, fault or "ok", 200)
-            logged = True
-        except asyncio.CancelledError:
-            # Peer went away (connection_lost cancels us) or the server stops.
-            if not logged:
-                srv._log(digest, attempt, "aborted", None)
-            raise
-        except ConnectionError:
-            # Lost before or while the response was being written.
-            if not logged:
-                srv._log(digest, attempt, "aborted", None)
-        finally:
-            if reserved_ok:
-                srv._ok_reserved -= 1
-
-    @staticmethod
-    def _completion(body: dict, digest: str, attempt: int, content: str, finish_reason: str) -> bytes:
-        messages = body.get("messages")
+    def completion(self, content: str, finish_reason: str = "stop") -> bytes:
+        messages = self.body.get("messages")
         prompt_tokens = 0
         if isinstance(messages, list):
             prompt_tokens = sum(len(_message_text(m).split()) for m in messages)
         prompt_tokens = max(1, prompt_tokens)
-        completion_tokens = _count_words(content)
-        model = body.get("model")
+        completion_tokens = max(1, len(content.split()))
+        model = self.body.get("model")
         return json.dumps(
             {
-                "id": f"chatcmpl-{digest[:24]}-{attempt}",
+                "id": f"chatcmpl-{self.digest[:24]}-{self.attempt}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model if isinstance(model, str) and model else MODEL_ID,
@@ -597,6 +320,104 @@ class _Connection(asyncio.Protocol):
             },
             separators=(",", ":"),
         ).encode()
+
+
+# -- one handler per outcome -----------------------------------------------------------------
+
+
+async def _ok(call: _Call) -> web.StreamResponse:
+    response = await call.send(200, call.completion(call.content()), "ok")
+    call.server._ok_done += 1
+    call.ok_reserved = False  # consumed, not released
+    return response
+
+
+async def _rate_limit(call: _Call) -> web.StreamResponse:
+    error = _error_json("Rate limit reached (stub fault injection)", "requests", "rate_limit_exceeded")
+    retry_after = _format_seconds(call.server.config.retry_after_s)
+    return await call.send(429, error, "rate_limit", headers={"Retry-After": retry_after})
+
+
+async def _server_error(call: _Call) -> web.StreamResponse:
+    return await call.send(500, _error_json("Internal server error (stub fault injection)", "server_error", None),
+                           "server_error")  # fmt: skip
+
+
+async def _slow(call: _Call) -> web.StreamResponse:
+    call.log("slow", 200)
+    await asyncio.sleep(call.server.config.slow_s)
+    # A patient client still gets a good answer (already logged above, so once).
+    return await call.send(200, call.completion(call.content()), "slow")
+
+
+async def _malformed_body(call: _Call) -> web.StreamResponse:
+    payload = call.completion(call.content())
+    # A complete HTTP response whose JSON body stops half-way.
+    return await call.send(200, payload[: len(payload) // 2], "malformed_body")
+
+
+async def _truncated_body(call: _Call) -> web.StreamResponse:
+    payload = call.completion(call.content())
+    call.log("truncated_body", 200)
+    # Promise the full length, deliver half, hang up.
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(payload)
+    response.force_close()
+    await response.prepare(call.request)
+    await response.write(payload[: len(payload) // 2])
+    if call.request.transport is not None:
+        call.request.transport.close()  # close() still flushes what was written before the FIN
+    return response
+
+
+async def _disconnect(call: _Call) -> web.StreamResponse:
+    call.log("disconnect", None)
+    if call.request.transport is not None:
+        # A FIN with no response, as from a server that crashed mid-request.
+        call.request.transport.close()
+    # Never sent: aiohttp's write to the closing transport fails and is ignored.
+    return web.Response(status=500)
+
+
+async def _malformed_content(call: _Call) -> web.StreamResponse:
+    call.content()  # a broken answer() is still an answer_error, as without the fault
+    return await call.send(200, call.completion(MALFORMED_CONTENT), "malformed_content")
+
+
+async def _truncated_content(call: _Call) -> web.StreamResponse:
+    content = call.content()
+    # Cut mid-value (e.g. '{"label": "compl'): a strict prefix of a JSON
+    # object is never valid JSON.
+    content = content[: max(1, min(len(content) - 1, len(content) * 3 // 4))]
+    return await call.send(200, call.completion(content, finish_reason="length"), "truncated_content")
+
+
+async def _hang(call: _Call) -> web.StreamResponse:
+    call.log("hang", None)
+    # Never answer; the connection stays open until the client or stop()
+    # closes it, which cancels this handler.
+    await asyncio.get_running_loop().create_future()
+    raise AssertionError("unreachable: only cancellation ends the wait")
+
+
+async def _bad_request(call: _Call, message: str) -> web.StreamResponse:
+    if call.server.config.delay_s:
+        await asyncio.sleep(call.server.config.delay_s)
+    return await call.send(400, _error_json(message, "invalid_request_error", None), "bad_request")
+
+
+#: Handler per fault; ``None`` is the normal answer.
+_FAULT_HANDLERS: dict[str | None, Callable[[_Call], Awaitable[web.StreamResponse]]] = {
+    None: _ok,
+    "rate_limit": _rate_limit,
+    "server_error": _server_error,
+    "slow": _slow,
+    "malformed_body": _malformed_body,
+    "truncated_body": _truncated_body,
+    "disconnect": _disconnect,
+    "malformed_content": _malformed_content,
+    "truncated_content": _truncated_content,
+}
 
 
 class StubServer:
@@ -629,7 +450,8 @@ class StubServer:
         self._attempts: dict[str, int] = {}
         self._ok_reserved = 0
         self._ok_done = 0
-        self._connections: set[_Connection] = set()
+        self._chat_tasks: set[asyncio.Task] = set()
+        self._web: web.Server | None = None
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_file: Any = None
@@ -675,18 +497,108 @@ class StubServer:
             self._log_file.write(json.dumps(record) + "\n")
             self._log_file.flush()
 
+    # -- request handling ------------------------------------------------------------------------
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        path, method = request.path, request.method
+        if path in _CHAT_PATHS:
+            if method == "POST":
+                return await self._chat(request)
+            return _json_response(request, 405, _error_json("use POST", "invalid_request_error", None))
+        if path in _MODELS_PATHS and method == "GET":
+            return _json_response(request, 200, _MODELS_BODY)
+        return _json_response(request, 404, _error_json(f"no route for {method} {path}", "invalid_request_error", None))
+
+    async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            message = f"request body larger than {_MAX_BODY_BYTES} bytes"
+            return _json_response(request, 413, _error_json(message, "invalid_request_error", None))
+        except ConnectionError:
+            return web.Response(status=400)  # the client left mid-body: nobody to answer, nothing to log
+        if request.transport is not None:
+            # high=0: the transport pauses aiohttp's writer whenever anything is
+            # left unsent, so write_eof() returns only once the kernel has every
+            # byte, which is what "logged after the response was written" needs.
+            request.transport.set_write_buffer_limits(high=0)
+        digest = hashlib.sha256(raw).hexdigest()
+        attempt = self._attempts.get(digest, 0) + 1
+        self._attempts[digest] = attempt
+        call = _Call(self, request, digest, attempt)
+        cfg = self.config
+        task = asyncio.current_task()
+        if task is not None:
+            self._chat_tasks.add(task)  # stop() cancels these and waits for their "aborted" lines
+        try:
+            if cfg.hang_after_ok is not None and self._ok_reserved >= cfg.hang_after_ok:
+                return await _hang(call)
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                body = f"invalid JSON body: {exc}"
+            if not isinstance(body, dict):
+                return await _bad_request(call, body if isinstance(body, str) else "request body must be a JSON object")
+            call.body = body
+
+            fault = select_fault(digest, cfg.faults, cfg.fault_rate)
+            if fault is not None and attempt > 1 and fault not in PERMANENT_FAULTS:
+                fault = None
+            if fault is None:
+                # Reserve the ok now so hang_after_ok yields exactly N oks even
+                # with many requests in flight; released below if it fails.
+                self._ok_reserved += 1
+                call.ok_reserved = True
+            if cfg.delay_s:
+                await asyncio.sleep(cfg.delay_s)
+            try:
+                return await _FAULT_HANDLERS[fault](call)
+            except _AnswerFailed as exc:
+                return await call.send(500, _error_json(str(exc), "server_error", None), "answer_error")
+        except asyncio.CancelledError:
+            # The peer went away (aiohttp cancels the handler: handler_cancellation)
+            # or the server stops.
+            if not call.logged:
+                self._log(digest, attempt, "aborted", None)
+            raise
+        except ConnectionError:
+            # Lost before or while the response was being written; aiohttp's own
+            # attempt to send this placeholder fails the same way and is ignored.
+            if not call.logged:
+                self._log(digest, attempt, "aborted", None)
+            return web.Response(status=500)
+        finally:
+            self._chat_tasks.discard(task)  # type: ignore[arg-type]
+            if call.ok_reserved:
+                self._ok_reserved -= 1
+
+    def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        # aiohttp's default request factory, with our body limit.
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=_MAX_BODY_BYTES)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
     async def start(self) -> None:
         """Bind and start listening; sets :attr:`port` to the bound port."""
         if self._server is not None:
             raise RuntimeError("server already started")
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        # handler_cancellation: a client that hangs up (or half-closes: aiohttp
+        # does not keep half-open connections) cancels its handler, which logs
+        # "aborted" instead of claiming a response reached a dead client.
+        self._web = web_server = web.Server(
+            self._route, request_factory=self._make_request, handler_cancellation=True, access_log=None
+        )
+
+        def accept() -> web.RequestHandler:
+            self.connections_accepted += 1
+            return web_server()
+
         if self.config.log_path:
             # Kept open for the server's lifetime; a local append-open is instant.
             self._log_file = open(self.config.log_path, "a", encoding="utf-8")  # noqa: ASYNC230, SIM115
         try:
-            self._server = await self._loop.create_server(
-                lambda: _Connection(self), self.host, self.port, backlog=1024, reuse_address=True
-            )
+            self._server = await loop.create_server(accept, self.host, self.port, backlog=1024, reuse_address=True)
         except BaseException:
             if self._log_file is not None:
                 self._log_file.close()
@@ -700,10 +612,10 @@ class StubServer:
         if server is None:
             return
         server.close()
-        tasks = [c.task for c in self._connections if c.task is not None]
-        for conn in list(self._connections):
-            if conn.transport is not None:
-                conn.transport.abort()
+        tasks = list(self._chat_tasks)
+        for handler in self._web.connections if self._web is not None else []:
+            if handler.transport is not None:
+                handler.transport.abort()
         for task in tasks:
             task.cancel()
         if tasks:

@@ -1,0 +1,335 @@
+"""What an annotator is shown for each example, built from a run's predictions (pure; no argilla).
+
+`summarise_examples` turns the runner's predictions into one row per example: the chosen
+variant's answer as the suggestion (with its agreement across repeats as the score), what every
+variant answered as a markdown table, and the numbers used for filtering and for the order in
+which examples are annotated. `workbench.annotation` turns these rows into Argilla records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from workbench.core.answers import UNPARSED, answer_key
+from workbench.core.task import Task
+
+SUMMARY_COLUMNS = [
+    "example_id", "text", "variant", "suggestion", "suggestion_score", "consistency", "repeats",
+    "variants_disagreeing", "variants_compared", "error_type", "variant_predictions", "priority",
+]
+ORDERS = ("disagreement", "consistency", None)
+NO_ERROR = "correct"
+_NUMERIC = {"consistency": float, "repeats": int, "variants_disagreeing": int, "variants_compared": int}
+# Longest answer text shown in one cell of the variants table.
+_MAX_CELL = 300
+
+
+def summarise_examples(
+    task: Task,
+    predictions: pd.DataFrame,
+    dataset: pd.DataFrame,
+    *,
+    variant: str,
+    errors: pd.DataFrame | None = None,
+    example_ids: Iterable[str] | None = None,
+    order: str | None = "disagreement",
+) -> pd.DataFrame:
+    """One row per example that `variant` answered (or per id in `example_ids`), in priority order.
+
+    `predictions` is the runner's frame (``variant``, ``example_id``, ``repeat``, ``prediction``;
+    ``parse_error``, ``request_error`` and ``raw_response`` are shown when present). `dataset`
+    needs ``example_id`` and ``text``. `errors` (`workbench.errors.find_errors`) fills
+    ``error_type``; without it the column holds None.
+
+    Columns:
+    - ``suggestion``: the variant's most common readable answer over its repeats (a label, or a
+      list of ``{start, end, label}`` spans); None when no repeat gave a usable answer. Spans
+      that could not be shown (unknown label, outside the text, overlapping) are left out.
+    - ``suggestion_score``: with several repeats, the share of repeats giving that answer
+      (classification) or, per span, the share of repeats containing that exact span (NER);
+      None with one repeat (no agreement to measure) or an empty span list.
+    - ``consistency``: share of repeats giving the variant's most common answer, unreadable
+      answers counted as one answer (`workbench.consistency`); 1.0 with one repeat. Higher is steadier.
+    - ``repeats``; ``variants_disagreeing``: how many other variants' most common answer differs
+      from this variant's; ``variants_compared``: how many other variants answered this example.
+    - ``error_type``: sorted distinct error types of this variant on this example over its
+      repeats, ``["correct"]`` when it made none (None when `errors` is not given).
+    - ``variant_predictions``: markdown for the annotator: every variant's answer, this one first.
+    - ``priority``: 1 for the example to annotate first. `order` "disagreement": most
+      disagreeing variants first, then least consistent; "consistency": least consistent first,
+      then most disagreement; None: the order of `dataset`. Ties keep the dataset's order.
+    """
+    _require(predictions, ["variant", "example_id", "repeat", "prediction"], "predictions")
+    _require(dataset, ["example_id", "text"], "dataset")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    variants = list(dict.fromkeys(predictions["variant"]))
+    if variant not in variants:
+        raise ValueError(f"variant {variant!r} is not in the predictions; they hold {variants}")
+
+    texts = dict(zip(dataset["example_id"].astype(str), dataset["text"]))
+    answers = _group_answers(predictions)
+    answered = [example_id for (name, example_id) in answers if name == variant]
+    if example_ids is None:
+        wanted = set(answered)
+    else:
+        wanted = {str(example_id) for example_id in example_ids}
+        unanswered = sorted(wanted - set(answered))
+        if unanswered:
+            raise ValueError(
+                f"variant {variant!r} has no predictions for {len(unanswered)} example(s), e.g. {unanswered[:5]}; "
+                "pass the predictions of the run these errors came from"
+            )
+    missing = sorted(wanted - set(texts))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} example(s) with predictions are not in the dataset, e.g. {missing[:5]}; "
+            "pass the dataset the predictions were made on"
+        )
+    # Dataset order first, so that ties in priority keep it.
+    ordered_ids = [example_id for example_id in texts if example_id in wanted]
+    error_types = _error_types(errors, variant) if errors is not None else None
+
+    rows = []
+    for example_id in ordered_ids:
+        text = texts[example_id]
+        mine = answers[(variant, example_id)]
+        others = [(name, answers[(name, example_id)]) for name in variants if name != variant
+                  and (name, example_id) in answers]
+        suggestion, score, dropped = _suggestion(task, mine, text)
+        rows.append({
+            "example_id": example_id,
+            "text": text,
+            "variant": variant,
+            "suggestion": suggestion,
+            "suggestion_score": score,
+            "consistency": float(mine.majority_share),
+            "repeats": mine.repeats,
+            "variants_disagreeing": sum(other.majority_key != mine.majority_key for _, other in others),
+            "variants_compared": len(others),
+            "error_type": None if error_types is None else error_types.get(example_id, [NO_ERROR]),
+            "variant_predictions": variant_table(task, text, variant, mine, others, dropped),
+        })
+    # Object columns keep None for "no suggestion" (pandas 3 would infer str and turn it into NaN).
+    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1], dtype=object).astype(_NUMERIC)
+    return prioritise(frame, order)
+
+
+def prioritise(summaries: pd.DataFrame, order: str | None) -> pd.DataFrame:
+    """`summaries` sorted by `order` (see `summarise_examples`) with ``priority`` set to 1..n."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if order == "disagreement":
+        keys, ascending = ["variants_disagreeing", "consistency"], [False, True]
+    elif order == "consistency":
+        keys, ascending = ["consistency", "variants_disagreeing"], [True, False]
+    else:
+        keys, ascending = [], []
+    frame = summaries.sort_values(keys, ascending=ascending, kind="stable") if keys else summaries.copy()
+    frame = frame.reset_index(drop=True)
+    frame["priority"] = range(1, len(frame) + 1)
+    return frame
+
+
+def guidelines(task: Task) -> str:
+    """Markdown guidelines for annotators: the task, its instructions and each label's definition."""
+    what = "the label" if task.kind == "classification" else "every entity span"
+    parts = [f"# {task.name}"]
+    if task.description:
+        parts.append(task.description)
+    parts.append(
+        "## What to do\n"
+        f"Each record shows a model's answer as a suggestion, already filled in. Check {what} against "
+        "the definitions below: submit it unchanged when it is right, correct it when it is wrong, and "
+        "say briefly in the note why the model was wrong. The table under the text shows what each "
+        "prompt variant answered; it is there to help, not to decide. Records come in priority order "
+        "(where the variants disagree most first); the `priority` metadata sorts them that way on any "
+        "server, and `variant`, `error_type`, `consistency` and `variants_disagreeing` filter them."
+    )
+    if task.instructions:
+        parts.append(f"## Instructions given to the model\n{task.instructions}")
+    parts.append("## Labels")
+    parts.extend(f"### {label.name}\n{label.definition}" for label in task.labels)
+    return "\n\n".join(parts)
+
+
+# Per-variant answers.
+class _Answers:
+    """One variant's answers to one example, over its repeats (in repeat order)."""
+
+    __slots__ = ("counts", "keys", "majority_key", "majority_share", "predictions", "reasons", "repeats")
+
+    def __init__(self, predictions: list[Any], reasons: list[str | None]):
+        self.predictions = predictions
+        self.reasons = reasons
+        self.keys = [answer_key(prediction) for prediction in predictions]
+        self.counts = Counter(self.keys)
+        self.repeats = len(self.keys)
+        # Most common answer; a tie goes to the answer given first.
+        self.majority_key = max(self.counts, key=lambda key: (self.counts[key], -self.keys.index(key)))
+        self.majority_share = self.counts[self.majority_key] / self.repeats
+
+    def readable_majority(self) -> tuple[Any, int] | None:
+        """(answer, repeats giving it) for the most common readable answer, or None."""
+        readable = [key for key in self.counts if key != UNPARSED]
+        if not readable:
+            return None
+        key = max(readable, key=lambda k: (self.counts[k], -self.keys.index(k)))
+        return self.predictions[self.keys.index(key)], self.counts[key]
+
+
+def _group_answers(predictions: pd.DataFrame) -> dict[tuple[str, str], _Answers]:
+    frame = predictions.sort_values(["variant", "example_id", "repeat"], kind="stable")
+    reasons = _reasons(frame)
+    grouped: dict[tuple[str, str], tuple[list[Any], list[str | None]]] = {}
+    for variant, example_id, prediction, reason in zip(
+        frame["variant"], frame["example_id"].astype(str), frame["prediction"], reasons
+    ):
+        values, why = grouped.setdefault((variant, example_id), ([], []))
+        values.append(_clean(prediction))
+        why.append(reason)
+    return {key: _Answers(values, why) for key, (values, why) in grouped.items()}
+
+
+def _reasons(frame: pd.DataFrame) -> list[str | None]:
+    """Why each answer is unusable (parse or request error, else the raw answer), for display."""
+    n = len(frame)
+    columns = [frame[name].tolist() if name in frame.columns else [None] * n
+               for name in ("parse_error", "request_error", "raw_response")]
+    reasons = []
+    for parse_error, request_error, raw in zip(*columns):
+        parts = [str(value) for value in (parse_error or request_error, raw) if _present(value)]
+        reasons.append(" — answer: ".join(parts) if parts else None)
+    return reasons
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value) != ""
+
+
+def _clean(prediction: Any) -> Any:
+    if prediction is None or (isinstance(prediction, float) and math.isnan(prediction)):
+        return None
+    if hasattr(prediction, "tolist"):  # numpy arrays from Parquet
+        prediction = prediction.tolist()
+    return prediction
+
+
+def _suggestion(task: Task, answers: _Answers, text: str) -> tuple[Any, Any, int]:
+    """(suggestion value, score, spans left out) for the chosen variant's answers."""
+    found = answers.readable_majority()
+    if found is None:
+        return None, None, 0
+    value, count = found
+    several = answers.repeats > 1
+    if task.kind == "classification":
+        if value not in task.label_names:
+            return None, None, 0
+        return value, (count / answers.repeats if several else None), 0
+    spans, dropped = _valid_spans(value, text, set(task.label_names))
+    if not spans or not several:
+        return spans, None, dropped
+    repeat_spans = [
+        {(int(s["start"]), int(s["end"]), str(s["label"])) for s in prediction} if prediction is not None else set()
+        for prediction in answers.predictions
+    ]
+    scores = [
+        sum((span["start"], span["end"], span["label"]) in found for found in repeat_spans) / answers.repeats
+        for span in spans
+    ]
+    return spans, scores, dropped
+
+
+def _valid_spans(spans: Sequence[dict], text: str, labels: set[str]) -> tuple[list[dict], int]:
+    """Spans Argilla accepts as a suggestion: known label, inside the text, not overlapping (the
+    longer span wins, as in `workbench.alignment`). Returns (spans sorted by start, number left out)."""
+    candidates = []
+    for span in spans:
+        try:
+            start, end, label = int(span["start"]), int(span["end"]), str(span["label"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if label in labels and 0 <= start < end <= len(text):
+            candidates.append((start, end, label))
+    kept: list[tuple[int, int, str]] = []
+    for start, end, label in sorted(candidates, key=lambda s: (-(s[1] - s[0]), s[0])):
+        if all(end <= other_start or other_end <= start for other_start, other_end, _ in kept):
+            kept.append((start, end, label))
+    kept.sort()
+    return [{"start": start, "end": end, "label": label} for start, end, label in kept], len(spans) - len(kept)
+
+
+def _error_types(errors: pd.DataFrame, variant: str) -> dict[str, list[str]]:
+    _require(errors, ["example_id", "variant", "error_type"], "errors")
+    mine = errors[errors["variant"] == variant]
+    return {
+        str(example_id): sorted(set(group))
+        for example_id, group in mine.groupby(mine["example_id"].astype(str), sort=False)["error_type"]
+    }
+
+
+# The annotator's table.
+def variant_table(
+    task: Task, text: str, variant: str, mine: _Answers, others: list[tuple[str, _Answers]], dropped: int = 0
+) -> str:
+    """Markdown: a sentence on the suggestion and a table of each variant's most common answer."""
+    several = any(answers.repeats > 1 for answers in [mine, *(a for _, a in others)])
+    disagreeing = sum(other.majority_key != mine.majority_key for _, other in others)
+    lines = [
+        f"**Suggested**: the answer of prompt variant **{_escape(variant)}**"
+        + (f" ({mine.counts[mine.majority_key]} of {mine.repeats} repeats agree)" if mine.repeats > 1 else "")
+        + (f". {disagreeing} of {len(others)} other variant(s) answered differently." if others else ".")
+    ]
+    if dropped:
+        lines.append(
+            f"({dropped} span(s) of its answer could not be shown: overlapping, outside the text or unknown label.)"
+        )
+    lines.append("")
+    header = "| Variant | Answer |" + (" Repeats agreeing |" if several else "")
+    lines += [header, "|:--|:--|" + (":--|" if several else "")]
+    for name, answers in [(variant, mine), *others]:
+        label = f"**{_escape(name)}** (suggested)" if name == variant else _escape(name)
+        cell = _answer_cell(task, text, answers)
+        agree = f" {answers.counts[answers.majority_key]}/{answers.repeats} |" if several else ""
+        lines.append(f"| {label} | {cell} |{agree}")
+    return "\n".join(lines)
+
+
+def _answer_cell(task: Task, text: str, answers: _Answers) -> str:
+    if answers.majority_key == UNPARSED:
+        reason = next((why for why in answers.reasons if why), None)
+        return "_no usable answer_" + (f": {_escape(_shorten(reason))}" if reason else "")
+    value = answers.predictions[answers.keys.index(answers.majority_key)]
+    if task.kind == "classification":
+        return _escape(str(value))
+    if not value:
+        return "_no entities_"
+    parts = []
+    for span in sorted(value, key=lambda s: (int(s["start"]), int(s["end"]))):
+        quoted = span.get("text") or text[int(span["start"]):int(span["end"])]
+        parts.append(f"“{_escape(quoted)}” {_escape(str(span['label']))}")
+    return _shorten("; ".join(parts))
+
+
+def _shorten(value: str) -> str:
+    value = " ".join(value.split())
+    return value if len(value) <= _MAX_CELL else value[: _MAX_CELL - 1] + "…"
+
+
+_MARKDOWN = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"})
+
+
+def _escape(value: str) -> str:
+    """Text shown literally in a markdown table cell (no markup, no HTML, one line)."""
+    return " ".join(value.split()).translate(_MARKDOWN)
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}")

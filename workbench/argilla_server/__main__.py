@@ -1,8 +1,0 @@
-"""`python -m workbench.argilla_server up|down|status [--home H] [--port P]`."""
-
-import sys
-
-from .manage import main
-
-if __name__ == "__main__":
-    sys.exit(main())

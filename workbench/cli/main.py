@@ -1,0 +1,138 @@
+"""Command line: the same pipeline as the notebooks, headless.
+
+    workbench run configs/demo_complaints.yaml [--limit N] [--no-progress]
+    workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
+    workbench push configs/demo_complaints.yaml --variant few_shot
+    workbench argilla up | down | status
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.core.data import DatasetError
+from workbench.experiments.config import load_experiment, run_experiment
+from workbench.experiments.runs import write_run
+from workbench.evaluation.efficiency import summarize_run
+from workbench.models.base import FatalModelError
+from workbench.prompting.runner import build_requests
+from workbench.prompting.templates import format_messages
+from workbench.reporting.sections import write_report
+from workbench.core.task import TaskSpecError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["argilla"]:
+        # Its own argument parsing, so that `workbench argilla up --help` reaches it.
+        from workbench_argilla_embedded import main as argilla_main
+
+        return argilla_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and other details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run an experiment config and write runs/<name>/")
+    run.add_argument("config")
+    run.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    preview = commands.add_parser("preview", help="print the rendered messages for one example")
+    preview.add_argument("config")
+    preview.add_argument("--variant", default=None, help="variant name (default: every variant)")
+    preview.add_argument("--example", default=None, help="example_id (default: the first)")
+
+    push = commands.add_parser("push", help="push a run's errors to Argilla as suggestions for annotators")
+    push.add_argument("config")
+    push.add_argument("--variant", required=True, help="the variant whose answers become the suggestions")
+    push.add_argument("--name", default=None, help="Argilla dataset name (default: <experiment>_errors)")
+    push.add_argument("--limit", type=int, default=None, help="as for run (0: all)")
+
+    commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "push":
+            return _push(args)
+        return _preview(args)
+    except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args.config, limit=args.limit)
+    print(
+        f"{experiment.name}: {len(experiment.dataset)} examples x {len(experiment.variants)} variants "
+        f"x {experiment.repeats} repeat(s) on {experiment.model_config.get('kind', 'embedded')} model"
+    )
+    predictions = run_experiment(experiment, progress=not args.no_progress)
+    summary = summarize_run(predictions, experiment.dataset, experiment.task)
+    folder = write_run(experiment, predictions, summary)
+    stats = predictions.attrs.get("run_stats", {})
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
+        print(summary.to_string(index=False))
+    print(
+        f"calls sent: {stats.get('calls_sent', 0)}, from cache: {stats.get('cache_hits', 0)}, "
+        f"retries: {stats.get('retries', 0)}, failed: {stats.get('failed', 0)}"
+    )
+    report = write_report(folder / "report.html", experiment.task, experiment.dataset, predictions,
+                          title=f"{experiment.name}: prompt variants")
+    print(f"wrote {folder}/predictions.jsonl and summary.csv")
+    print(f"report: {report.resolve()}")
+    return 1 if stats.get("failed") else 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from workbench.annotation import AnnotationError, connect, push_errors
+    from workbench.evaluation.errors import find_errors
+
+    experiment = load_experiment(args.config, limit=args.limit)
+    predictions = run_experiment(experiment, progress=False)
+    errors = find_errors(predictions, experiment.dataset, experiment.task)
+    try:
+        client = connect()
+        result = push_errors(client, experiment.task, errors, predictions, experiment.dataset,
+                             variant=args.variant, name=args.name or f"{experiment.name}_errors")
+    except AnnotationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pushed {result.records} records with {args.variant}'s answers as suggestions to {result.dataset!r}")
+    print(f"open {result.url}")
+    if not os.environ.get("ARGILLA_API_URL"):
+        from workbench_argilla_embedded.manage import DEFAULT_HOME
+
+        print(f"log in as 'annotator' (or 'owner'); passwords are in {Path(DEFAULT_HOME).resolve()}/credentials.json")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args.config)
+    dataset = experiment.dataset
+    if args.example is not None:
+        dataset = dataset[dataset["example_id"] == args.example]
+        if dataset.empty:
+            raise ValueError(f"example_id {args.example!r} is not in {args.config}'s dataset")
+    variants = [v for v in experiment.variants if args.variant in (None, v if isinstance(v, str) else v.get("name"))]
+    if not variants:
+        raise ValueError(f"variant {args.variant!r} is not in {args.config}")
+    requests = build_requests(experiment.task, dataset.head(1), variants, examples=experiment.examples)
+    for row in requests.itertuples():
+        print(f"===== {row.variant} / {row.example_id} =====")
+        print(format_messages(row.messages))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stage 2: scores, uncertainty, consistency, agreement and errors."""

@@ -1,0 +1,96 @@
+"""How consistently a variant answers when the same prompt is sampled several times.
+
+Each (variant, example) has one answer per repeat. Answers are compared as categories: the label
+for classification, the set of (start, end, label) spans for NER, and a single "unparsed"
+category for answers that could not be read (two failures agree with each other).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.core.answers import answer_key
+
+def example_consistency(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per (variant, example_id) with columns ``repeats``, ``distinct_answers``,
+    ``majority_share`` (share of repeats giving the most common answer, higher is steadier),
+    ``pairwise_agreement`` (share of agreeing pairs of repeats) and ``all_agree`` (bool)."""
+    keyed = predictions.assign(_answer=predictions["prediction"].map(answer_key))
+    rows = []
+    for (variant, example_id), group in keyed.groupby(["variant", "example_id"], sort=False):
+        counts = group["_answer"].value_counts().to_numpy()
+        n = int(counts.sum())
+        pairs = n * (n - 1)
+        rows.append({
+            "variant": variant,
+            "example_id": example_id,
+            "repeats": n,
+            "distinct_answers": len(counts),
+            "majority_share": counts.max() / n,
+            "pairwise_agreement": float((counts * (counts - 1)).sum() / pairs) if pairs else math.nan,
+            "all_agree": len(counts) == 1,
+        })
+    return pd.DataFrame(rows)
+
+
+def score_consistency(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Consistency per variant, from predictions with several repeats per example.
+
+    Columns: ``variant``, ``repeats`` (per example), ``examples``, ``all_agree_share`` (share of
+    examples whose repeats all agree), ``mean_pairwise_agreement``, ``fleiss_kappa`` (agreement
+    beyond chance among the repeats as raters; 1 is perfect, 0 is chance level; NaN with fewer than
+    two repeats or when every answer is the same category). Higher is more consistent.
+    """
+    per_example = example_consistency(predictions)
+    keyed = predictions.assign(_answer=predictions["prediction"].map(answer_key))
+    rows = []
+    for variant, group in per_example.groupby("variant", sort=False):
+        repeats = group["repeats"].unique()
+        if len(repeats) != 1:
+            raise ValueError(
+                f"variant {variant!r} has different numbers of repeats per example ({sorted(repeats)}); "
+                "consistency needs the same number for every example"
+            )
+        counts = _category_counts(keyed[keyed["variant"] == variant])
+        rows.append({
+            "variant": variant,
+            "repeats": int(repeats[0]),
+            "examples": len(group),
+            "all_agree_share": float(group["all_agree"].mean()),
+            "mean_pairwise_agreement": float(group["pairwise_agreement"].mean()),
+            "fleiss_kappa": fleiss_kappa(counts),
+        })
+    return pd.DataFrame(rows)
+
+
+def fleiss_kappa(counts: np.ndarray) -> float:
+    """Fleiss' kappa from an (items x categories) matrix of rater counts; 1 is perfect, 0 chance.
+
+    Items may have different numbers of raters (items with fewer than two are left out): each
+    item's observed agreement is the share of agreeing ordered pairs among its own raters, and
+    chance agreement comes from the pooled category proportions. With equal raters per item this is
+    Fleiss' kappa exactly. NaN when there is no item to rate or every rating is one category.
+    """
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 2 or counts.shape[0] == 0:
+        return math.nan
+    raters = counts.sum(axis=1)
+    counts = counts[raters >= 2]
+    raters = raters[raters >= 2]
+    if len(counts) == 0:
+        return math.nan
+    observed = float((((counts * (counts - 1)).sum(axis=1)) / (raters * (raters - 1))).mean())
+    proportions = counts.sum(axis=0) / counts.sum()
+    expected = float((proportions ** 2).sum())
+    if math.isclose(expected, 1.0):
+        return math.nan
+    return (observed - expected) / (1 - expected)
+
+
+def _category_counts(keyed: pd.DataFrame) -> np.ndarray:
+    table = pd.crosstab(keyed["example_id"], keyed["_answer"])
+    return table.to_numpy()

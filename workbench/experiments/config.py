@@ -1,0 +1,141 @@
+"""Experiment configs: one YAML file says which task, data, variants and model a run uses.
+
+::
+
+    name: complaints_demo              # results go to runs/<name>/
+    task: data/complaint_triage/task.yaml
+    dataset: data/complaint_triage/test.jsonl
+    examples: data/complaint_triage/train.jsonl   # few-shot pool (optional)
+    limit: 40                          # a seeded random sample of the dataset (optional)
+    variants: [zero_shot, definitions, few_shot, cot]
+    repeats: 1
+    options: {temperature: 0.0, max_tokens: 256}
+    model: {kind: embedded}            # or {kind: openai_compatible, model: ..., base_url: ...}
+    concurrency: 8
+    prices: configs/prices.yaml        # optional
+
+Relative paths are resolved against the config file's folder first, then the working directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from workbench.core.data import load_dataset
+from workbench.models.base import GenerationOptions, Model
+from workbench.models.registry import model_from_config
+from workbench.models.openai_compatible import redact_url
+from workbench.models.pricing import PriceTable, load_prices
+from workbench.prompting.runner import run_variants
+from workbench.core.task import Task, load_task
+
+
+class _OptionsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, ge=1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = None
+
+
+class _ExperimentModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    task: str
+    dataset: str
+    examples: str | None = None
+    limit: int | None = Field(None, ge=1)
+    variants: list[str | dict[str, Any]] = Field(min_length=1)
+    repeats: int = Field(1, ge=1)
+    options: _OptionsModel = Field(default_factory=_OptionsModel)
+    model: dict[str, Any] = Field(default_factory=lambda: {"kind": "embedded"})
+    concurrency: int | None = Field(None, ge=1)
+    prices: str | None = None
+    runs_dir: str = "runs"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A loaded experiment: the task, data, variants, options and model to run."""
+
+    name: str
+    task: Task
+    dataset: pd.DataFrame
+    examples: pd.DataFrame | None
+    variants: list[str | dict[str, Any]]
+    repeats: int
+    options: GenerationOptions
+    model_config: dict[str, Any]
+    concurrency: int | None
+    prices: PriceTable
+    run_dir: Path
+    source: dict[str, Any]
+
+    def build_model(self) -> Model:
+        return model_from_config(self.model_config)
+
+
+def load_experiment(path: str | Path, *, limit: int | None = None) -> Experiment:
+    """Read and validate an experiment config; `limit` overrides the config's sample size (0: all)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"experiment config {path} does not exist")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        config = _ExperimentModel.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ValueError(f"{path} is not a valid experiment config: {problems}") from None
+
+    def resolve(value: str) -> Path:
+        beside = (path.parent / value).resolve()
+        return beside if beside.exists() else Path(value).resolve()
+
+    task = load_task(resolve(config.task))
+    dataset = load_dataset(resolve(config.dataset), task)
+    sample = config.limit if limit is None else limit
+    if sample and sample < len(dataset):
+        dataset = dataset.sample(n=sample, random_state=0).sort_values("example_id").reset_index(drop=True)
+    examples = load_dataset(resolve(config.examples), task) if config.examples else None
+    prices = load_prices(resolve(config.prices)) if config.prices else PriceTable()
+    return Experiment(
+        name=config.name,
+        task=task,
+        dataset=dataset,
+        examples=examples,
+        variants=list(config.variants),
+        repeats=config.repeats,
+        options=GenerationOptions(**config.options.model_dump()),
+        model_config=dict(config.model),
+        concurrency=config.concurrency,
+        prices=prices,
+        run_dir=Path(config.runs_dir) / config.name,
+        source=config.model_dump(),
+    )
+
+
+def run_experiment(experiment: Experiment, *, progress: bool = True, model: Model | None = None) -> pd.DataFrame:
+    """Run an experiment with its own cache in ``runs/<name>/cache.sqlite``; returns predictions."""
+    experiment.run_dir.mkdir(parents=True, exist_ok=True)
+    return run_variants(
+        experiment.task,
+        experiment.dataset,
+        experiment.variants,
+        model or experiment.build_model(),
+        examples=experiment.examples,
+        repeats=experiment.repeats,
+        options=experiment.options,
+        cache=experiment.run_dir / "cache.sqlite",
+        concurrency=experiment.concurrency,
+        prices=experiment.prices,
+        progress=progress,
+    )

@@ -1,0 +1,20 @@
+"""The model seam: every model call goes through a `Model` (the only place provider SDKs are imported)."""
+
+from workbench.models.base import (
+    ChatRequest,
+    Completion,
+    FatalModelError,
+    GenerationOptions,
+    Model,
+    RetryableModelError,
+)
+from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
+from workbench.models.openai_compatible import OpenAICompatibleModel, redact_url
+from workbench.models.pricing import Price, PriceTable, load_prices
+from workbench.models.registry import model_from_config
+
+__all__ = [
+    "ChatRequest", "Completion", "FatalModelError", "GenerationOptions", "LlamaCppModel", "Model",
+    "OpenAICompatibleModel", "Price", "PriceTable", "RetryableModelError", "embedded_model_path",
+    "load_prices", "model_from_config", "redact_url",
+]

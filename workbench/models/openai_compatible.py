@@ -1,0 +1,251 @@
+"""Any OpenAI-compatible HTTP endpoint (OpenAI, vLLM, llama.cpp's server, Ollama, a provider),
+called through the `openai` SDK: the only module that imports it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import weakref
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from workbench.models.base import ChatRequest, Completion, FatalModelError, RetryableModelError
+
+StructuredOutput = Literal["json_schema", "json_object_schema", "grammar", "json_object", "none"]
+
+
+class OpenAICompatibleModel:
+    """A model behind an OpenAI-compatible HTTP endpoint, called through the `openai` SDK.
+
+    `base_url` and `api_key` default to ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
+    `structured_output` says how the answer schema is enforced, which depends on the server:
+
+    - ``json_schema``: OpenAI's ``response_format={"type": "json_schema", ...}`` (OpenAI, vLLM).
+    - ``json_object_schema``: ``{"type": "json_object", "schema": ...}`` (llama.cpp's servers).
+    - ``grammar``: a GBNF grammar in ``extra_body["grammar"]`` (llama.cpp); needs llama-cpp-python.
+    - ``json_object``: JSON mode without a schema.
+    - ``none``: rely on the prompt alone.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        structured_output: StructuredOutput = "json_schema",
+        max_concurrency: int = 16,
+        timeout_s: float = 60.0,
+        extra_body: dict[str, Any] | None = None,
+    ):
+        import openai
+
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            # Local servers accept any key; a real provider answers 401, which stops the run clearly.
+            key = "not-needed"
+        self.structured_output = structured_output
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self.extra_body = dict(extra_body or {})
+        self._api_key = key
+        # One SDK client per event loop: pooled connections belong to the loop that opened them, and
+        # every run_variants call runs its own loop.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._grammars: dict[str, str] = {}
+
+    def _client(self) -> Any:
+        """The SDK client of the running event loop, created on first use."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            import openai
+
+            # Retries are ours (the runner honours Retry-After and logs attempts), so the SDK's are off.
+            client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s,
+                http_client=aiohttp_client(self.timeout_s),
+            )
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the running event loop's client and its connections (the runner calls this after a run)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {
+            "kind": "openai_compatible",
+            "model": self.model,
+            "endpoint": redact_url(self.base_url),
+            "structured_output": self.structured_output,
+            "extra_body": self.extra_body,
+        }
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        import openai
+
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **request.options.as_dict()}
+        extra_body = dict(self.extra_body)
+        if request.schema is not None:
+            self._add_structure(kwargs, extra_body, request.schema)
+        # Byte for byte the body `chat.completions.create` sends: model, messages, the rest in its (alphabetical)
+        # order; then its request options (extra_body is merged into the body after those keys).
+        kwargs = {"model": kwargs.pop("model"), "messages": kwargs.pop("messages"), **dict(sorted(kwargs.items()))}
+        options: dict[str, Any] = {"security": {"bearer_auth": True}}
+        if extra_body:
+            options["extra_json"] = extra_body
+        started = time.perf_counter()
+        try:
+            # The SDK's documented `post` to the endpoint `chat.completions.create` uses: the same request,
+            # errors and exceptions, without that method's per-call walk of its parameter types and its
+            # response model construction (together about 40% of the SDK's client CPU per call).
+            response = await self._client().post("/chat/completions", body=kwargs, cast_to=object, options=options)
+        except openai.RateLimitError as exc:
+            raise RetryableModelError(f"rate limited (429): {_short(exc)}", _retry_after(exc.response)) from exc
+        except openai.InternalServerError as exc:
+            raise RetryableModelError(f"server error ({exc.status_code}): {_short(exc)}", _retry_after(exc.response)) from exc
+        except openai.APITimeoutError as exc:
+            if not _caused_by_timeout(exc.__cause__):
+                # The SDK's aiohttp adapter reports refused and dropped connections as connect timeouts.
+                raise RetryableModelError(f"connection failed: {_short(exc.__cause__ or exc)}") from exc
+            raise RetryableModelError(f"timed out after {self.timeout_s:g} s") from exc
+        except openai.APIConnectionError as exc:
+            raise RetryableModelError(f"connection failed: {_short(exc.__cause__ or exc)}") from exc
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            raise FatalModelError(
+                f"{self.base_url} refused model {self.model!r} ({exc.status_code}): {_short(exc)}. "
+                "Check OPENAI_API_KEY, OPENAI_BASE_URL and the model name."
+            ) from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                raise RetryableModelError(f"HTTP {exc.status_code}: {_short(exc)}", _retry_after(exc.response)) from exc
+            raise
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            # A 200 whose body is not valid JSON: a broken response, not an answer.
+            raise RetryableModelError(f"malformed response body: {_short(exc)}") from exc
+        latency = time.perf_counter() - started
+        # `response` is the decoded JSON body, or its text when the server did not label it JSON; like the
+        # SDK's own models, still read it as JSON then.
+        if isinstance(response, str):
+            response = _json_or_text(response)
+        if not isinstance(response, dict) or not response.get("choices"):
+            raise RetryableModelError(f"response has no choices: {str(response)[:200]}")
+        choice = response["choices"][0]
+        message = choice.get("message") or {}
+        usage = response.get("usage") or {}
+        return Completion(
+            text=message.get("content") or "",
+            tokens_in=int(usage.get("prompt_tokens") or 0),
+            tokens_out=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason"),
+            latency_s=latency,
+        )
+
+    def _add_structure(self, kwargs: dict[str, Any], extra_body: dict[str, Any], schema: dict[str, Any]) -> None:
+        mode = self.structured_output
+        if mode == "json_schema":
+            # OpenAI's strict mode rejects length keywords; the prompt still asks for brevity.
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": _without_keys(schema, {"maxLength"}), "strict": True},
+            }
+        elif mode == "json_object_schema":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
+        elif mode == "grammar":
+            extra_body["grammar"] = self._grammar(schema)
+
+    def _grammar(self, schema: dict[str, Any]) -> str:
+        import json
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            self._grammars[key] = json_schema_to_gbnf(key)
+        return self._grammars[key]
+
+
+def aiohttp_client(timeout_s: float) -> Any:
+    """The SDK's aiohttp-based HTTP client, or None (the SDK's default httpx client) without ``openai[aiohttp]``.
+
+    Same SDK, requests and error mapping; its transport costs about half the client CPU per call.
+    """
+    import openai
+
+    factory = getattr(openai, "DefaultAioHttpClient", None)
+    if factory is None:
+        return None
+    try:
+        return factory(timeout=timeout_s)
+    except RuntimeError:  # the SDK's placeholder when aiohttp is not installed
+        return None
+
+
+def redact_url(url: str) -> str:
+    """`url` without user info or query string, so credentials never reach keys, logs or reports."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _retry_after(response: Any) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _json_or_text(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _caused_by_timeout(exc: BaseException | None) -> bool:
+    """Whether a timeout (not a refused or dropped connection) is somewhere in `exc`'s chain."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _without_keys(value: Any, keys: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_keys(item, keys) for key, item in value.items() if key not in keys}
+    if isinstance(value, list):
+        return [_without_keys(item, keys) for item in value]
+    return value
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).replace("\n", " ")[:200]

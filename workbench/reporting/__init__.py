@@ -1,0 +1,1 @@
+"""Charts, the HTML report and the notebook error browser."""

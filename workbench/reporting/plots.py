@@ -1,0 +1,367 @@
+"""Charts of datasets and runs: each function returns a plotly ``go.Figure`` and never shows it.
+
+All figures share one look (`TEMPLATE`, `FONT`, one colour per variant in run order) and put exact
+values in their hover text. Every string that comes from data (variant names, labels) is passed
+through `html.escape` before it reaches plotly: plotly renders a subset of HTML in its text, and
+decodes entities such as ``&lt;``, so an escaped name reads as written and cannot add markup.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from workbench.core.task import Task
+
+TEMPLATE = "plotly_white"
+FONT = dict(family="system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif", size=13)
+# Colour-blind-safe qualitative palette (Okabe-Ito without black), one colour per variant.
+VARIANT_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
+ERROR_TYPE_ORDER = ("parse_failure", "wrong_label", "boundary", "false_positive", "false_negative", "hallucination")
+ERROR_TYPE_COLOURS = {
+    "parse_failure": "#7f7f7f", "wrong_label": "#D55E00", "boundary": "#E69F00",
+    "false_positive": "#CC79A7", "false_negative": "#0072B2", "hallucination": "#009E73",
+}
+SEQUENTIAL = "Blues"
+
+
+def plot_dataset_overview(dataset: pd.DataFrame, task: Task) -> go.Figure:
+    """Label distribution and text lengths of a dataset, side by side.
+
+    Reads ``text`` and ``label`` (classification: examples per label) or ``spans`` (NER: entities
+    per type, from each span's ``label``). Labels follow the task's order; labels found in the
+    data but not in the task are added after them.
+    """
+    if task.kind == "classification":
+        found = dataset["label"].astype(str)
+        left_title, left_axis = "Examples per label", "examples"
+    else:
+        found = pd.Series([span["label"] for spans in dataset["spans"] for span in spans], dtype=object)
+        left_title, left_axis = "Entities per type", "entities"
+    counts = found.value_counts()
+    labels = [*task.label_names, *sorted(set(counts.index) - set(task.label_names))]
+    values = [int(counts.get(label, 0)) for label in labels]
+    lengths = dataset["text"].str.len()
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(left_title, "Text length (characters)"),
+                        horizontal_spacing=0.1)
+    fig.add_trace(go.Bar(
+        x=_escaped(labels), y=values, marker_color=VARIANT_COLOURS[0], name=left_axis, text=values,
+        textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y} " + left_axis + "<extra></extra>",
+    ), row=1, col=1)
+    fig.add_trace(go.Histogram(
+        x=lengths, marker_color=VARIANT_COLOURS[1], name="texts", nbinsx=30,
+        hovertemplate="%{x} characters: %{y} texts<extra></extra>",
+    ), row=1, col=2)
+    fig.update_yaxes(title_text=left_axis, row=1, col=1)
+    fig.update_yaxes(title_text="texts", row=1, col=2)
+    fig.update_xaxes(title_text="characters", row=1, col=2)
+    summary = f"{len(dataset)} examples; median length {int(lengths.median()) if len(lengths) else 0} characters"
+    return _style(fig, f"Dataset: {_escape(task.name)} ({summary})", showlegend=False)
+
+
+def plot_variant_comparison(ci_table: pd.DataFrame) -> go.Figure:
+    """The headline metric per variant with its confidence interval as error bars (higher is better).
+
+    Reads the output of `workbench.significance.bootstrap_ci`: ``variant``, ``metric``, ``value``,
+    ``low``, ``high`` and, if present, ``confidence``. Bars follow the table's row order.
+    """
+    variants = list(ci_table["variant"])
+    value = ci_table["value"].to_numpy(float)
+    low = ci_table["low"].to_numpy(float)
+    high = ci_table["high"].to_numpy(float)
+    metric = str(ci_table["metric"].iloc[0]) if len(ci_table) else "metric"
+    confidence = float(ci_table["confidence"].iloc[0]) if "confidence" in ci_table and len(ci_table) else 0.95
+    fig = go.Figure(go.Bar(
+        x=_escaped(variants), y=value, marker_color=_variant_colours(variants),
+        error_y=dict(type="data", symmetric=False, array=high - value, arrayminus=value - low,
+                     color="#333", thickness=1.5, width=8),
+        customdata=np.column_stack([low, high]) if len(variants) else None,
+        text=[f"{v:.3f}" for v in value], textposition="inside", insidetextanchor="start",
+        hovertemplate="%{x}<br>" + metric + " %{y:.3f}<br>" + f"{confidence:.0%}"
+                      + " CI %{customdata[0]:.3f} to %{customdata[1]:.3f}<extra></extra>",
+    ))
+    fig.update_yaxes(title_text=metric, range=[0, 1.05])
+    fig.update_xaxes(title_text="prompt variant")
+    return _style(fig, f"{metric} per variant, with {confidence:.0%} bootstrap confidence intervals", showlegend=False)
+
+
+def plot_per_label_f1(per_label: pd.DataFrame) -> go.Figure:
+    """Heatmap of F1 per variant (rows) and label (columns), each cell annotated (higher is better).
+
+    Reads ``variant``, ``label`` and ``f1`` from `workbench.metrics.per_label_scores`, or from
+    `workbench.ner_metrics.score_ner`, whose ``mode`` column is then used to keep the ``strict``
+    rows and whose ``"ALL"`` rows are dropped. Variants and labels keep their order of appearance.
+    """
+    frame = per_label
+    if "mode" in frame.columns:
+        frame = frame[(frame["mode"] == "strict") & (frame["label"] != "ALL")]
+    variants = list(dict.fromkeys(frame["variant"]))
+    labels = list(dict.fromkeys(frame["label"]))
+    table = frame.pivot_table(index="variant", columns="label", values="f1", aggfunc="first", sort=False)
+    z = table.reindex(index=variants, columns=labels).to_numpy(float)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=_escaped(labels), y=_escaped(variants), zmin=0, zmax=1, colorscale=SEQUENTIAL,
+        texttemplate="%{z:.2f}", colorbar=dict(title="F1"), xgap=2, ygap=2,
+        hovertemplate="variant %{y}<br>label %{x}<br>F1 %{z:.3f}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", title_text="prompt variant")
+    fig.update_xaxes(title_text="label", side="bottom")
+    return _style(fig, "F1 per label and variant", height=max(320, 90 + 42 * len(variants)))
+
+
+def plot_confusion(confusion_frame: pd.DataFrame, variant: str) -> go.Figure:
+    """Heatmap of a confusion matrix: gold labels as rows, predicted labels as columns.
+
+    Reads the DataFrame of `workbench.metrics.confusion` (index: gold labels; columns: predicted
+    labels, with ``<unparsed>`` last). Cells show counts; hover adds the share of the gold row.
+    """
+    counts = confusion_frame.to_numpy(float)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(totals > 0, counts / np.where(totals > 0, totals, 1), 0.0)
+    fig = go.Figure(go.Heatmap(
+        z=counts, x=_escaped(confusion_frame.columns), y=_escaped(confusion_frame.index), customdata=share,
+        colorscale=SEQUENTIAL, texttemplate="%{z:.0f}", colorbar=dict(title="count"), xgap=2, ygap=2,
+        hovertemplate="gold %{y}<br>predicted %{x}<br>%{z:.0f} rows (%{customdata:.0%} of gold %{y})<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", title_text="gold label")
+    fig.update_xaxes(title_text="predicted label")
+    return _style(fig, f"Confusion matrix: {_escape(variant)}", height=max(360, 140 + 48 * len(confusion_frame)))
+
+
+def plot_consistency(per_example: pd.DataFrame, variants: Sequence[str] | None = None) -> go.Figure:
+    """How often repeats of the same prompt agree: share of examples at each level of agreement.
+
+    Reads ``variant``, ``example_id``, ``repeats`` and ``majority_share`` (the share of repeats
+    giving the most common answer) from `workbench.consistency.example_consistency`. One
+    horizontal 100% bar per variant with two or more repeats, stacked by majority share (all agree
+    first). When no variant has repeats, returns a figure that says so. `variants` fixes the order
+    (default: order of appearance).
+    """
+    order = list(variants) if variants is not None else list(dict.fromkeys(per_example["variant"]))
+    repeated = per_example[per_example["repeats"] >= 2] if len(per_example) else per_example
+    shown = [variant for variant in order if variant in set(repeated["variant"])]
+    single = [variant for variant in order if variant not in shown]
+    if not shown:
+        return _empty_figure(
+            "Consistency across repeats",
+            "Every variant was run once per example, so there is nothing to compare.<br>"
+            "Run with repeats ≥ 2 and temperature > 0 to see how steady each variant's answers are.",
+        )
+    levels = sorted(repeated["majority_share"].round(6).unique(), reverse=True)
+    counts_of_repeats = repeated["repeats"].unique()
+    repeats = int(counts_of_repeats[0]) if len(counts_of_repeats) == 1 else None
+    fig = go.Figure()
+    for index, level in enumerate(levels):
+        counts, shares = [], []
+        for variant in shown:
+            group = repeated[repeated["variant"] == variant]
+            count = int((group["majority_share"].round(6) == level).sum())
+            counts.append(count)
+            shares.append(count / len(group))
+        name = _agreement_name(level, repeats)
+        fig.add_trace(go.Bar(
+            y=_escaped(shown), x=shares, customdata=counts, name=name, orientation="h",
+            marker_color=_agreement_colour(index, len(levels)),
+            hovertemplate="%{y}<br>" + name + ": %{customdata} examples (%{x:.0%})<extra></extra>",
+        ))
+    fig.update_layout(barmode="stack", legend=dict(title_text="answers of the repeats", traceorder="normal"))
+    fig.update_xaxes(title_text="share of examples", tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(autorange="reversed", title_text="prompt variant")
+    title = "Consistency: how often repeated answers agree"
+    if single:
+        title += _grey_line("run once per example, so not shown: " + _escape(", ".join(single)))
+    return _style(fig, title, height=max(320, 140 + 46 * len(shown)))
+
+
+def pareto_front(summary: pd.DataFrame, quality: str, cost: str) -> pd.Series:
+    """True for variants no other variant beats: at least as good on both axes and better on one.
+
+    Higher `quality` and lower `cost` are better. Rows whose quality or cost is NaN are never on
+    the front (and do not dominate others). Returns a boolean Series aligned with `summary`.
+    """
+    q = summary[quality].to_numpy(float)
+    c = summary[cost].to_numpy(float)
+    valid = ~(np.isnan(q) | np.isnan(c))
+    on_front = np.zeros(len(summary), dtype=bool)
+    for i in np.flatnonzero(valid):
+        others = valid & (q >= q[i]) & (c <= c[i]) & ((q > q[i]) | (c < c[i]))
+        on_front[i] = not others.any()
+    return pd.Series(on_front, index=summary.index, name="pareto_front")
+
+
+def plot_quality_vs_cost(summary: pd.DataFrame, quality: str = "accuracy") -> go.Figure:
+    """Quality against cost per 1,000 rows (left) and median latency (right), Pareto fronts marked.
+
+    Reads ``variant``, the `quality` column (higher is better; ``accuracy`` or ``f1`` in
+    `workbench.metrics.summarize_run`), ``cost_per_1000`` and ``latency_p50_s`` (lower is better).
+    A free local model has cost 0 and stays on the axis. Variants without a price (NaN cost) are
+    left out of the cost panel and named in it; they still appear on the latency panel. Front
+    members are outlined, joined by a dotted line and labelled (names of coinciding points joined).
+    """
+    if quality not in summary.columns:
+        raise ValueError(f"summary has no column {quality!r}; its columns are {list(summary.columns)}")
+    variants = list(summary["variant"])
+    colours = dict(zip(variants, _variant_colours(variants)))
+    panels = (("cost_per_1000", "cost per 1,000 rows"), ("latency_p50_s", "median latency (s)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("Quality vs cost", "Quality vs latency"))
+    in_legend: set[str] = set()  # each variant once in the legend, from whichever panel shows it first
+    for col, (column, axis_title) in enumerate(panels, start=1):
+        known = summary[summary[column].notna() & summary[quality].notna()]
+        front = pareto_front(known, quality, column).to_numpy()
+        for (_, row), is_front in zip(known.iterrows(), front):
+            name = _escape(row["variant"])
+            fig.add_trace(go.Scatter(
+                x=[row[column]], y=[row[quality]], mode="markers", cliponaxis=False,
+                marker=dict(size=15 if is_front else 11, color=colours[row["variant"]],
+                            line=dict(width=2 if is_front else 1, color="#222" if is_front else "white")),
+                name=name, legendgroup=name, showlegend=_first_time(name, in_legend),
+                hovertemplate=f"{name}<br>{quality} %{{y:.3f}}<br>{axis_title} %{{x:.4g}}"
+                              + ("<br>on the Pareto front" if is_front else "") + "<extra></extra>",
+            ), row=1, col=col)
+        front_rows = known[front].sort_values([column, quality])
+        if len(front_rows):
+            fig.add_trace(go.Scatter(
+                x=front_rows[column], y=front_rows[quality], mode="lines",
+                line=dict(color="#222", dash="dot", width=1.5),
+                name="Pareto front", legendgroup="front", showlegend=_first_time("Pareto front", in_legend),
+                hoverinfo="skip",
+            ), row=1, col=col)
+            # One label per position, so variants that coincide (e.g. all free) do not overprint.
+            places = front_rows.groupby([column, quality], sort=False)["variant"].agg(
+                lambda names: ", ".join(map(str, names)))
+            fig.add_trace(go.Scatter(
+                x=[x for x, _ in places.index], y=[y for _, y in places.index], mode="text", cliponaxis=False,
+                # Leading no-break spaces keep the label clear of its marker.
+                text=["\u00a0\u00a0\u00a0" + _escape(names) for names in places], textposition="middle right",
+                showlegend=False, hoverinfo="skip", textfont=dict(size=12, color="#222"),
+            ), row=1, col=col)
+        fig.update_xaxes(title_text=axis_title, range=_padded(known[column], right=0.35), row=1, col=col)
+        fig.update_yaxes(title_text=quality, range=_padded(known[quality], left=0.12, right=0.12), row=1, col=col)
+        if column == "cost_per_1000":
+            unpriced = summary.loc[summary[column].isna(), "variant"]
+            if len(unpriced) and known.empty:
+                # Nothing to plot: say why inside the empty panel.
+                fig.update_xaxes(visible=False, row=1, col=col)
+                fig.update_yaxes(visible=False, row=1, col=col)
+                domain = fig.layout.xaxis.domain
+                fig.add_annotation(
+                    text="No price is known for this model,<br>so cost cannot be compared.<br>"
+                         "Add it to the price table.",
+                    xref="paper", yref="paper", x=(domain[0] + domain[1]) / 2, y=0.5, showarrow=False,
+                    font=dict(color="#555"),
+                )
+            elif len(unpriced):
+                _subtitle(fig, col, "no price known for: " + _escape(", ".join(map(str, unpriced))))
+            elif len(known) and (known[column] == 0).all():
+                _subtitle(fig, col, "every variant costs 0 (local model): compare them on latency")
+    fig = _style(fig, f"{quality} against cost and latency (Pareto front: nothing is both better and cheaper)",
+                 height=480)
+    return fig.update_layout(margin_t=110)  # room for the panels' two-line titles
+
+
+def plot_error_types(errors: pd.DataFrame, variants: Sequence[str] | None = None) -> go.Figure:
+    """Stacked bars of error counts per variant, one colour per ``error_type``.
+
+    Reads ``variant`` and ``error_type`` from `workbench.errors.find_errors`. `variants` fixes the
+    order and includes variants without errors (default: order of appearance in `errors`).
+    """
+    order = list(variants) if variants is not None else list(dict.fromkeys(errors["variant"]))
+    if errors.empty:
+        return _empty_figure("Errors by type", "No errors: every answer matched the gold data.")
+    counts = pd.crosstab(errors["variant"], errors["error_type"]).reindex(index=order, fill_value=0)
+    kinds = [kind for kind in ERROR_TYPE_ORDER if kind in counts.columns]
+    kinds += sorted(set(counts.columns) - set(kinds))
+    fig = go.Figure()
+    for kind in kinds:
+        fig.add_trace(go.Bar(
+            x=_escaped(order), y=counts[kind].to_numpy(), name=_escape(kind.replace("_", " ")),
+            marker_color=ERROR_TYPE_COLOURS.get(kind, "#999999"),
+            hovertemplate="%{x}<br>" + _escape(kind) + ": %{y}<extra></extra>",
+        ))
+    fig.update_layout(barmode="stack", legend_title_text="error type")
+    fig.update_xaxes(title_text="prompt variant")
+    fig.update_yaxes(title_text="errors (all repeats)")
+    return _style(fig, "Errors by type")
+
+
+def _style(fig: go.Figure, title: str, *, height: int = 420, showlegend: bool = True) -> go.Figure:
+    fig.update_layout(
+        template=TEMPLATE, font=FONT, title=dict(text=title, x=0.01, xanchor="left", font=dict(size=17)),
+        height=height, margin=dict(l=70, r=30, t=80, b=80), showlegend=showlegend,
+        hoverlabel=dict(font=dict(family=FONT["family"])),
+    )
+    return fig
+
+
+def _empty_figure(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                       font=dict(size=15, color="#555"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _style(fig, title, height=260, showlegend=False)
+
+
+def _subtitle(fig: go.Figure, col: int, text: str) -> None:
+    """Add a grey second line under the title of subplot `col` (subplot titles are annotations)."""
+    title = fig.layout.annotations[col - 1]
+    title.text = f"{title.text}{_grey_line(text)}"
+
+
+def _grey_line(text: str) -> str:
+    """A smaller grey line to append to a plotly title; `text` must already be escaped."""
+    return f'<br><span style="font-size:12px;color:#555">{text}</span>'
+
+
+def _first_time(name: str, seen: set[str]) -> bool:
+    if name in seen:
+        return False
+    seen.add(name)
+    return True
+
+
+def _padded(values: pd.Series, *, left: float = 0.08, right: float = 0.08) -> list[float] | None:
+    """An axis range around `values` with room for markers and labels; None (autorange) if empty."""
+    if values.empty:
+        return None
+    low, high = float(values.min()), float(values.max())
+    span = high - low or (abs(high) * 0.5 or 1.0)
+    return [low - left * span, high + right * span]
+
+
+def _variant_colours(variants: Sequence[str]) -> list[str]:
+    return [VARIANT_COLOURS[index % len(VARIANT_COLOURS)] for index in range(len(variants))]
+
+
+def _agreement_colour(index: int, levels: int) -> str:
+    # Green for "all agree", through yellow, to orange for the least agreement.
+    scale = [[0.0, "#1a7f37"], [0.5, "#e3c14b"], [1.0, "#d55e00"]]
+    return sample_colorscale(scale, [index / (levels - 1) if levels > 1 else 0.0])[0]
+
+
+def _agreement_name(level: float, repeats: int | None) -> str:
+    """Legend text for a majority share: "all agree", "2 of 3 agree", "all differ"."""
+    if math.isclose(level, 1.0):
+        return "all agree"
+    if repeats is None:
+        return f"majority {level:.0%}"
+    agreeing = round(level * repeats)
+    return "all differ" if agreeing == 1 else f"{agreeing} of {repeats} agree"
+
+
+def _escape(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _escaped(values: Sequence[object] | pd.Index) -> list[str]:
+    return [_escape(value) for value in values]
