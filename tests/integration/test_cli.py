@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workbench.prompting.cache import ResponseCache
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,13 +27,21 @@ def test_run_then_push(tmp_path, argilla):
     assert ran.returncode == 0, ran.stderr
     folder = tmp_path / "runs" / "cli_demo"
     assert "report: " in ran.stdout and (folder / "report.html").exists()
-    assert {"predictions.jsonl", "summary.csv", "run_stats.json", "config.yaml", "cache.sqlite"} <= {
-        p.name for p in folder.iterdir()}
+    assert {"predictions.parquet", "dataset.parquet", "summary.csv", "stats.json", "provenance.json", "config.yaml",
+            "cache.sqlite"} <= {p.name for p in folder.iterdir()}
+    with ResponseCache(folder / "cache.sqlite") as cache:
+        answers, runs = len(cache), cache.runs()
+    assert len(runs) == 1 and answers > 0
 
-    pushed = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(config), "--variant", "zero_shot",
-                             "--name", "cli_demo_errors"], capture_output=True, text=True, env=env, timeout=600)
-    assert pushed.returncode == 0, pushed.stderr
-    assert "to 'cli_demo_errors'" in pushed.stdout and "/dataset/" in pushed.stdout
+    # Push reads the run folder (given directly, or through the config that wrote it): no model call.
+    for source in (folder, config):
+        pushed = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(source), "--variant", "zero_shot",
+                                 "--name", "cli_demo_errors"], capture_output=True, text=True, env=env, timeout=600)
+        assert pushed.returncode == 0, pushed.stderr
+        assert "to 'cli_demo_errors'" in pushed.stdout and "/dataset/" in pushed.stdout
+        assert runs[0]["run_id"] in pushed.stdout
+    with ResponseCache(folder / "cache.sqlite") as cache:
+        assert len(cache) == answers and cache.runs() == runs  # nothing was run, nothing was asked
 
     bad = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(config), "--variant", "nope"],
                          capture_output=True, text=True, env=env, timeout=600)

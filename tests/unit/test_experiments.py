@@ -5,9 +5,8 @@ import pytest
 import yaml
 
 from workbench.experiments.config import load_experiment
-from workbench.experiments.runs import write_run
-from workbench.evaluation.efficiency import summarize_run
-from workbench.prompting.runner import run_variants
+from workbench.experiments.runs import load_run, run_experiment, write_run
+from workbench.prompting.cache import ResponseCache
 from workbench.testing.fake_model import FakeModel
 
 TASK = {"name": "t", "kind": "classification",
@@ -50,9 +49,38 @@ def test_unknown_keys_and_keys_in_config_are_refused(project):
 def test_run_folder_holds_results_but_no_credentials(project):
     experiment = load_experiment(write(project, model={
         "kind": "openai_compatible", "model": "m", "base_url": "http://user:hunter2@127.0.0.1:9/v1"}))
-    predictions = run_variants(experiment.task, experiment.dataset, experiment.variants,
-                               FakeModel('{"label": "request"}'), progress=False)
-    folder = write_run(experiment, predictions, summarize_run(predictions, experiment.dataset, experiment.task))
-    assert {p.name for p in folder.iterdir()} >= {"predictions.jsonl", "summary.csv", "run_stats.json", "config.yaml"}
-    assert "hunter2" not in (folder / "config.yaml").read_text()
-    assert len(pd.read_json(folder / "predictions.jsonl", lines=True)) == 10
+    run = run_experiment(experiment, model=FakeModel('{"label": "request"}'), progress=False)
+    folder = write_run(run, experiment.run_dir).path
+    assert {p.name for p in folder.iterdir()} >= {
+        "predictions.parquet", "dataset.parquet", "task.json", "summary.csv", "stats.json", "provenance.json",
+        "config.yaml", "cache.sqlite"}
+    for name in ("config.yaml", "provenance.json", "stats.json", "task.json"):
+        assert "hunter2" not in (folder / name).read_text()
+    assert len(pd.read_parquet(folder / "predictions.parquet")) == 10
+
+
+def test_a_run_folder_round_trips_through_load_run(project):
+    experiment = load_experiment(write(project, variants=["zero_shot", "definitions"], repeats=2,
+                                       options={"temperature": 0.7}))
+    model = FakeModel(lambda request: '{"label": "complaint"}' if "Use these" in request.messages[0]["content"]
+                      else "no idea")
+    run = write_run(run_experiment(experiment, model=model, progress=False), experiment.run_dir)
+    loaded = load_run(run.path)
+    pd.testing.assert_frame_equal(loaded.predictions, run.predictions)
+    pd.testing.assert_frame_equal(loaded.dataset, run.dataset)
+    assert loaded.stats == run.stats and loaded.stats["calls_sent"] == len(model.calls) == 40
+    assert loaded.provenance == run.provenance and loaded.task == run.task
+    assert loaded.provenance["templates"]["zero_shot"]["file"] == "default.classification.v1.jinja"
+    assert loaded.provenance["model"] == {"kind": "fake", "model": "fake"}
+    pd.testing.assert_frame_equal(loaded.summary(), run.summary())
+    # The cache's run log says which answer the run used for every row.
+    with ResponseCache(experiment.run_dir / "cache.sqlite") as cache:
+        assert [entry["run_id"] for entry in cache.runs()] == [run.run_id]
+        items = cache.run_items(run.run_id)
+    assert len(items) == len(run.predictions) and not any(item["cached"] for item in items)
+    assert {item["text"] for item in items} == {'{"label": "complaint"}', "no idea"}
+
+
+def test_load_run_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="predictions.parquet"):
+        load_run(tmp_path)

@@ -2,7 +2,7 @@
 
     workbench run configs/demo_complaints.yaml [--limit N] [--no-progress]
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
-    workbench push configs/demo_complaints.yaml --variant few_shot
+    workbench push runs/demo_complaints --variant few_shot     (a run folder, or the config that wrote it)
     workbench argilla up | down | status
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.core.data import DatasetError
-from workbench.experiments.config import load_experiment, run_experiment
-from workbench.experiments.runs import write_run
-from workbench.evaluation.efficiency import summarize_run
+from workbench.experiments.config import load_experiment
+from workbench.experiments.runs import load_run, run_experiment, write_run
 from workbench.models.base import FatalModelError
 from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
@@ -32,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["argilla"]:
         # Its own argument parsing, so that `workbench argilla up --help` reaches it.
-        from workbench_argilla_embedded import main as argilla_main
+        from workbench_argilla_embedded import main as argilla_main  # the embedded server, an app-level tool
 
         return argilla_main(argv[1:])
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
@@ -50,10 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("--example", default=None, help="example_id (default: the first)")
 
     push = commands.add_parser("push", help="push a run's errors to Argilla as suggestions for annotators")
-    push.add_argument("config")
+    push.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
     push.add_argument("--variant", required=True, help="the variant whose answers become the suggestions")
     push.add_argument("--name", default=None, help="Argilla dataset name (default: <experiment>_errors)")
-    push.add_argument("--limit", type=int, default=None, help="as for run (0: all)")
 
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
@@ -76,19 +73,17 @@ def _run(args: argparse.Namespace) -> int:
         f"{experiment.name}: {len(experiment.dataset)} examples x {len(experiment.variants)} variants "
         f"x {experiment.repeats} repeat(s) on {experiment.model_config.get('kind', 'embedded')} model"
     )
-    predictions = run_experiment(experiment, progress=not args.no_progress)
-    summary = summarize_run(predictions, experiment.dataset, experiment.task)
-    folder = write_run(experiment, predictions, summary)
-    stats = predictions.attrs.get("run_stats", {})
+    run = write_run(run_experiment(experiment, progress=not args.no_progress), experiment.run_dir)
+    stats = run.stats
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
-        print(summary.to_string(index=False))
+        print(run.summary().to_string(index=False))
     print(
         f"calls sent: {stats.get('calls_sent', 0)}, from cache: {stats.get('cache_hits', 0)}, "
         f"retries: {stats.get('retries', 0)}, failed: {stats.get('failed', 0)}"
     )
-    report = write_report(folder / "report.html", experiment.task, experiment.dataset, predictions,
+    report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
                           title=f"{experiment.name}: prompt variants")
-    print(f"wrote {folder}/predictions.jsonl and summary.csv")
+    print(f"wrote run {run.run_id} to {run.path}/")
     print(f"report: {report.resolve()}")
     return 1 if stats.get("failed") else 0
 
@@ -97,19 +92,28 @@ def _push(args: argparse.Namespace) -> int:
     from workbench.annotation import AnnotationError, connect, push_errors
     from workbench.evaluation.errors import find_errors
 
-    experiment = load_experiment(args.config, limit=args.limit)
-    predictions = run_experiment(experiment, progress=False)
-    errors = find_errors(predictions, experiment.dataset, experiment.task)
+    source = Path(args.run)
+    # The run folder is the artifact: pushing reads it and never calls the model again.
+    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    errors = find_errors(run.predictions, run.dataset, run.task)
+    from workbench_argilla_embedded import ArgillaServerError, resolve_server
+
     try:
-        client = connect()
-        result = push_errors(client, experiment.task, errors, predictions, experiment.dataset,
-                             variant=args.variant, name=args.name or f"{experiment.name}_errors")
+        # ARGILLA_API_URL + ARGILLA_API_KEY when set; otherwise the embedded server, started explicitly here.
+        try:
+            server = resolve_server()
+        except ArgillaServerError as exc:
+            raise AnnotationError(str(exc)) from exc
+        client = connect(server.api_url, server.api_key)
+        result = push_errors(client, run.task, errors, run.predictions, run.dataset,
+                             variant=args.variant, name=args.name or f"{run.name}_errors")
     except AnnotationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"pushed {result.records} records with {args.variant}'s answers as suggestions to {result.dataset!r}")
+    print(f"pushed {result.records} records of run {run.run_id} with {args.variant}'s answers as suggestions "
+          f"to {result.dataset!r}")
     print(f"open {result.url}")
-    if not os.environ.get("ARGILLA_API_URL"):
+    if server.embedded:
         from workbench_argilla_embedded.manage import DEFAULT_HOME
 
         print(f"log in as 'annotator' (or 'owner'); passwords are in {Path(DEFAULT_HOME).resolve()}/credentials.json")

@@ -143,6 +143,15 @@ def task_from_dict(data: dict, *, source: str = "task") -> Task:
     )
 
 
+def task_to_dict(task: Task) -> dict:
+    """The task as the mapping `task_from_dict` reads (what a task file holds)."""
+    return {
+        "name": task.name, "kind": task.kind.name, "description": task.description,
+        "instructions": task.instructions,
+        "labels": [{"name": label.name, "definition": label.definition} for label in task.labels],
+    }
+
+
 def load_task(path: str | Path) -> Task:
     """Read a task specification from a YAML or JSON file and validate it."""
     path = Path(path)

@@ -28,12 +28,11 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workbench.core.data import load_dataset
+from workbench.core.data import load_dataset, sample_dataset
 from workbench.models.base import GenerationOptions, Model
 from workbench.models.registry import model_from_config
 from workbench.models.openai_compatible import redact_url
 from workbench.models.pricing import PriceTable, load_prices
-from workbench.prompting.runner import run_variants
 from workbench.core.task import Task, load_task
 
 
@@ -82,12 +81,21 @@ class Experiment:
         return model_from_config(self.model_config)
 
 
-def load_experiment(path: str | Path, *, limit: int | None = None) -> Experiment:
-    """Read and validate an experiment config; `limit` overrides the config's sample size (0: all)."""
+def load_experiment(path: str | Path, *, limit: int | None = None, **overrides: Any) -> Experiment:
+    """Read and validate an experiment config.
+
+    `limit` overrides the config's sample size (0: all). `overrides` replace top-level config keys
+    (``variants``, ``repeats``, ``options``, ``model``, ``name``, ``runs_dir``, ...) before
+    validation, so a notebook's parameters cell can start from the same config as
+    ``workbench run`` and share its cache.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"experiment config {path} does not exist")
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must hold a mapping (name, task, dataset, variants, ...)")
+    raw.update(overrides)
     try:
         config = _ExperimentModel.model_validate(raw)
     except ValidationError as exc:
@@ -102,9 +110,7 @@ def load_experiment(path: str | Path, *, limit: int | None = None) -> Experiment
 
     task = load_task(resolve(config.task))
     dataset = load_dataset(resolve(config.dataset), task)
-    sample = config.limit if limit is None else limit
-    if sample and sample < len(dataset):
-        dataset = dataset.sample(n=sample, random_state=0).sort_values("example_id").reset_index(drop=True)
+    dataset = sample_dataset(dataset, config.limit if limit is None else limit)
     examples = load_dataset(resolve(config.examples), task) if config.examples else None
     prices = load_prices(resolve(config.prices)) if config.prices else PriceTable()
     return Experiment(
@@ -120,22 +126,4 @@ def load_experiment(path: str | Path, *, limit: int | None = None) -> Experiment
         prices=prices,
         run_dir=Path(config.runs_dir) / config.name,
         source=config.model_dump(),
-    )
-
-
-def run_experiment(experiment: Experiment, *, progress: bool = True, model: Model | None = None) -> pd.DataFrame:
-    """Run an experiment with its own cache in ``runs/<name>/cache.sqlite``; returns predictions."""
-    experiment.run_dir.mkdir(parents=True, exist_ok=True)
-    return run_variants(
-        experiment.task,
-        experiment.dataset,
-        experiment.variants,
-        model or experiment.build_model(),
-        examples=experiment.examples,
-        repeats=experiment.repeats,
-        options=experiment.options,
-        cache=experiment.run_dir / "cache.sqlite",
-        concurrency=experiment.concurrency,
-        prices=experiment.prices,
-        progress=progress,
     )

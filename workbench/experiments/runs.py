@@ -1,28 +1,234 @@
-"""Run folders: what a run wrote, so that later stages read it instead of running again."""
+"""Runs as artifacts: run an experiment, write its run folder, and read it back.
+
+A run folder (``runs/<experiment>/``) holds everything the later stages need, so they read it
+instead of running the model again:
+
+- ``predictions.parquet``: the predictions DataFrame of `workbench.prompting.runner.run_variants`;
+- ``dataset.parquet``: the gold rows the run evaluated (after sampling);
+- ``examples.parquet``: the few-shot pool, when the experiment has one;
+- ``task.json``: the task specification;
+- ``config.yaml``: the experiment config (credentials in URLs redacted);
+- ``stats.json``: calls sent, cache hits, retries, failures;
+- ``provenance.json``: run id, start and end time, model identity, prompt template files with
+  their SHA-256, and the versions of workbench, Python and the libraries that shape results;
+- ``summary.csv``: one row per variant (`summarize_run`), for reading without Python;
+- ``cache.sqlite``: the response cache, whose run log says which answer each run used.
+
+Cells holding lists or dicts (NER spans, multi-label lists, hallucinations, tags) are stored as
+JSON text in Parquet and decoded on reading, so `load_run` gives back equal DataFrames.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
+from workbench.core.answers import is_missing
+from workbench.core.task import Task, task_from_dict, task_to_dict
+from workbench.evaluation.efficiency import summarize_run
 from workbench.experiments.config import Experiment
+from workbench.models.base import Model
 from workbench.models.openai_compatible import redact_url
+from workbench.prompting.runner import run_variants
+from workbench.prompting.templates import TEMPLATE_DIR, template_file
+from workbench.prompting.variants import parse_variant
+
+_JSON_COLUMNS_KEY = b"workbench.json_columns"
+_LIBRARIES = ("pandas", "numpy", "scikit-learn", "scipy", "openai", "llama_cpp_python")
 
 
-def write_run(experiment: Experiment, predictions: pd.DataFrame, summary: pd.DataFrame) -> Path:
-    """Write ``predictions.jsonl``, ``summary.csv``, ``run_stats.json`` and ``config.yaml`` to the run folder."""
-    folder = experiment.run_dir
+@dataclass(frozen=True)
+class Run:
+    """One run of an experiment: what was asked, what came back, and how it was made.
+
+    `dataset` is the gold rows evaluated; `predictions` has the columns of `run_variants`;
+    `stats` counts ``calls_sent``, ``cache_hits``, ``retries``, ``failed``, ``rows``;
+    `provenance` holds ``run_id``, ``started_at``/``finished_at`` (ISO 8601, UTC), ``model``
+    (identity, no credentials), ``templates`` (per variant: file and sha256) and ``versions``.
+    `path` is the run folder once written or loaded.
+    """
+
+    name: str
+    task: Task
+    dataset: pd.DataFrame
+    predictions: pd.DataFrame
+    stats: dict[str, Any]
+    provenance: dict[str, Any]
+    config: dict[str, Any]
+    examples: pd.DataFrame | None = None
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.provenance["run_id"])
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(self.predictions["variant"]))
+
+    def summary(self) -> pd.DataFrame:
+        """One row per variant: headline quality, cost and speed (`summarize_run`)."""
+        return summarize_run(self.predictions, self.dataset, self.task)
+
+
+def run_experiment(experiment: Experiment, *, progress: bool = True, model: Model | None = None) -> Run:
+    """Run an experiment with its response cache in ``<run_dir>/cache.sqlite``; returns the `Run`.
+
+    Nothing but the cache is written; `write_run` writes the run folder.
+    """
+    model = model or experiment.build_model()
+    run_id = f"{experiment.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    config = redacted_config(experiment.source)
+    started = time.time()
+    experiment.run_dir.mkdir(parents=True, exist_ok=True)
+    predictions = run_variants(
+        experiment.task, experiment.dataset, experiment.variants, model,
+        examples=experiment.examples, repeats=experiment.repeats, options=experiment.options,
+        cache=experiment.run_dir / "cache.sqlite", concurrency=experiment.concurrency,
+        prices=experiment.prices, progress=progress, run_id=run_id,
+        run_description={"experiment": experiment.name, "variants": config.get("variants"),
+                         "options": config.get("options"), "repeats": experiment.repeats},
+    )
+    stats = dict(predictions.attrs.get("run_stats", {}))
+    predictions.attrs.clear()  # stats live on the Run, where merges cannot drop them
+    provenance = {
+        "run_id": run_id,
+        "started_at": _iso(started),
+        "finished_at": _iso(time.time()),
+        "model": model.identity,
+        "templates": _templates(experiment),
+        "versions": _versions(),
+    }
+    return Run(name=experiment.name, task=experiment.task, dataset=experiment.dataset, predictions=predictions,
+               stats=stats, provenance=provenance, config=config, examples=experiment.examples)
+
+
+def write_run(run: Run, folder: str | Path) -> Run:
+    """Write `run` to `folder` (see the module docstring); returns the run with its `path` set."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    predictions.to_json(folder / "predictions.jsonl", orient="records", lines=True, force_ascii=False)
-    summary.to_csv(folder / "summary.csv", index=False)
-    (folder / "run_stats.json").write_text(json.dumps(predictions.attrs.get("run_stats", {}), indent=2))
-    source = dict(experiment.source)
-    model = dict(source.get("model") or {})
+    write_frame(run.predictions, folder / "predictions.parquet")
+    write_frame(run.dataset, folder / "dataset.parquet")
+    if run.examples is not None:
+        write_frame(run.examples, folder / "examples.parquet")
+    else:
+        (folder / "examples.parquet").unlink(missing_ok=True)
+    _write_text(folder / "task.json", json.dumps(task_to_dict(run.task), indent=2, ensure_ascii=False))
+    _write_text(folder / "config.yaml", yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True))
+    _write_text(folder / "stats.json", json.dumps(run.stats, indent=2))
+    _write_text(folder / "provenance.json", json.dumps(run.provenance, indent=2, ensure_ascii=False))
+    run.summary().to_csv(folder / "summary.csv", index=False)
+    return replace(run, path=folder)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run folder written by `write_run` back into the `Run` it was written from."""
+    folder = Path(path)
+    needed = ["predictions.parquet", "dataset.parquet", "task.json", "config.yaml", "stats.json", "provenance.json"]
+    missing = [name for name in needed if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} is not a complete run folder (missing {missing}); run the experiment first "
+            "(`workbench run <config>`)"
+        )
+    task = task_from_dict(json.loads((folder / "task.json").read_text(encoding="utf-8")), source=str(folder / "task.json"))
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    examples_path = folder / "examples.parquet"
+    return Run(
+        name=str(config.get("name", folder.name)),
+        task=task,
+        dataset=read_frame(folder / "dataset.parquet"),
+        predictions=read_frame(folder / "predictions.parquet"),
+        stats=json.loads((folder / "stats.json").read_text(encoding="utf-8")),
+        provenance=json.loads((folder / "provenance.json").read_text(encoding="utf-8")),
+        config=config,
+        examples=read_frame(examples_path) if examples_path.exists() else None,
+        path=folder,
+    )
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` as Parquet, object cells holding lists or dicts as JSON text (see module doc)."""
+    encoded = frame.copy()
+    json_columns = [column for column in frame.columns if frame[column].dtype == object
+                    and frame[column].map(lambda value: isinstance(value, (list, dict, tuple))).any()]
+    for column in json_columns:
+        encoded[column] = frame[column].map(lambda value: json.dumps(_plain(value), ensure_ascii=False))
+    table = pa.Table.from_pandas(encoded, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), _JSON_COLUMNS_KEY: json.dumps(json_columns).encode()}
+    partial = path.with_name(path.name + ".partial")
+    pq.write_table(table.replace_schema_metadata(metadata), partial)
+    partial.replace(path)  # a reader never sees half a file
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """Read a file written by `write_frame` back into the same DataFrame."""
+    table = pq.read_table(path)
+    json_columns = json.loads((table.schema.metadata or {}).get(_JSON_COLUMNS_KEY, b"[]"))
+    frame = table.to_pandas()
+    for column in json_columns:
+        frame[column] = pd.Series([json.loads(value) for value in frame[column]], index=frame.index, dtype=object)
+    return frame
+
+
+def redacted_config(source: dict[str, Any]) -> dict[str, Any]:
+    """The experiment config with credentials in the model's URL removed (user:password@, query)."""
+    config = dict(source)
+    model = dict(config.get("model") or {})
     if isinstance(model.get("base_url"), str):
-        model["base_url"] = redact_url(model["base_url"])  # user:password@ must not land in run folders
-    source["model"] = model
-    (folder / "config.yaml").write_text(yaml.safe_dump(source, sort_keys=False))
-    return folder
+        model["base_url"] = redact_url(model["base_url"])
+    config["model"] = model
+    return config
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return None if is_missing(value) else value
+
+
+def _templates(experiment: Experiment) -> dict[str, dict[str, str]]:
+    found = {}
+    for spec in experiment.variants:
+        variant = parse_variant(spec)
+        name = template_file(experiment.task, variant)
+        digest = hashlib.sha256((TEMPLATE_DIR / name).read_bytes()).hexdigest()
+        found[variant.name] = {"file": name, "sha256": digest}
+    return found
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("workbench", *_LIBRARIES):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat()
+
+
+def _write_text(path: Path, content: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(content, encoding="utf-8")
+    partial.replace(path)

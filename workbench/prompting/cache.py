@@ -1,8 +1,13 @@
-"""A persistent SQLite cache of model answers.
+"""A persistent SQLite cache of model answers, and a log of which run used which answer.
 
 The key is the SHA-256 of the model's identity (never its credentials), the rendered messages, the
 generation options, the answer schema and the sample index. Each answer is committed as soon as
 it arrives, so a run killed part-way resumes without re-sending any call that already succeeded.
+
+Next to the answers, ``runs`` and ``run_items`` record every run that used the cache: its id,
+times and description, and for each (variant, example, repeat) the answer's key and whether it
+was served from the cache. So "what exactly did run X send and get back?" is one query, also after
+later runs replaced the run folder's files.
 """
 
 from __future__ import annotations
@@ -18,11 +23,10 @@ from typing import Any
 
 from workbench.models.base import ChatRequest, Completion
 
-SCHEMA_VERSION = 1
-
-# Ordered migrations: index i upgrades a database from version i to i + 1.
-_MIGRATIONS = [
-    """
+# Named migrations, applied in order and recorded in `migrations`; never edit or reorder one that
+# has shipped, append a new one instead.
+_MIGRATIONS: list[tuple[str, str]] = [
+    ("001_responses", """
     CREATE TABLE IF NOT EXISTS responses (
         key TEXT PRIMARY KEY,
         model TEXT NOT NULL,
@@ -34,7 +38,25 @@ _MIGRATIONS = [
         latency_s REAL NOT NULL,
         created_at REAL NOT NULL
     );
-    """,
+    """),
+    ("002_run_log", """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        description TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS run_items (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        variant TEXT NOT NULL,
+        example_id TEXT NOT NULL,
+        repeat INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        cached INTEGER NOT NULL,
+        PRIMARY KEY (run_id, variant, example_id, repeat)
+    );
+    CREATE INDEX IF NOT EXISTS run_items_key ON run_items(key);
+    """),
 ]
 
 
@@ -69,14 +91,52 @@ class ResponseCache:
         self._migrate()
 
     def _migrate(self) -> None:
-        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
+        self._connection.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        applied = {row[0] for row in self._connection.execute("SELECT name FROM migrations")}
+        if not applied and self._connection.execute("PRAGMA user_version").fetchone()[0] >= 1:
+            applied = {"001_responses"}  # written before migrations had names (user_version 1)
+            self._connection.execute("INSERT INTO migrations VALUES ('001_responses', ?)", (time.time(),))
+        known = {name for name, _ in _MIGRATIONS}
+        if applied - known:
             raise RuntimeError(
-                f"{self.path} was written by a newer workbench (schema {version}); upgrade workbench"
+                f"{self.path} was written by a newer workbench (migrations {sorted(applied - known)}); upgrade workbench"
             )
-        for index in range(version, len(_MIGRATIONS)):
-            self._connection.executescript(_MIGRATIONS[index])
-            self._connection.execute(f"PRAGMA user_version = {index + 1}")
+        for name, script in _MIGRATIONS:
+            if name not in applied:
+                self._connection.executescript(script)
+                self._connection.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+
+    def log_run(self, run_id: str, description: dict[str, Any], items: Iterable[tuple[str, str, int, str, bool]],
+                *, started_at: float, finished_at: float) -> None:
+        """Record a run and, per ``(variant, example_id, repeat, key, cached)`` item, the answer it used."""
+        with self._connection:  # one transaction: a run is logged whole or not at all
+            self._connection.execute("BEGIN")
+            self._connection.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
+                (run_id, started_at, finished_at, json.dumps(description, sort_keys=True, ensure_ascii=False)),
+            )
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO run_items VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, variant, example_id, int(repeat), key, int(cached))
+                 for variant, example_id, repeat, key, cached in items],
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every logged run, oldest first: ``run_id``, ``started_at``, ``finished_at``, ``description``."""
+        rows = self._connection.execute("SELECT run_id, started_at, finished_at, description FROM runs ORDER BY started_at")
+        return [{"run_id": run_id, "started_at": started, "finished_at": finished, "description": json.loads(text)}
+                for run_id, started, finished, text in rows]
+
+    def run_items(self, run_id: str) -> list[dict[str, Any]]:
+        """What run `run_id` used, per (variant, example_id, repeat): the answer ``key``, whether it
+        was ``cached``, and the answer ``text`` (None if that answer is no longer stored)."""
+        rows = self._connection.execute(
+            "SELECT i.variant, i.example_id, i.repeat, i.key, i.cached, r.text FROM run_items i "
+            "LEFT JOIN responses r ON r.key = i.key WHERE i.run_id = ? ORDER BY i.rowid",
+            (run_id,),
+        )
+        return [{"variant": v, "example_id": e, "repeat": n, "key": k, "cached": bool(c), "text": t}
+                for v, e, n, k, c, t in rows]
 
     def get(self, key: str) -> Completion | None:
         row = self._connection.execute(

@@ -13,6 +13,7 @@ import concurrent.futures
 import logging
 import math
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,13 +111,17 @@ def run_variants(
     retry: RetryPolicy | None = None,
     progress: bool = True,
     template_dir: str | Path | None = None,
+    run_id: str | None = None,
+    run_description: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Run each prompt variant over `dataset` with `model`, `repeats` times.
 
     `examples` is the labelled pool few-shot examples are drawn from (usually the train split).
     With ``options.temperature > 0`` every repeat is a separate sample (its own seed and cache
     key); at temperature 0 repeats share one answer. `cache` is a `ResponseCache` or a path to one;
-    without it nothing is cached and an interrupted run starts over.
+    without it nothing is cached and an interrupted run starts over. With a cache and a `run_id`,
+    the cache also logs which answer this run used for every row (`ResponseCache.run_items`),
+    with `run_description` (no credentials: the model's identity, variants, options).
 
     Returns one row per (variant, example, repeat) with columns:
     ``variant``, ``example_id``, ``repeat`` (0-based), ``raw_response`` (answer text or None),
@@ -149,6 +154,7 @@ def run_variants(
 
     owns_cache = cache is not None and not isinstance(cache, ResponseCache)
     store = ResponseCache(cache) if owns_cache else cache
+    started_at = time.time()
     try:
         cached = store.get_many(job.key for job in jobs) if store is not None else {}
         pending: dict[str, ChatRequest] = {}
@@ -157,6 +163,13 @@ def run_variants(
                 pending.setdefault(job.key, job.request)
         limit = max(1, min(concurrency or model.max_concurrency, model.max_concurrency))
         answers, failures, stats = _run_sync(_send_all(model, pending, store, identity, limit, retry, progress))
+        if store is not None and run_id is not None:
+            store.log_run(
+                run_id, {"model": identity, **(run_description or {})},
+                ((job.variant, job.example_id, job.repeat, job.key, job.key in cached)
+                 for job in jobs if job.key in cached or job.key in answers),
+                started_at=started_at, finished_at=time.time(),
+            )
     finally:
         if owns_cache and store is not None:
             store.close()
