@@ -1,4 +1,4 @@
-"""Time entity-level NER scoring of 100,000 documents: workbench.ner_metrics vs seqeval vs nervaluate.
+"""Time entity-level NER scoring of 100,000 documents: workbench's NER scorer vs seqeval vs nervaluate.
 
 Data: the gold spans of data/adverse_events/test.jsonl, replicated (each copy its own example_id)
 to --documents rows, with token-aligned predictions perturbed from the gold by a seeded generator

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from workbench.core.data import DatasetError, load_dataset, validate_dataset
+from workbench.core.data import DatasetError, label_counts, load_dataset, sample_dataset, validate_dataset
 from workbench.core.task import Task, TaskSpecError, load_task
 from workbench.models.base import GenerationOptions, Model
 from workbench.models.pricing import load_prices
@@ -20,7 +20,13 @@ from workbench.prompting.variants import PromptVariant, parse_variant
 
 # Verbs whose modules import heavy or optional dependencies, loaded on first attribute access.
 _LAZY = {
+    "score": "workbench.evaluation.scores",
+    "per_label_scores": "workbench.evaluation.scores",
+    "confusion": "workbench.evaluation.scores",
     "summarize_run": "workbench.evaluation.efficiency",
+    "score_efficiency": "workbench.evaluation.efficiency",
+    "example_consistency": "workbench.evaluation.consistency",
+    "variant_disagreements": "workbench.evaluation.consistency",
     "find_errors": "workbench.evaluation.errors",
     "score_consistency": "workbench.evaluation.consistency",
     "bootstrap_ci": "workbench.evaluation.significance",
@@ -34,14 +40,21 @@ _LAZY = {
     "push_errors": "workbench.annotation",
     "push_predictions": "workbench.annotation",
     "pull_corrections": "workbench.annotation",
+    "annotator_agreement": "workbench.annotation",
+    "suggestion_acceptance": "workbench.annotation",
+    "load_corrections": "workbench.annotation",
     "load_experiment": "workbench.experiments.config",
-    "run_experiment": "workbench.experiments.config",
+    "Run": "workbench.experiments.runs",
+    "run_experiment": "workbench.experiments.runs",
+    "write_run": "workbench.experiments.runs",
+    "load_run": "workbench.experiments.runs",
 }
 
 __all__ = [
     "DatasetError", "GenerationOptions", "Model", "PromptVariant", "ResponseCache", "RetryPolicy", "Task",
-    "TaskSpecError", "build_requests", "format_messages", "load_dataset", "load_prices", "load_task",
-    "model_from_config", "parse_variant", "render_messages", "run_variants", "validate_dataset", *_LAZY,
+    "TaskSpecError", "build_requests", "format_messages", "label_counts", "load_dataset", "load_prices", "load_task",
+    "model_from_config", "parse_variant", "render_messages", "run_variants", "sample_dataset", "validate_dataset",
+    *_LAZY,
 ]
 
 

@@ -132,6 +132,16 @@ def validate_dataset(frame: pd.DataFrame, task: Task, *, source: str = "dataset"
     return frame
 
 
+def label_counts(dataset: pd.DataFrame, task: Task) -> pd.Series:
+    """How often each label occurs in the gold targets (a text with two entities of one label
+    counts twice), indexed by label in the task's order, labels never used included (0)."""
+    counts = pd.Series(0, index=pd.Index(task.label_names, name="label"), name="count")
+    for target in dataset[task.kind.target_column]:
+        for label in task.kind.target_labels(target):
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
 def sample_dataset(dataset: pd.DataFrame, limit: int | None, *, seed: int = 0) -> pd.DataFrame:
     """A seeded random sample of `limit` rows, in example_id order; the whole dataset when
     `limit` is None, 0 or not smaller than it. The same limit and seed give the same rows."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.core.answers import answer_key
+from workbench.core.answers import answer_key, is_missing
 
 def example_consistency(predictions: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, example_id) with columns ``repeats``, ``distinct_answers``,
@@ -94,3 +94,31 @@ def fleiss_kappa(counts: np.ndarray) -> float:
 def _category_counts(keyed: pd.DataFrame) -> np.ndarray:
     table = pd.crosstab(keyed["example_id"], keyed["_answer"])
     return table.to_numpy()
+
+
+def variant_disagreements(predictions: pd.DataFrame, dataset: pd.DataFrame, task) -> pd.DataFrame:
+    """The examples on which the variants' first answers differ, as one readable row each.
+
+    Columns: ``example_id``, ``text``, ``gold`` (the gold target in words), then one column per
+    variant (run order) with its answer of repeat 0 in words (`TaskKind.describe`; "unparsed" when
+    no usable answer), and ``distinct_answers``. Most distinct answers first, then dataset order.
+    """
+    first = predictions[predictions["repeat"] == predictions["repeat"].min()]
+    variants = list(dict.fromkeys(first["variant"]))
+    truth = dataset.set_index("example_id")
+    rows = []
+    for example_id, group in first.groupby("example_id", sort=False):
+        answers = dict(zip(group["variant"], group["prediction"]))
+        keys = {task.kind.answer_key(answer) for answer in answers.values()}
+        if len(keys) < 2:
+            continue
+        text = truth.at[example_id, "text"]
+        row = {"example_id": example_id, "text": text,
+               "gold": task.kind.describe(text, truth.at[example_id, task.kind.target_column])}
+        for variant in variants:
+            answer = answers.get(variant)
+            row[variant] = "unparsed" if is_missing(answer) else task.kind.describe(text, answer)
+        row["distinct_answers"] = len(keys)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["example_id", "text", "gold", *variants, "distinct_answers"])
+    return frame.sort_values("distinct_answers", ascending=False, kind="stable").reset_index(drop=True)

@@ -81,13 +81,16 @@ class Experiment:
         return model_from_config(self.model_config)
 
 
-def load_experiment(path: str | Path, *, limit: int | None = None, **overrides: Any) -> Experiment:
+def load_experiment(
+    path: str | Path, *, limit: int | None = None, run_dir: str | Path | None = None, **overrides: Any
+) -> Experiment:
     """Read and validate an experiment config.
 
     `limit` overrides the config's sample size (0: all). `overrides` replace top-level config keys
     (``variants``, ``repeats``, ``options``, ``model``, ``name``, ``runs_dir``, ...) before
     validation, so a notebook's parameters cell can start from the same config as
-    ``workbench run`` and share its cache.
+    ``workbench run`` and share its cache. `run_dir` replaces the run folder
+    (default ``<runs_dir>/<name>``).
     """
     path = Path(path)
     if not path.exists():
@@ -124,6 +127,6 @@ def load_experiment(path: str | Path, *, limit: int | None = None, **overrides: 
         model_config=dict(config.model),
         concurrency=config.concurrency,
         prices=prices,
-        run_dir=Path(config.runs_dir) / config.name,
+        run_dir=Path(run_dir) if run_dir is not None else Path(config.runs_dir) / config.name,
         source=config.model_dump(),
     )

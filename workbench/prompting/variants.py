@@ -17,9 +17,6 @@ from typing import Literal
 
 ExampleSelection = Literal["fixed", "similar"]
 
-INGREDIENTS = ("definitions", "few_shot", "cot")
-STANDARD_VARIANTS = ("zero_shot", "definitions", "few_shot", "cot", "definitions+few_shot")
-
 
 @dataclass(frozen=True)
 class PromptVariant:
@@ -60,7 +57,7 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
     if isinstance(spec, dict):
         fields = dict(spec)
         if "name" not in fields:
-            base = parse_variant("+".join(_ingredient_names(fields)) or "zero_shot", default_k=default_k)
+            base = parse_variant("+".join(_ingredient_names(fields, default_k)) or "zero_shot", default_k=default_k)
             fields["name"] = base.name
         try:
             return PromptVariant(**fields)
@@ -93,12 +90,14 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
     return variant
 
 
-def _ingredient_names(fields: dict) -> list[str]:
+def _ingredient_names(fields: dict, default_k: int) -> list[str]:
     names = []
     if fields.get("definitions"):
         names.append("definitions")
     if fields.get("few_shot"):
-        names.append("few_shot")
+        # The name says what was shown, so two mappings that differ in k or selection never collide.
+        k = "" if fields["few_shot"] == default_k else str(fields["few_shot"])
+        names.append(f"few_shot{k}" + ("_similar" if fields.get("example_selection") == "similar" else ""))
     if fields.get("cot"):
         names.append("cot")
     return names

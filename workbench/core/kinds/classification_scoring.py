@@ -2,7 +2,7 @@
 
 Every row of a predictions DataFrame counts: an answer that could not be parsed, or a call that
 failed, is scored as wrong (for NER: as finding no entities), never dropped. Repeats are pooled.
-Entity-level NER scores live in `workbench.ner_metrics`.
+Entity-level NER scores live in `workbench.core.kinds.ner_scoring`.
 """
 
 from __future__ import annotations

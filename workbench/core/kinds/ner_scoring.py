@@ -1,7 +1,7 @@
 """Entity-level NER scores and error listings, computed over flat arrays of spans.
 
-Both public scorers take the predictions DataFrame of `workbench.runner.run_variants` and the gold
-dataset of `workbench.datasets.load_dataset`. Every span of every row is flattened into numpy arrays
+Both public scorers take the predictions DataFrame of `workbench.prompting.runner.run_variants` and the gold
+dataset of `workbench.core.data.load_dataset`. Every span of every row is flattened into numpy arrays
 ``(row, start, end, label)``; gold spans are replicated onto the prediction rows of their example;
 overlaps are found with sorted searches over one global coordinate (``row * width + offset``), so
 the cost grows with the number of spans, not with Python work per document.
@@ -15,7 +15,7 @@ Entities listed in ``hallucinations`` (named by the model but absent from the te
 offsets; `score_ner` does not count them, `ner_errors` lists them.
 
 Within one prediction row, gold spans must not overlap one another, and predicted spans must not
-overlap one another (`workbench.alignment.align_entities` guarantees the latter for parsed answers).
+overlap one another (`workbench.core.spans.align_entities` guarantees the latter for parsed answers).
 Inputs that break this are rejected with an error naming the row.
 """
 
@@ -84,7 +84,7 @@ def score_ner(
     rows sum to the ``ALL`` row (micro average). ``precision = tp / (tp + fp)``,
     ``recall = tp / (tp + fn)``, ``f1 = 2 tp / (2 tp + fp + fn)``; a zero denominator gives 0.0,
     except that a row with nothing to find and nothing predicted (``tp + fp + fn == 0``) scores
-    1.0 on all three, as `workbench.metrics.strict_micro_f1` does. ``macro_f1`` (on ``ALL`` rows
+    1.0 on all three, as `workbench.evaluation.significance.metric_from_totals` does for ``micro_f1``. ``macro_f1`` (on ``ALL`` rows
     only, NaN elsewhere) is the unweighted mean F1 of the labels with ``tp + fp + fn > 0``, the
     labels seqeval's macro average uses; 1.0 when there are none.
 
