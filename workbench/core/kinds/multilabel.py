@@ -170,7 +170,8 @@ class MultiLabelKind(TaskKind):
                 elif label in predicted and label not in expected:
                     rows.append({**base, "error_type": "false_positive", "predicted": predicted, "label": label})
         columns = ["example_id", "variant", "repeat", "error_type", "gold", "predicted", "label"]
-        return pd.DataFrame(rows, columns=columns)
+        # Object columns keep None for "no label" (pandas 3 would infer str and turn it into NaN).
+        return pd.DataFrame(rows, columns=columns, dtype=object).astype({"repeat": int})
 
     def annotation_question(self, task):
         return AnnotationQuestion("multi_label", "labels", task.label_names, "Labels",
