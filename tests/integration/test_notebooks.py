@@ -9,6 +9,11 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.integration
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+# The same notebooks on the other task kinds, with no code changed: only the CONFIG parameter.
+OTHER_KINDS = [("01_prompt_variants.ipynb", "../configs/demo_adverse_events.yaml"),
+               ("02_evaluate.ipynb", "../configs/demo_app_reviews.yaml")]
+CASES = [(path, None) for path in NOTEBOOKS] + [
+    (path, config) for path in NOTEBOOKS for name, config in OTHER_KINDS if path.name == name]
 
 
 def with_parameters(notebook, overrides: dict[str, object]):
@@ -19,9 +24,12 @@ def with_parameters(notebook, overrides: dict[str, object]):
     return notebook
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path, tmp_path, request):
+@pytest.mark.parametrize(("path", "config"), CASES,
+                         ids=[path.name + (f"[{Path(config).stem}]" if config else "") for path, config in CASES])
+def test_notebook_runs_top_to_bottom(path, config, tmp_path, request):
     overrides: dict[str, object] = {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run")}
+    if config:
+        overrides["CONFIG"] = config
     if path.name.startswith("03_"):
         argilla = request.getfixturevalue("argilla")  # the real embedded server, started once per session
         overrides.update(
@@ -33,13 +41,17 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, request):
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
     assert not errors
-    assert (tmp_path / "run" / "cache.sqlite").exists()
+    assert (tmp_path / "run" / "cache.sqlite").exists() and (tmp_path / "run" / "predictions.parquet").exists()
     if path.name.startswith("03_"):
         snapshots = list((tmp_path / "annotations").glob("*/*.jsonl"))
         assert len(snapshots) == 1 and snapshots[0].read_text().strip()
     if path.name.startswith("02_"):
-        report = tmp_path / "run" / "report.html"
-        assert report.exists() and report.stat().st_size > 100_000
+        html = (tmp_path / "run" / "report.html").read_text()
+        # Every variant of the notebook's parameters made it into the summary and its charts.
+        variants = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
+        for name in ("zero_shot", "definitions+few_shot"):
+            assert name in variants.source and html.count(name) >= 3
+        assert html.count('class="plotly-graph-div"') >= 5
 
 
 def test_notebooks_exist():

@@ -18,11 +18,13 @@ import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
 from workbench.core.answers import answer_key
+from workbench.core.frames import require_columns
 from workbench.core.kinds import KINDS
 from workbench.evaluation.consistency import fleiss_kappa
 
 PAIR_COLUMNS = ["annotator_a", "annotator_b", "records", "agreement", "cohen_kappa", "span_f1"]
 ACCEPTANCE_COLUMNS = ["agent", "responses", "accepted", "acceptance_rate"]
+_HINT = "pass the frame pull_corrections returns"
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def suggestion_acceptance(corrections: pd.DataFrame) -> pd.DataFrame:
     responses; higher means its answers needed fewer corrections). Records without a
     suggestion are left out.
     """
-    _require(corrections, ["status", "suggestion_agent", "accepted_suggestion"])
+    require_columns(corrections, ["status", "suggestion_agent", "accepted_suggestion"], "corrections", _HINT)
     submitted = corrections[(corrections["status"] == "submitted") & corrections["suggestion_agent"].notna()]
     if submitted.empty:
         return pd.DataFrame(columns=ACCEPTANCE_COLUMNS)
@@ -149,7 +151,7 @@ def _submitted_answers(corrections: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
             f"corrections need exactly one answer column of {columns}; got {list(corrections.columns)}"
         )
     kind = found[0]
-    _require(corrections, ["example_id", "annotator", "status"])
+    require_columns(corrections, ["example_id", "annotator", "status"], "corrections", _HINT)
     submitted = corrections[corrections["status"] == "submitted"]
     # One answer per annotator and record: the last one listed wins.
     submitted = submitted.drop_duplicates(["example_id", "annotator"], keep="last")
@@ -171,9 +173,3 @@ def _span_overlap(shared: list[tuple[frozenset, frozenset]]) -> tuple[int, int]:
     matched = sum(len(a & b) for a, b in shared)
     size = sum(len(a) + len(b) for a, b in shared)
     return matched, size
-
-
-def _require(frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise ValueError(f"corrections lack column(s) {missing}; pass the frame pull_corrections returns")

@@ -88,7 +88,7 @@ def load_experiment(
 
     `limit` overrides the config's sample size (0: all). `overrides` replace top-level config keys
     (``variants``, ``repeats``, ``options``, ``model``, ``name``, ``runs_dir``, ...) before
-    validation, so a notebook's parameters cell can start from the same config as
+    validation (None keeps the config's value), so a notebook's parameters cell can start from the same config as
     ``workbench run`` and share its cache. `run_dir` replaces the run folder
     (default ``<runs_dir>/<name>``).
     """
@@ -98,7 +98,7 @@ def load_experiment(
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must hold a mapping (name, task, dataset, variants, ...)")
-    raw.update(overrides)
+    raw.update({key: value for key, value in overrides.items() if value is not None})
     try:
         config = _ExperimentModel.model_validate(raw)
     except ValidationError as exc:

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.core.frames import require_columns
+
 MODES = ("strict", "boundary", "type")
 OVERALL = "ALL"
 SCORE_COLUMNS = [
@@ -239,18 +241,12 @@ def _check_modes(modes: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(modes))
 
 
-def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}")
-
-
 def _match(
     predictions: pd.DataFrame, gold: pd.DataFrame, labels: Sequence[str] | None, *, require_repeat: bool
 ) -> _Matched:
     needed = ["variant", "example_id", "prediction"] + (["repeat"] if require_repeat else [])
-    _require_columns(predictions, needed, "predictions")
-    _require_columns(gold, ["example_id", "spans"], "gold")
+    require_columns(predictions, needed, "predictions")
+    require_columns(gold, ["example_id", "spans"], "gold")
     if labels is not None:
         if isinstance(labels, str):
             raise ValueError(f"labels must be a sequence of label names, got the string {labels!r}")
