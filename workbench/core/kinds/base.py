@@ -182,6 +182,19 @@ class TaskKind:
         """A gold example as a chat: the rendered prompt `messages` plus the perfect answer."""
         return [*messages, {"role": "assistant", "content": self.format_answer(task, example)}]
 
+    def hf_features(self, task: Task) -> Any:
+        """The Hugging Face `datasets.Features` of `hf_row`'s rows (labels as `ClassLabel`)."""
+        raise NotImplementedError
+
+    def hf_row(self, task: Task, example: dict[str, Any]) -> dict[str, Any]:
+        """A gold example row (``example_id``, ``text``, target) as a row of `hf_features`."""
+        raise NotImplementedError
+
+    def to_doc(self, task: Task, nlp: Any, example: dict[str, Any]) -> Any:
+        """A gold example as a spaCy `Doc` made by `nlp`, e.g. ``spacy.blank("en")`` (``doc.cats``
+        with every label of the task, or ``doc.ents``)."""
+        raise NotImplementedError
+
 
 def submitted_empty(value: Any, submitted: bool) -> Any:
     """An answer a submitted response left empty: "none of these" for list-valued answers."""

@@ -110,6 +110,22 @@ class ClassificationKind(TaskKind):
         status = "gold" if gold is None else ("ok" if value == gold else "bad")
         return AnswerView(labels=((str(value), status),))
 
+    def hf_features(self, task):
+        from datasets import ClassLabel, Features, Value
+
+        return Features({"example_id": Value("string"), "text": Value("string"),
+                         "label": ClassLabel(names=list(task.label_names))})
+
+    def hf_row(self, task, example):
+        return {"example_id": str(example["example_id"]), "text": example["text"],
+                "label": task.label_names.index(example["label"])}
+
+    def to_doc(self, task, nlp, example):
+        doc = nlp.make_doc(example["text"])
+        doc.cats = {label: float(label == example["label"]) for label in task.label_names}
+        return doc
+
+
 
 @lru_cache(maxsize=8192)  # runs repeat the same few answers ({"label": "x"}) thousands of times
 def _parse(task: Task, raw: str) -> ParsedAnswer:

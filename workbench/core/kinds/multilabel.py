@@ -210,6 +210,21 @@ class MultiLabelKind(TaskKind):
         chips = tuple((label, "gold" if gold is None else ("ok" if label in gold else "bad")) for label in value)
         return AnswerView(labels=chips)
 
+    def hf_features(self, task):
+        from datasets import ClassLabel, Features, Sequence, Value
+
+        return Features({"example_id": Value("string"), "text": Value("string"),
+                         "labels": Sequence(ClassLabel(names=list(task.label_names)))})
+
+    def hf_row(self, task, example):
+        return {"example_id": str(example["example_id"]), "text": example["text"],
+                "labels": [task.label_names.index(label) for label in example["labels"]]}
+
+    def to_doc(self, task, nlp, example):
+        doc = nlp.make_doc(example["text"])
+        doc.cats = {label: float(label in example["labels"]) for label in task.label_names}
+        return doc
+
 
 def _label_list(value: Any, known: set[str]) -> tuple[list[str], list[str]]:
     if isinstance(value, str):

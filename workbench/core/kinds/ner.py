@@ -22,7 +22,7 @@ from workbench.core.answers import (
 from workbench.core.kinds import ner_scoring as scoring
 from workbench.core.kinds.base import AnnotationQuestion, AnswerView, Highlight, TaskKind, submitted_empty
 from workbench.core.kinds.classification import majority
-from workbench.core.spans import align_entities, highlight, keep_longest
+from workbench.core.spans import align_entities, highlight, keep_longest, spans_to_iob2, token_offsets
 
 if TYPE_CHECKING:
     from workbench.core.task import Task
@@ -142,6 +142,38 @@ class NerKind(TaskKind):
         if is_missing(value):
             return AnswerView(empty_note="no usable answer")
         return AnswerView(highlights=tuple(Highlight(*part) for part in highlight(text, value, gold)))
+
+
+    def iob2_tags(self, task) -> list[str]:
+        """The token tags of `hf_features`, in `ClassLabel` order: ``O``, then B- and I- per label."""
+        return ["O", *(f"{prefix}-{label}" for label in task.label_names for prefix in ("B", "I"))]
+
+    def hf_features(self, task):
+        """Token classification: ``tokens`` and IOB2 ``ner_tags`` (`workbench.core.spans.token_offsets`)."""
+        from datasets import ClassLabel, Features, Sequence, Value
+
+        return Features({"example_id": Value("string"), "tokens": Sequence(Value("string")),
+                         "ner_tags": Sequence(ClassLabel(names=self.iob2_tags(task)))})
+
+    def hf_row(self, task, example):
+        text = example["text"]
+        offsets = token_offsets(text)
+        tags = self.iob2_tags(task)
+        return {"example_id": str(example["example_id"]), "tokens": [text[start:end] for start, end in offsets],
+                "ner_tags": [tags.index(tag) for tag in spans_to_iob2(offsets, example["spans"])]}
+
+    def to_doc(self, task, nlp, example):
+        """``doc.ents`` from the gold spans, each snapped to spaCy's tokens with `alignment_mode`
+        ``"strict"`` (a span must start and end on token boundaries); spans that do not align are
+        left out and listed in ``doc.user_data["unaligned_spans"]``, never silently changed."""
+        doc = nlp.make_doc(example["text"])
+        entities, unaligned = [], []
+        for span in example["spans"]:
+            entity = doc.char_span(int(span["start"]), int(span["end"]), label=str(span["label"]), alignment_mode="strict")
+            (entities.append(entity) if entity is not None else unaligned.append(dict(span)))
+        doc.ents = entities
+        doc.user_data["unaligned_spans"] = unaligned
+        return doc
 
 
 def suggestable_spans(spans, text: str, labels: set[str]) -> tuple[list[dict], int]:
