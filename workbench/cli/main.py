@@ -22,6 +22,7 @@ from workbench.experiments.runs import load_run, run_experiment, write_run
 from workbench.models.base import FatalModelError
 from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
+from workbench.prompting.variants import parse_variant
 from workbench.reporting.sections import write_report
 from workbench.core.task import TaskSpecError
 
@@ -127,7 +128,7 @@ def _preview(args: argparse.Namespace) -> int:
         dataset = dataset[dataset["example_id"] == args.example]
         if dataset.empty:
             raise ValueError(f"example_id {args.example!r} is not in {args.config}'s dataset")
-    variants = [v for v in experiment.variants if args.variant in (None, v if isinstance(v, str) else v.get("name"))]
+    variants = [v for v in experiment.variants if args.variant in (None, parse_variant(v).name)]
     if not variants:
         raise ValueError(f"variant {args.variant!r} is not in {args.config}")
     requests = build_requests(experiment.task, dataset.head(1), variants, examples=experiment.examples)
