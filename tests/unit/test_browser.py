@@ -49,6 +49,26 @@ def test_ner_card_highlights_gold_and_predicted_spans():
                           "request_error": None, "hallucinations": [[]],
                           "prediction": [[{"start": 20, "end": 24, "label": "AE", "text": "rash"}]]})
     browser = ErrorBrowser(find_errors(frame, gold, NER), NER, gold, frame)
-    assert browser.card.value.count("<mark") >= 2
-    assert "aspirin" in browser.card.value and "rash" in browser.card.value
+    card = browser.card.value
+    # The whole gold example, and the whole prediction checked against it, each with its entities marked.
+    gold_excerpt = 'Took <mark class="span gold" title="DRUG">aspirin<sub>DRUG</sub></mark>, got a rash.'
+    predicted_excerpt = 'Took aspirin, got a <mark class="span pred-bad" title="AE">rash<sub>AE</sub></mark>.'
+    assert f'<div class="excerpt">{gold_excerpt}</div>' in card
+    assert f'<div class="excerpt">{predicted_excerpt}</div>' in card
     assert "<script" not in render_spans("<script>x</script>", [], NER, "<i>title</i>")
+    spans = render_spans("a <b>x</b>", [{"start": 2, "end": 10, "label": "DRUG"}], NER, "<i>title</i>")
+    assert spans.startswith('<h4 style="margin:0.6em 0 0.2em">&lt;i&gt;title&lt;/i&gt;</h4>')
+    assert '<mark class="span gold" title="DRUG">&lt;b&gt;x&lt;/b&gt;<sub>DRUG</sub></mark>' in spans
+
+
+def test_multilabel_card_shows_label_chips_against_gold():
+    task = task_from_dict({"name": "m", "kind": "multilabel",
+                           "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})
+    gold = pd.DataFrame({"example_id": ["1"], "text": ["<script>t</script>"], "labels": [["a", "b"]]})
+    frame = pd.DataFrame({"variant": "v", "example_id": ["1"], "repeat": 0, "raw_response": '{"labels": ["a"]}',
+                          "parse_error": None, "request_error": None, "hallucinations": [[]], "prediction": [["a"]]})
+    browser = ErrorBrowser(find_errors(frame, gold, task), task, gold)
+    card = browser.card.value
+    assert '<span class="chip gold">a</span> <span class="chip gold">b</span>' in card
+    assert '<span class="chip ok">a</span>' in card and "false_negative" in card
+    assert "<script>" not in card and "&lt;script&gt;t&lt;/script&gt;" in card

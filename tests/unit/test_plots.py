@@ -6,12 +6,16 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
 
 from workbench.core.answers import UNPARSED
 from workbench.evaluation.consistency import example_consistency
 from workbench.core.kinds.classification_scoring import confusion, per_label_scores
+from workbench.core.task import task_from_dict
 from workbench.reporting.plots import (
+    FONT,
+    TEMPLATE,
     pareto_front,
     plot_confusion,
     plot_consistency,
@@ -211,6 +215,23 @@ def test_names_from_data_are_escaped_for_plotly():
     ci = pd.DataFrame({"variant": ["<b>bold</b>"], "metric": "accuracy", "value": [0.5], "low": [0.4], "high": [0.6]})
     (bar,) = plot_variant_comparison(ci).data
     assert list(bar.x) == ["&lt;b&gt;bold&lt;/b&gt;"]
+    # Titles and hover text too; quotes become numeric entities, which plotly decodes as well.
+    matrix = pd.DataFrame([[1]], index=["it's"], columns=["it's"])
+    fig = plot_confusion(matrix, "<i>v</i>")
+    assert "Confusion matrix: &lt;i&gt;v&lt;/i&gt;" in fig.layout.title.text
+    assert list(fig.data[0].x) == ["it&#39;s"]
+    errors = pd.DataFrame({"variant": ["<b>v</b>"], "error_type": ["<x>"]})
+    (stack,) = plot_error_types(errors).data
+    assert stack.name == "&lt;x&gt;" and "<br>&lt;x&gt;: %{y}" in stack.hovertemplate
+
+
+def test_dataset_overview_counts_labels_of_multilabel_lists():
+    task = task_from_dict({"name": "m", "kind": "multilabel",
+                           "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})
+    data = pd.DataFrame({"example_id": ["1", "2", "3"], "text": ["x", "yy", "zzz"], "labels": [["a", "b"], [], ["b"]]})
+    fig = plot_dataset_overview(data, task)
+    assert list(fig.data[0].x) == ["a", "b"] and list(fig.data[0].y) == [1, 2]
+    assert "Examples per label" in annotation_text(fig)
 
 
 def test_every_figure_uses_the_shared_template(complaint_task, complaint_test):
@@ -223,3 +244,5 @@ def test_every_figure_uses_the_shared_template(complaint_task, complaint_test):
         assert isinstance(fig, go.Figure)
         assert fig.layout.template.layout.paper_bgcolor == "white"
         assert fig.layout.title.text
+        assert fig.layout.template == pio.templates[TEMPLATE]
+        assert fig.layout.font.family == FONT["family"] and fig.layout.title.font.size == 17

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
-from workbench.core.data import load_dataset
-from workbench.evaluation.errors import find_errors
+from workbench.core.data import load_dataset, validate_dataset
+from workbench.core.task import task_from_dict
+from workbench.evaluation.errors import find_errors, worst_errors
 from workbench.models.base import GenerationOptions
-from workbench.reporting.sections import report_sections, worst_errors, write_report
+from workbench.reporting.sections import report_sections, write_report
 from workbench.reporting.html import highlight
 from workbench.prompting.runner import run_variants
 from workbench.testing.fake_model import FakeModel
@@ -166,7 +167,8 @@ def test_classification_report_escapes_script_in_text_and_raw_response(classific
     rest = without_bundle(classification_report.read_text(encoding="utf-8"))
     assert "<script>alert(1)" not in rest
     assert f'<div class="excerpt">{ESCAPED_PROBE} My card was stolen yesterday.</div>' in rest
-    assert re.search(r'<pre class="raw">' + re.escape(ESCAPED_PROBE) + r" \{&quot;label&quot;", rest)
+    # Jinja2 autoescaping writes '"' as &#34; (markupsafe), html.escape as &quot;: either is escaped.
+    assert re.search(r'<pre class="raw">' + re.escape(ESCAPED_PROBE) + r" \{(&quot;|&#34;)label(&quot;|&#34;)", rest)
 
 
 def test_significance_says_plainly_when_a_difference_is_not_significant(
@@ -280,3 +282,48 @@ def test_highlight_escapes_entity_text_and_marks_predictions_against_gold():
         'a <mark class="span pred-ok" title="X">&lt;b&gt;<sub>X</sub></mark> &amp; '
         '<mark class="span pred-bad" title="Y">c<sub>Y</sub></mark> d'
     )
+
+
+def test_multilabel_report_shows_its_scores_per_label_chart_and_label_chips(tmp_path):
+    task = task_from_dict({"name": "topics", "kind": "multilabel", "labels": [
+        {"name": "billing", "definition": "money taken or owed"},
+        {"name": "bugs", "definition": "the app does something wrong"},
+        {"name": "design", "definition": "how the app looks"},
+    ]})
+    rows = [("probe", f"{PROBE} Charged twice and the app crashed.", ["billing", "bugs"])]
+    rows += [(f"r{index}", f"Review {index} about the app.", labels) for index, labels in enumerate(
+        [["billing"], ["bugs"], ["design"], ["billing", "design"], [], ["bugs", "design"], ["billing"], ["bugs"]])]
+    dataset = validate_dataset(pd.DataFrame(rows, columns=["example_id", "text", "labels"]), task)
+    gold = dict(zip(dataset["text"], dataset["labels"]))
+
+    def answer(request) -> str:
+        system, _user, text = prompt_parts(request)
+        if "alert(1)" in text:
+            return PROBE + json.dumps({"labels": ["billing", "design"]})  # misses bugs, adds design
+        right = list(gold[text])
+        if "Use these label definitions" in system:
+            return json.dumps({"labels": right})
+        return json.dumps({"labels": right[:1] or ["design"]})  # drops a label, or invents one
+
+    predictions = run_variants(task, dataset, ["zero_shot", "definitions"], FakeModel(answer), progress=False)
+    sections = report_sections(task, dataset, predictions)
+    assert sections.metric == "micro_f1"
+    assert sections.score_columns == ("macro_f1", "samples_f1", "exact_match", "hamming_loss")
+    assert "confusion" not in sections.figures
+    assert list(sections.figures["per_label"].data[0].x) == ["billing", "bugs", "design"]
+    assert list(sections.figures["dataset"].data[0].y) == [4, 4, 3]  # examples per label, from the lists
+
+    document = write_report(tmp_path / "topics.html", task, dataset, predictions).read_text(encoding="utf-8")
+    assert chart_ids(document) == NER_CHARTS  # every chart but the confusion matrix
+    rest = without_bundle(document)
+    for heading in ("micro_f1 [95% CI]", "macro F1", "samples F1", "exact match", "Hamming loss (lower is better)"):
+        assert f"<th>{heading}</th>" in rest
+    assert "multilabel task" in rest
+    # The probe example's card: escaped text, gold labels as chips, the answer checked label by label.
+    assert "<script>alert(1)" not in rest
+    assert f'<div class="excerpt">{ESCAPED_PROBE} Charged twice and the app crashed.</div>' in rest
+    assert '<p>gold: <span class="chip gold">billing</span> <span class="chip gold">bugs</span></p>' in rest
+    assert '<span class="chip ok">billing</span> <span class="chip bad">design</span>' in rest
+    assert re.search(r'<pre class="raw">' + re.escape(ESCAPED_PROBE) + r"\{", rest)
+    assert "false_negative, false_positive" in rest
+    assert '<span class="missing">no labels</span>' in rest  # the gold of the example with no label

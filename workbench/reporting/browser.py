@@ -1,59 +1,70 @@
-"""An error browser for notebooks: filter errors by variant, label and type; see spans highlighted.
+"""An error browser for notebooks: filter errors by variant, label and type; see each example's card.
 
-Entity spans are drawn with spaCy's displaCy (which escapes the text); everything else that comes
-from data or models is escaped here.
+A card is the report's own error card (`workbench.reporting.html.render_card`, one Jinja2 template
+with autoescaping), so the notebook and the report show an answer the same way: entities
+highlighted over the text, labels as chips, as the task's kind decides (`TaskKind.view`).
 """
 
 from __future__ import annotations
 
-import html
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
+from workbench.core.answers import is_missing
+from workbench.core.kinds.base import AnswerView
 from workbench.core.task import Task
+from workbench.reporting.html import ErrorCard, card_answer, card_macro, highlight_view, render_card
 
 ALL = "(all)"
-_PALETTE = ["#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80", "#ff8197", "#e4e7d2"]
+_PALETTE = ["#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80", "#ff8197",
+            "#e4e7d2"]
+# Shown instead of a prediction the browser was not given (see `render_error`).
+_UNKNOWN = AnswerView(empty_note="the whole answer is not in this error row: give the browser the run's predictions")
 
 
 def label_colours(task: Task) -> dict[str, str]:
-    """A fixed colour per label, for displaCy."""
+    """A fixed colour per label, in the task's label order (for widgets that colour by label)."""
     return {label: _PALETTE[index % len(_PALETTE)] for index, label in enumerate(task.label_names)}
 
 
 def render_spans(text: str, spans: list[dict[str, Any]] | None, task: Task, title: str) -> str:
-    """HTML of `text` with `spans` (``start``, ``end``, ``label``) highlighted by displaCy."""
-    from spacy import displacy
+    """HTML of a `title` and `text` with gold `spans` (``start``, ``end``, ``label``) highlighted,
+    escaped, as on the report's error cards. `task` is kept for callers of the older signature."""
+    return str(card_macro("titled_highlights")(title, highlight_view(text, spans or [])))
 
-    ents = [{"start": int(s["start"]), "end": int(s["end"]), "label": str(s["label"])} for s in (spans or [])]
-    body = displacy.render(
-        {"text": text, "ents": sorted(ents, key=lambda span: span["start"])}, style="ent", manual=True,
-        jupyter=False, options={"colors": label_colours(task)},
+
+def render_error(error: pd.Series, task: Task, gold: Any = None, predicted: Any = None,
+                 hallucinations: list[Any] | None = None) -> str:
+    """HTML card for one error row of `find_errors`, with the card's CSS in front: the text, the
+    gold target and the predicted answer as the kind shows them, the error type, variant and the
+    raw answer.
+
+    `gold` and `predicted` are the example's whole gold target and the whole prediction of the
+    error's prediction row. They default to the row's own ``gold`` and ``predicted``, which are
+    whole answers for kinds compared whole (classification, multi-label); where a row holds one
+    part of an answer (an NER span, a dict), pass them, as `ErrorBrowser` does.
+    """
+    text = str(error["text"])
+    own_part = isinstance(error.get("gold"), dict) or isinstance(error.get("predicted"), dict)
+    if gold is None and not own_part:
+        gold = error.get("gold")
+    if predicted is None and not own_part:
+        predicted = error.get("predicted")
+    parse_error = error.get("parse_error")
+    answer = card_answer(
+        task.kind, text, gold, variant=error["variant"], repeat=error.get("repeat", 0),
+        error_types=error["error_type"], predicted=None if is_missing(predicted) else predicted,
+        parse_error=parse_error, hallucinations=hallucinations, raw_response=error.get("raw_response"),
     )
-    return f"<h4 style='margin:0.6em 0 0.2em'>{html.escape(title)}</h4>{body}"
-
-
-def render_error(error: pd.Series, task: Task, gold_spans: list[dict] | None = None,
-                 predicted_spans: list[dict] | None = None) -> str:
-    """HTML card for one error row of `find_errors`: text (spans highlighted for NER), gold,
-    predicted, error type, variant and the raw answer."""
-    parts = [
-        f"<p><b>{html.escape(str(error['error_type']))}</b> · variant <code>{html.escape(str(error['variant']))}</code>"
-        f" · example <code>{html.escape(str(error['example_id']))}</code></p>"
-    ]
-    if task.kind == "ner":
-        parts.append(render_spans(error["text"], gold_spans, task, "Gold"))
-        parts.append(render_spans(error["text"], predicted_spans, task, "Predicted"))
-    else:
-        parts.append(f"<blockquote>{html.escape(str(error['text']))}</blockquote>")
-        predicted = error["predicted"] if isinstance(error["predicted"], str) else "(no usable answer)"
-        parts.append(f"<p>gold <b>{html.escape(str(error['gold']))}</b> · predicted <b>{html.escape(predicted)}</b></p>")
-    if isinstance(error.get("parse_error"), str):
-        parts.append(f"<p>why unusable: {html.escape(error['parse_error'])}</p>")
-    raw = error.get("raw_response")
-    parts.append(f"<details><summary>raw answer</summary><pre>{html.escape(str(raw)) if isinstance(raw, str) else '(none)'}</pre></details>")
-    return "\n".join(parts)
+    if own_part and is_missing(predicted) and not isinstance(parse_error, str):
+        answer = replace(answer, view=_UNKNOWN)  # a usable answer, but not given
+    card = ErrorCard(
+        example_id=str(error["example_id"]), note=f"{error['error_type']} · variant {error['variant']}", text=text,
+        gold=AnswerView() if is_missing(gold) else task.kind.view(text, gold), answers=(answer,),
+    )
+    return str(render_card(card, with_style=True))
 
 
 def error_label(error: pd.Series) -> str:
@@ -82,25 +93,31 @@ def filter_errors(errors: pd.DataFrame, variant: str = ALL, label: str = ALL, er
 class ErrorBrowser:
     """ipywidgets browser over `find_errors` output; display `browser.widget` in a notebook.
 
-    `predictions` and `dataset` supply the full predicted and gold span lists for NER, so each
-    card shows the whole example, not just the one span in error.
+    `dataset` supplies each example's whole gold target and `predictions` (optional) the whole
+    prediction of each error's row, so a card shows the whole example, not just the one span or
+    label in error. Without `predictions`, cards of kinds whose error rows hold a part of an
+    answer (NER) say that the prediction is not known.
     """
 
-    def __init__(self, errors: pd.DataFrame, task: Task, dataset: pd.DataFrame, predictions: pd.DataFrame | None = None):
+    def __init__(
+        self, errors: pd.DataFrame, task: Task, dataset: pd.DataFrame, predictions: pd.DataFrame | None = None
+    ):
         import ipywidgets as widgets
 
         self.errors = errors.reset_index(drop=True)
         self.task = task
-        self._gold = dataset.set_index("example_id")["spans"] if task.kind == "ner" else None
+        self._gold = dataset.set_index("example_id")[task.kind.target_column]
         self._predicted = (
-            predictions.set_index(["variant", "example_id", "repeat"])["prediction"]
-            if task.kind == "ner" and predictions is not None else None
+            predictions.set_index(["variant", "example_id", "repeat"]) if predictions is not None else None
         )
         options = lambda values: [ALL, *sorted({str(v) for v in values})]  # noqa: E731
+        found_types = set(self.errors["error_type"].astype(str))
+        error_types = [kind for kind in task.kind.error_types if kind in found_types]
         self.variant = widgets.Dropdown(options=options(self.errors["variant"]), description="variant")
-        self.label = widgets.Dropdown(options=options(self.errors.apply(error_label, axis=1) if len(self.errors) else []),
-                                      description="label")
-        self.error_type = widgets.Dropdown(options=options(self.errors["error_type"]), description="error type")
+        labels = self.errors.apply(error_label, axis=1) if len(self.errors) else []
+        self.label = widgets.Dropdown(options=options(labels), description="label")
+        self.error_type = widgets.Dropdown(options=[ALL, *error_types, *sorted(found_types - set(error_types))],
+                                           description="error type")
         self.position = widgets.IntSlider(min=0, max=0, description="error")
         self.count = widgets.Label()
         self.card = widgets.HTML()
@@ -127,10 +144,12 @@ class ErrorBrowser:
             self.card.value = "<p>No errors match these filters.</p>"
             return
         error = self._rows.iloc[self.position.value]
-        gold = predicted = None
-        if self.task.kind == "ner":
-            gold = self._gold.get(error["example_id"]) if self._gold is not None else None
-            if self._predicted is not None:
-                value = self._predicted.get((error["variant"], error["example_id"], error["repeat"]))
-                predicted = value if isinstance(value, list) else []
-        self.card.value = render_error(error, self.task, gold, predicted)
+        gold = self._gold.get(error["example_id"])
+        predicted = hallucinations = None
+        if self._predicted is not None:
+            key = (error["variant"], error["example_id"], error["repeat"])
+            if key in self._predicted.index:
+                row = self._predicted.loc[key]
+                predicted = row["prediction"]
+                hallucinations = row.get("hallucinations") if isinstance(row.get("hallucinations"), list) else None
+        self.card.value = render_error(error, self.task, gold, predicted, hallucinations)

@@ -2,19 +2,20 @@
 
 All figures share one look (`TEMPLATE`, `FONT`, one colour per variant in run order) and put exact
 values in their hover text. Every string that comes from data (variant names, labels) is passed
-through `html.escape` before it reaches plotly: plotly renders a subset of HTML in its text, and
-decodes entities such as ``&lt;``, so an escaped name reads as written and cannot add markup.
+through `_escape` (`markupsafe.escape`) before it reaches plotly: plotly renders a subset of HTML
+in its text, and decodes entities such as ``&lt;`` and ``&#39;``, so an escaped name reads as
+written and cannot add markup.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from markupsafe import escape
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
@@ -35,16 +36,14 @@ SEQUENTIAL = "Blues"
 def plot_dataset_overview(dataset: pd.DataFrame, task: Task) -> go.Figure:
     """Label distribution and text lengths of a dataset, side by side.
 
-    Reads ``text`` and ``label`` (classification: examples per label) or ``spans`` (NER: entities
-    per type, from each span's ``label``). Labels follow the task's order; labels found in the
-    data but not in the task are added after them.
+    Reads ``text`` and the kind's gold column (`TaskKind.target_column`), counting the labels
+    each gold target uses (`TaskKind.target_labels`): examples per label for classification and
+    multi-label, entities per type for NER (targets shown as highlighted text). Labels follow
+    the task's order; labels found in the data but not in the task are added after them.
     """
-    if task.kind == "classification":
-        found = dataset["label"].astype(str)
-        left_title, left_axis = "Examples per label", "examples"
-    else:
-        found = pd.Series([span["label"] for spans in dataset["spans"] for span in spans], dtype=object)
-        left_title, left_axis = "Entities per type", "entities"
+    targets = dataset[task.kind.target_column]
+    found = pd.Series([label for target in targets for label in task.kind.target_labels(target)], dtype=object)
+    left_title, left_axis = task.kind.counted
     counts = found.value_counts()
     labels = [*task.label_names, *sorted(set(counts.index) - set(task.label_names))]
     values = [int(counts.get(label, 0)) for label in labels]
@@ -269,17 +268,21 @@ def plot_quality_vs_cost(summary: pd.DataFrame, quality: str = "accuracy") -> go
     return fig.update_layout(margin_t=110)  # room for the panels' two-line titles
 
 
-def plot_error_types(errors: pd.DataFrame, variants: Sequence[str] | None = None) -> go.Figure:
+def plot_error_types(
+    errors: pd.DataFrame, variants: Sequence[str] | None = None, error_types: Sequence[str] | None = None
+) -> go.Figure:
     """Stacked bars of error counts per variant, one colour per ``error_type``.
 
-    Reads ``variant`` and ``error_type`` from `workbench.errors.find_errors`. `variants` fixes the
-    order and includes variants without errors (default: order of appearance in `errors`).
+    Reads ``variant`` and ``error_type`` from `workbench.evaluation.errors.find_errors`. `variants`
+    fixes the order and includes variants without errors (default: order of appearance in
+    `errors`); `error_types` the order of the stack (default `ERROR_TYPE_ORDER`; pass the kind's
+    `TaskKind.error_types`), types not in it following alphabetically.
     """
     order = list(variants) if variants is not None else list(dict.fromkeys(errors["variant"]))
     if errors.empty:
         return _empty_figure("Errors by type", "No errors: every answer matched the gold data.")
     counts = pd.crosstab(errors["variant"], errors["error_type"]).reindex(index=order, fill_value=0)
-    kinds = [kind for kind in ERROR_TYPE_ORDER if kind in counts.columns]
+    kinds = [kind for kind in (error_types or ERROR_TYPE_ORDER) if kind in counts.columns]
     kinds += sorted(set(counts.columns) - set(kinds))
     fig = go.Figure()
     for kind in kinds:
@@ -360,7 +363,8 @@ def _agreement_name(level: float, repeats: int | None) -> str:
 
 
 def _escape(value: object) -> str:
-    return html.escape(str(value))
+    """`value` as text plotly shows literally. A plain str: a `Markup` would escape what it is added to."""
+    return str(escape(str(value)))
 
 
 def _escaped(values: Sequence[object] | pd.Index) -> list[str]:

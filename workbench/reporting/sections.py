@@ -1,13 +1,14 @@
 """A run's analysis report: assemble the numbers and charts, then write one self-contained HTML file.
 
 `report_sections` gathers everything a report shows (pure: a function of its inputs);
-`workbench.report_html.render_report` turns that into HTML; `write_report` is the only function
+`workbench.reporting.html.render_report` turns that into HTML; `write_report` is the only function
 here that touches disk. The file embeds plotly's JavaScript once and needs no network to open.
+Everything that depends on the kind of task (scores, per-label table, confusion matrix, gold
+column) comes from the task's kind, `task.kind`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.core.task import Task
 from workbench.evaluation.consistency import example_consistency, score_consistency
-from workbench.evaluation.errors import find_errors
-from workbench.core.kinds.classification_scoring import confusion, per_label_scores, score_classification
 from workbench.evaluation.efficiency import summarize_run
-from workbench.core.kinds.ner_scoring import score_ner
+from workbench.evaluation.errors import find_errors, worst_errors
+from workbench.evaluation.significance import Comparison, bootstrap_ci, compare_all, default_metric
+from workbench.reporting.html import render_report
 from workbench.reporting.plots import (
     plot_confusion,
     plot_consistency,
@@ -29,20 +31,21 @@ from workbench.reporting.plots import (
     plot_quality_vs_cost,
     plot_variant_comparison,
 )
-from workbench.reporting.html import render_report
-from workbench.evaluation.significance import Comparison, bootstrap_ci, compare_all, default_metric
-from workbench.core.task import Task
+
 
 @dataclass(frozen=True)
 class ReportSections:
     """Everything a report shows, before it becomes HTML.
 
     ``summary`` has one row per variant (run order) with ``variant``, ``n``, ``value``, ``low``,
-    ``high`` (the headline `metric` and its confidence interval), then ``macro_f1``
-    (classification) or ``strict_f1``, ``boundary_f1``, ``type_f1`` (NER), then the columns of
-    `workbench.metrics.score_efficiency` from ``parse_failure_rate`` on, and, when variants were
-    repeated, ``all_agree_share`` and ``fleiss_kappa``. ``figures`` maps a section name to its
-    chart, in display order. ``worst_errors`` is the table of `worst_errors`.
+    ``high`` (the headline `metric` and its confidence interval), then the kind's secondary
+    scores (`TaskKind.report_scores`, named in `score_columns`: ``macro_f1`` for classification;
+    ``strict_f1``, ``boundary_f1``, ``type_f1`` for NER; ``macro_f1``, ``samples_f1``,
+    ``exact_match``, ``hamming_loss`` for multi-label), then the columns of
+    `workbench.evaluation.efficiency.score_efficiency` from ``parse_failure_rate`` on, and, when
+    variants were repeated, ``all_agree_share`` and ``fleiss_kappa``. ``figures`` maps a section
+    name to its chart, in display order (a ``confusion`` chart only for kinds that have one).
+    ``worst_errors`` is the table of `workbench.evaluation.errors.worst_errors`.
     """
 
     title: str
@@ -58,6 +61,7 @@ class ReportSections:
     comparisons: tuple[Comparison, ...]
     figures: dict[str, go.Figure] = field(default_factory=dict)
     worst_errors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    score_columns: tuple[str, ...] = ()
 
 
 def report_sections(
@@ -71,8 +75,8 @@ def report_sections(
 ) -> ReportSections:
     """Compute every table and chart of a report from a run's predictions and its gold dataset.
 
-    `predictions` has the columns of `workbench.runner.run_variants`; `dataset` those of
-    `workbench.datasets.load_dataset`. `baseline` is the variant every other one is compared with
+    `predictions` has the columns of `workbench.prompting.runner.run_variants`; `dataset` those of
+    `workbench.core.data.load_dataset`. `baseline` is the variant every other one is compared with
     (default: the first in run order).
     """
     if predictions.empty:
@@ -84,7 +88,8 @@ def report_sections(
     metric = default_metric(task)
     evaluated = dataset[dataset["example_id"].isin(set(predictions["example_id"]))]
     ci = bootstrap_ci(predictions, dataset, task, metric)
-    summary = summary_table(predictions, dataset, task, ci)
+    scores = task.kind.report_scores(predictions, dataset, task)
+    summary = summary_table(predictions, dataset, task, ci, scores)
     best = str(summary.loc[summary["value"].idxmax(), "variant"]) if summary["value"].notna().any() else variants[0]
     errors = find_errors(predictions, dataset, task)
     comparisons = tuple(compare_all(predictions, dataset, task, baseline)) if len(variants) > 1 else ()
@@ -92,14 +97,15 @@ def report_sections(
     figures: dict[str, go.Figure] = {
         "dataset": plot_dataset_overview(evaluated, task),
         "comparison": plot_variant_comparison(ci),
-        "per_label": plot_per_label_f1(_per_label(predictions, dataset, task)),
+        "per_label": plot_per_label_f1(task.kind.per_label_scores(predictions, dataset, task)),
     }
-    if task.kind == "classification":
-        figures["confusion"] = plot_confusion(confusion(predictions, dataset, task, best), best)
+    matrix = task.kind.confusion(predictions, dataset, task, best)
+    if matrix is not None:
+        figures["confusion"] = plot_confusion(matrix, best)
     figures["consistency"] = plot_consistency(example_consistency(predictions), variants)
-    quality = "accuracy" if task.kind == "classification" else "f1"
-    figures["quality_vs_cost"] = plot_quality_vs_cost(summarize_run(predictions, dataset, task), quality)
-    figures["error_types"] = plot_error_types(errors, variants)
+    figures["quality_vs_cost"] = plot_quality_vs_cost(summarize_run(predictions, dataset, task),
+                                                      task.kind.summary_column)
+    figures["error_types"] = plot_error_types(errors, variants, task.kind.error_types)
 
     return ReportSections(
         title=title or f"{task.name}: prompt variants compared",
@@ -108,24 +114,23 @@ def report_sections(
         repeats=int(predictions.groupby(["variant", "example_id"]).size().max()),
         summary=summary, comparisons=comparisons, figures=figures,
         worst_errors=worst_errors(errors, predictions, dataset, task, max_errors),
+        score_columns=tuple(column for column in scores.columns if column != "variant"),
     )
 
 
-def summary_table(predictions: pd.DataFrame, dataset: pd.DataFrame, task: Task, ci: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: headline metric with CI, secondary F1s, efficiency and consistency.
+def summary_table(
+    predictions: pd.DataFrame, dataset: pd.DataFrame, task: Task, ci: pd.DataFrame, scores: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per variant: headline metric with CI, the kind's secondary scores, efficiency and consistency.
 
-    Columns are those of `ReportSections.summary`; `ci` is the output of `bootstrap_ci`.
+    Columns are those of `ReportSections.summary`; `ci` is the output of `bootstrap_ci`, `scores`
+    that of `TaskKind.report_scores` (computed here when not given).
     """
-    efficiency = summarize_run(predictions, dataset, task).drop(columns=["accuracy", "f1"], errors="ignore")
+    efficiency = summarize_run(predictions, dataset, task).drop(columns=[task.kind.summary_column])
     table = ci[["variant", "value", "low", "high"]].merge(efficiency, on="variant")
-    if task.kind == "classification":
-        scores = score_classification(predictions, dataset, task)[["variant", "f1_macro"]]
-        table = table.merge(scores.rename(columns={"f1_macro": "macro_f1"}), on="variant")
-    else:
-        overall = score_ner(predictions, dataset, task.label_names)
-        overall = overall[overall["label"] == "ALL"].pivot(index="variant", columns="mode", values="f1")
-        overall = overall.rename(columns=lambda mode: f"{mode}_f1")[["strict_f1", "boundary_f1", "type_f1"]]
-        table = table.merge(overall.reset_index(), on="variant")
+    if scores is None:
+        scores = task.kind.report_scores(predictions, dataset, task)
+    table = table.merge(scores, on="variant")
     if predictions.groupby(["variant", "example_id"]).size().max() > 1:
         try:
             steadiness = score_consistency(predictions)[["variant", "all_agree_share", "fleiss_kappa"]]
@@ -136,53 +141,6 @@ def summary_table(predictions: pd.DataFrame, dataset: pd.DataFrame, task: Task, 
             table = table.merge(steadiness, on="variant", how="left")
     first = ["variant", "n", "value", "low", "high"]
     return table[[*first, *[column for column in table.columns if column not in first]]]
-
-
-def worst_errors(
-    errors: pd.DataFrame, predictions: pd.DataFrame, dataset: pd.DataFrame, task: Task, max_errors: int = 30
-) -> pd.DataFrame:
-    """The prediction rows with errors that matter most, at most `max_errors` of them.
-
-    Examples that most variants get wrong come first (then those with more error rows); within an
-    example, variants in run order, then repeats. One row per wrong prediction row, with columns
-    ``example_id``, ``variant``, ``repeat``, ``variants_wrong``, ``variants_total``,
-    ``error_types`` (comma-separated), ``text``, ``gold`` (label, or list of span dicts for NER),
-    ``predicted`` (label or spans; None when unusable), ``hallucinations`` (list), ``raw_response``
-    and ``parse_error`` (the parse or request error, or None).
-    """
-    columns = ["example_id", "variant", "repeat", "variants_wrong", "variants_total", "error_types", "text",
-               "gold", "predicted", "hallucinations", "raw_response", "parse_error"]
-    if errors.empty or max_errors <= 0:
-        return pd.DataFrame(columns=columns)
-    variants = list(dict.fromkeys(predictions["variant"]))
-    per_example = errors.groupby("example_id", sort=False).agg(
-        variants_wrong=("variant", "nunique"), error_rows=("variant", "size"))
-    rows = errors.groupby(["example_id", "variant", "repeat"], sort=False)["error_type"].agg(
-        lambda kinds: ", ".join(dict.fromkeys(kinds))).rename("error_types").reset_index()
-    rows = rows.join(per_example, on="example_id")
-    rows["_variant"] = rows["variant"].map({variant: index for index, variant in enumerate(variants)})
-    first_seen = {example_id: index for index, example_id in enumerate(dict.fromkeys(predictions["example_id"]))}
-    rows["_example"] = rows["example_id"].map(first_seen)
-    rows = rows.sort_values(["variants_wrong", "error_rows", "_example", "_variant", "repeat"],
-                            ascending=[False, False, True, True, True], kind="stable")
-    rows = rows.head(max_errors).reset_index(drop=True)  # positional from here on: columns below are aligned by index
-
-    keyed = predictions.set_index(["variant", "example_id", "repeat"])
-    index = pd.MultiIndex.from_frame(rows[["variant", "example_id", "repeat"]])
-    truth = dataset.set_index("example_id")
-    gold_column = "label" if task.kind == "classification" else "spans"
-    picked = keyed.reindex(index)
-    parse_error = picked["parse_error"].where(picked["parse_error"].notna(), picked["request_error"])
-    result = rows.assign(
-        variants_total=len(variants),
-        text=rows["example_id"].map(truth["text"]).to_numpy(),
-        gold=rows["example_id"].map(truth[gold_column]).to_numpy(),
-        predicted=_objects(value if _present(value) else None for value in picked["prediction"]),
-        hallucinations=_objects(value if isinstance(value, list) else [] for value in picked["hallucinations"]),
-        raw_response=_objects(value if _present(value) else None for value in picked["raw_response"]),
-        parse_error=_objects(value if _present(value) else None for value in parse_error),
-    )
-    return result[columns].reset_index(drop=True)
 
 
 def write_report(
@@ -205,21 +163,3 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document, encoding="utf-8")
     return path
-
-
-def _per_label(predictions: pd.DataFrame, dataset: pd.DataFrame, task: Task) -> pd.DataFrame:
-    if task.kind == "classification":
-        return per_label_scores(predictions, dataset, task)
-    return score_ner(predictions, dataset, task.label_names, modes=("strict",))
-
-
-def _objects(values: Iterable[object]) -> pd.Series:
-    """Values kept as they are: object dtype, so None stays None (a str dtype would make it NaN)."""
-    return pd.Series(list(values), dtype=object)
-
-
-def _present(value: object) -> bool:
-    """False for None and NaN (how pandas fills a missing cell), True for anything else."""
-    if isinstance(value, (list, dict)):
-        return True
-    return not pd.isna(value)

@@ -73,6 +73,8 @@ class TaskKind:
     - `error_types`: the kinds of mistake `errors` can report, in display order.
     - `error_columns`: columns `errors` adds after the shared ones.
     - `target_noun`: what an annotator checks, in words ("the label").
+    - `headline_name`: the headline metric in words, for reports.
+    - `counted`: what the dataset chart counts per label, as (title, axis) words.
     """
 
     name: ClassVar[str]
@@ -82,6 +84,8 @@ class TaskKind:
     error_types: ClassVar[tuple[str, ...]]
     error_columns: ClassVar[tuple[str, ...]] = ()
     target_noun: ClassVar[str]
+    headline_name: ClassVar[str]
+    counted: ClassVar[tuple[str, str]]
 
     def __str__(self) -> str:
         return self.name

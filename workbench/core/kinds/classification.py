@@ -34,6 +34,8 @@ class ClassificationKind(TaskKind):
     summary_column = "accuracy"
     error_types = ("wrong_label", "parse_failure")
     target_noun = "the label"
+    headline_name = "accuracy"
+    counted = ('Examples per label', 'examples')
 
     def validate_targets(self, targets, texts, task):
         labels = set(task.label_names)

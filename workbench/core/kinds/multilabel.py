@@ -36,6 +36,8 @@ class MultiLabelKind(TaskKind):
     error_types = ("false_negative", "false_positive", "parse_failure")
     error_columns = ("label",)
     target_noun = "every label that applies (or none)"
+    headline_name = "micro F1 over labels"
+    counted = ('Examples per label', 'examples')
 
     def validate_targets(self, targets, texts, task):
         known = set(task.label_names)

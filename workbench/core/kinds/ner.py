@@ -39,6 +39,8 @@ class NerKind(TaskKind):
     error_types = scoring.ERROR_TYPES
     error_columns = ("start", "end", "label")
     target_noun = "every entity span"
+    headline_name = "strict entity F1 (micro average; exact span and type)"
+    counted = ('Entities per type', 'entities')
 
     def validate_targets(self, targets, texts, task):
         labels = set(task.label_names)
