@@ -1,9 +1,12 @@
 """The annotation round trip against the real embedded Argilla (the session fixture `argilla`).
 
-Predictions are built here from the labelled test sets with fixed patterns (variants that
-disagree, repeats that disagree, an unreadable answer), so every expectation can be worked out
-by hand. Annotators answer over the REST endpoints the web UI calls, with their own keys or, for
-a second annotator made by the owner, a token from the UI's sign-in endpoint.
+Predictions come from `unit.annotation_cases` (fixed patterns, so every expectation can be worked
+out by hand) or, for the multi-label task, from the runner with a fake model. Annotators answer
+over the REST endpoints the web UI calls, with their own keys or, for a second annotator made by
+the owner, a token from the UI's sign-in endpoint; the multi-label test uses the scripted
+annotator (`workbench.testing.annotator`). The checks that need no server are in tests/unit
+(test_annotation_records.py, test_annotation_snapshots.py, test_annotation_agreement.py,
+test_annotation_connect.py).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import dataclasses
 import json
 import math
 import secrets
-import socket
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from unit.annotation_cases import classification_predictions, ner_predictions
 from workbench.annotation import (
     AnnotationError,
     ArgillaUnavailableError,
@@ -34,66 +37,21 @@ from workbench.annotation import (
     push_predictions,
     suggestion_acceptance,
 )
-from workbench.evaluation.agreement import cohen_kappa, fleiss_kappa_variable
-from workbench.annotation.records import summarise_examples
-from workbench_argilla_embedded.manage import missing_environment
+from workbench.annotation.records import NONE_OF_THESE, summarise_examples
+from workbench.core.data import validate_dataset
+from workbench.core.task import task_from_dict
 from workbench.evaluation.consistency import fleiss_kappa
 from workbench.evaluation.errors import find_errors
+from workbench.prompting.runner import run_variants
+from workbench.testing.annotator import submit_responses
+from workbench.testing.fake_model import FakeModel
+from workbench_argilla_embedded.manage import missing_environment
 
 pytestmark = pytest.mark.integration
 
 
 MISSING = missing_environment()
 needs_server = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
-
-
-# Predictions with known patterns.
-def classification_predictions(dataset: pd.DataFrame, labels: tuple[str, ...]) -> pd.DataFrame:
-    """zero_shot: wrong when i % 3 == 0, its second repeat also wrong (differently) when i % 5 == 0,
-    unreadable twice for i == 4; definitions wrong when i % 4 == 0; cot wrong when i % 2 == 0."""
-    rows = []
-    for i, (example_id, gold) in enumerate(zip(dataset["example_id"], dataset["label"])):
-        other = labels[(labels.index(gold) + 1) % len(labels)]
-        third = labels[(labels.index(gold) + 2) % len(labels)]
-        first = other if i % 3 == 0 else gold
-        plan = {
-            "zero_shot": [first, third if i % 5 == 0 else first],
-            "definitions": [other if i % 4 == 0 else gold] * 2,
-            "cot": [other if i % 2 == 0 else gold] * 2,
-        }
-        if i == 4:
-            plan["zero_shot"] = [None, None]
-        for variant, answers in plan.items():
-            for repeat, answer in enumerate(answers):
-                rows.append({
-                    "variant": variant, "example_id": example_id, "repeat": repeat,
-                    "raw_response": json.dumps({"label": answer}) if answer else "I think | it is <b>bad</b>",
-                    "prediction": answer,
-                    "parse_error": None if answer else "no JSON object in the answer",
-                    "request_error": None,
-                })
-    return pd.DataFrame(rows)
-
-
-def ner_predictions(dataset: pd.DataFrame) -> pd.DataFrame:
-    """few_shot: gold, without its last span when i % 4 == 0. zero_shot: [] when i % 3 == 0,
-    else gold with the first span relabelled when i is even; its second repeat is gold when i % 5 == 0."""
-    rows = []
-    for i, (example_id, text, gold) in enumerate(zip(dataset["example_id"], dataset["text"], dataset["spans"])):
-        gold = [{**span, "text": text[span["start"]:span["end"]]} for span in gold]
-        relabelled = [{**span, "label": "DOSE" if span["label"] != "DOSE" else "DRUG"} if k == 0 else span
-                      for k, span in enumerate(gold)]
-        first = [] if i % 3 == 0 else (relabelled if i % 2 == 0 else gold)
-        plan = {
-            "zero_shot": [first, gold if i % 5 == 0 else first],
-            "few_shot": [gold[:-1] if i % 4 == 0 else gold] * 2,
-        }
-        for variant, answers in plan.items():
-            for repeat, answer in enumerate(answers):
-                rows.append({"variant": variant, "example_id": example_id, "repeat": repeat,
-                             "raw_response": json.dumps(answer), "prediction": answer,
-                             "parse_error": None, "request_error": None})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
@@ -109,105 +67,6 @@ def cls_predictions(cls_data, complaint_task):
 @pytest.fixture(scope="module")
 def ner_data(ae_test):
     return ae_test.head(16).reset_index(drop=True)
-
-
-# Pure checks (no server).
-def test_summaries_follow_the_predictions(complaint_task, cls_data, cls_predictions):
-    errors = find_errors(cls_predictions, cls_data, complaint_task)
-    summaries = summarise_examples(complaint_task, cls_predictions, cls_data, variant="zero_shot", errors=errors,
-                                   order=None)
-    by_id = summaries.set_index("example_id")
-    labels, gold = complaint_task.label_names, dict(zip(cls_data["example_id"], cls_data["label"]))
-    for i, example_id in enumerate(cls_data["example_id"]):
-        row = by_id.loc[example_id]
-        other = labels[(labels.index(gold[example_id]) + 1) % len(labels)]
-        if i == 4:  # unreadable twice: no suggestion, the table says why
-            assert row["suggestion"] is None and row["consistency"] == 1.0
-            assert "no usable answer" in row["variant_predictions"] and "no JSON object" in row["variant_predictions"]
-            assert "\\|" in row["variant_predictions"] and "<b>" not in row["variant_predictions"]
-            continue
-        expected = other if i % 3 == 0 else gold[example_id]
-        assert row["suggestion"] == expected  # a tie goes to the first repeat's answer
-        assert row["suggestion_score"] == (0.5 if i % 5 == 0 else 1.0)
-        assert row["consistency"] == (0.5 if i % 5 == 0 else 1.0)
-        others = [other if i % 4 == 0 else gold[example_id], other if i % 2 == 0 else gold[example_id]]
-        assert row["variants_disagreeing"] == sum(answer != expected for answer in others)
-        assert row["variants_compared"] == 2
-        wrong = i % 3 == 0 or i % 5 == 0
-        assert row["error_type"] == (["wrong_label"] if wrong else ["correct"])
-        assert "**zero\\_shot** (suggested)" in row["variant_predictions"] and "| cot |" in row["variant_predictions"]
-    assert list(summaries["priority"]) == list(range(1, len(cls_data) + 1))
-    assert list(summaries["example_id"]) == list(cls_data["example_id"])
-
-
-def test_priority_orders(complaint_task, cls_data, cls_predictions):
-    by_disagreement = summarise_examples(complaint_task, cls_predictions, cls_data, variant="zero_shot")
-    keys = list(zip(-by_disagreement["variants_disagreeing"], by_disagreement["consistency"]))
-    assert keys == sorted(keys) and by_disagreement["variants_disagreeing"].iloc[0] == 2
-    by_consistency = summarise_examples(complaint_task, cls_predictions, cls_data, variant="zero_shot",
-                                        order="consistency")
-    keys = list(zip(by_consistency["consistency"], -by_consistency["variants_disagreeing"]))
-    assert keys == sorted(keys) and by_consistency["consistency"].iloc[0] == 0.5
-    # Ties keep the dataset's order.
-    position = {example_id: i for i, example_id in enumerate(cls_data["example_id"])}
-    for frame, columns in ((by_disagreement, ["variants_disagreeing", "consistency"]),
-                           (by_consistency, ["consistency", "variants_disagreeing"])):
-        for _, group in frame.groupby(columns):
-            assert list(group["example_id"]) == sorted(group["example_id"], key=position.get)
-    with pytest.raises(ValueError, match="order must be one of"):
-        summarise_examples(complaint_task, cls_predictions, cls_data, variant="zero_shot", order="random")
-    with pytest.raises(ValueError, match="'nope' is not in the predictions"):
-        summarise_examples(complaint_task, cls_predictions, cls_data, variant="nope")
-
-
-def test_ner_suggestions_score_each_span_and_drop_what_argilla_rejects(ae_task):
-    text = "Aspirin 75 mg gave me a rash"
-    data = pd.DataFrame([{"example_id": "a", "text": text, "spans": []}])
-    drug, dose, rash = ({"start": 0, "end": 7, "label": "DRUG"}, {"start": 8, "end": 13, "label": "DOSE"},
-                        {"start": 24, "end": 28, "label": "ADVERSE_EVENT"})
-    overlapping = {"start": 0, "end": 10, "label": "DRUG"}  # overlaps both drug and dose: longest wins
-    unknown = {"start": 24, "end": 28, "label": "SIDE_EFFECT"}
-    predictions = pd.DataFrame([
-        {"variant": "v", "example_id": "a", "repeat": 0, "prediction": [drug, dose, rash]},
-        {"variant": "v", "example_id": "a", "repeat": 1, "prediction": [drug, dose, rash]},
-        {"variant": "v", "example_id": "a", "repeat": 2, "prediction": [drug, rash]},
-        {"variant": "w", "example_id": "a", "repeat": 0, "prediction": [overlapping, dose, unknown]},
-    ])
-    row = summarise_examples(ae_task, predictions, data, variant="v").iloc[0]
-    assert row["suggestion"] == [drug, dose, rash]
-    assert row["suggestion_score"] == pytest.approx([1.0, 2 / 3, 1.0])
-    assert row["consistency"] == pytest.approx(2 / 3) and row["variants_disagreeing"] == 1
-    assert "“Aspirin” DRUG" in row["variant_predictions"]
-    row = summarise_examples(ae_task, predictions, data, variant="w").iloc[0]
-    assert row["suggestion"] == [overlapping] and row["suggestion_score"] is None
-    assert "2 span(s) of its answer could not be shown" in row["variant_predictions"]
-
-
-def test_agreement_measures_match_reference_formulas():
-    from sklearn.metrics import cohen_kappa_score
-
-    first = ["a", "b", "a", "c", "a", "b", "b", "c"]
-    second = ["a", "b", "b", "c", "a", "a", "b", "c"]
-    assert cohen_kappa(first, second) == pytest.approx(cohen_kappa_score(first, second))
-    assert math.isnan(cohen_kappa(["a", "a"], ["a", "a"]))
-    items = [["a", "a", "b"], ["b", "b", "b"], ["a", "c", "c"], ["c", "c", "c"]]
-    counts = np.array([[sum(r == label for r in ratings) for label in "abc"] for ratings in items])
-    assert fleiss_kappa_variable(items) == pytest.approx(fleiss_kappa(counts))
-
-    spans = [{"start": 0, "end": 4, "label": "DRUG"}, {"start": 10, "end": 14, "label": "DOSE"}]
-    corrections = pd.DataFrame([
-        {"example_id": "x", "annotator": "ann", "status": "submitted", "spans": spans},
-        {"example_id": "x", "annotator": "bob", "status": "submitted", "spans": spans[:1]},
-        {"example_id": "y", "annotator": "ann", "status": "submitted", "spans": []},
-        {"example_id": "y", "annotator": "bob", "status": "submitted", "spans": []},
-        {"example_id": "z", "annotator": "ann", "status": "submitted", "spans": spans},
-        {"example_id": "z", "annotator": "bob", "status": "discarded", "spans": None},
-    ])
-    agreement = annotator_agreement(corrections)
-    assert (agreement.kind, agreement.records, agreement.annotators) == ("ner", 2, 2)
-    assert agreement.pairwise_agreement == 0.5  # y agrees exactly, x does not
-    assert agreement.span_f1 == pytest.approx(2 * 1 / 3) and math.isnan(agreement.fleiss_kappa)
-    assert agreement.pairs.to_dict("records")[0]["records"] == 2
 
 
 # Against the real server.
@@ -243,6 +102,12 @@ def suggestion_of(record: dict) -> dict | None:
 
 
 @needs_server
+def test_connect_refuses_a_wrong_key(argilla):
+    with pytest.raises(ArgillaUnavailableError, match="refused the API key"):
+        connect(argilla["info"].api_url, "not-a-key")
+
+
+@needs_server
 def test_settings_follow_the_task(client, complaint_task, ae_task):
     settings = dataset_settings(complaint_task, client=client)
     assert [field.name for field in settings.fields] == ["text", "variant_predictions"]
@@ -255,18 +120,6 @@ def test_settings_follow_the_task(client, complaint_task, ae_task):
         assert f"### {item.name}\n{item.definition}" in settings.guidelines
     spans = dataset_settings(ae_task, client=client).questions["spans"]
     assert spans.field == "text" and list(spans.labels) == list(ae_task.label_names)
-
-
-def test_connect_says_how_to_reach_a_server():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens there once closed
-    with pytest.raises(ArgillaUnavailableError) as error:
-        connect(url, "some-key", retries=0)
-    message = str(error.value)
-    assert url in message and "ARGILLA_API_URL" in message and "workbench argilla up" in message
-    with pytest.raises(ArgillaUnavailableError, match="both api_url and api_key"):
-        connect(url)
 
 
 @needs_server
@@ -487,7 +340,7 @@ def test_server_stopping_part_way_then_pushing_again_completes(argilla, complain
 @needs_server
 def test_snapshots_are_never_overwritten(argilla, client, complaint_task, cls_data, cls_predictions, tmp_path,
                                          monkeypatch):
-    from workbench.annotation import pull as annotation_pull
+    from workbench.annotation import snapshots
 
     name = "snapshots"
     push_predictions(client, complaint_task, cls_predictions, cls_data, variant="definitions", name=name,
@@ -502,12 +355,12 @@ def test_snapshots_are_never_overwritten(argilla, client, complaint_task, cls_da
     assert Path(first.attrs["snapshot_path"]).read_bytes() == content
 
     # Even two pulls in the same microsecond get two files.
-    class Frozen(annotation_pull.datetime):
+    class Frozen(snapshots.datetime):
         @classmethod
         def now(cls, tz=None):
-            return annotation_pull.datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=tz)
+            return snapshots.datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=tz)
 
-    monkeypatch.setattr(annotation_pull, "datetime", Frozen)
+    monkeypatch.setattr(snapshots, "datetime", Frozen)
     paths = [pull_corrections(client, complaint_task, name, out_dir=tmp_path).attrs["snapshot_path"] for _ in range(3)]
     assert [p.rsplit("/", 1)[1] for p in paths] == [
         "20300102T030405.000006Z.jsonl", "20300102T030405.000006Z-1.jsonl", "20300102T030405.000006Z-2.jsonl"]
@@ -555,3 +408,118 @@ def test_two_annotators_agreement(argilla, client, complaint_task, cls_data, cls
                        for a, b in zip(first_answers, second_answers)])
     assert agreement.fleiss_kappa == pytest.approx(fleiss_kappa(counts))
     assert math.isnan(agreement.span_f1)
+
+
+@needs_server
+def test_a_dataset_made_by_an_older_workbench_gets_the_new_metadata(client, complaint_task, cls_data, cls_predictions):
+    import argilla as rg
+
+    name = "older-settings"
+    current = dataset_settings(complaint_task, client=client)
+    older = rg.Settings(fields=list(current.fields), questions=list(current.questions),
+                        metadata=[prop for prop in current.metadata if prop.name != "priority"],
+                        guidelines=current.guidelines, distribution=current.distribution)
+    rg.Dataset(name=name, workspace="workbench", settings=older, client=client).create()
+
+    result = push_predictions(client, complaint_task, cls_predictions, cls_data, variant="definitions", name=name,
+                              progress=False)
+    assert (result.created, result.records) == (False, len(cls_data))
+    remote = client.datasets(name, workspace="workbench")
+    assert {prop.name for prop in remote.settings.metadata} == {prop.name for prop in current.metadata}
+    priorities = sorted(record["metadata"]["priority"] for record in server_records(client, name))
+    assert priorities == list(range(1, len(cls_data) + 1))
+
+
+@needs_server
+def test_a_dataset_left_unpublished_is_made_again(client, complaint_task, cls_data, cls_predictions):
+    name = "left-unpublished"
+    workspace = client.workspaces("workbench")
+    response = client.http_client.post("/api/v1/datasets", json={"name": name, "workspace_id": str(workspace.id)})
+    assert response.status_code == 201 and response.json()["status"] == "draft", response.text
+    result = push_predictions(client, complaint_task, cls_predictions, cls_data, variant="cot", name=name,
+                              progress=False)
+    assert (result.created, result.records) == (True, len(cls_data))
+    assert len(server_records(client, name)) == len(cls_data)
+
+
+# A multi-label task, predicted by the runner with a fake model and answered by the scripted annotator.
+TOPICS = task_from_dict({
+    "name": "review_topics", "kind": "multilabel",
+    "labels": [
+        {"name": "billing", "definition": "What the app itself costs: plans, renewals, refunds."},
+        {"name": "bug", "definition": "The app does something that contradicts what it shows or promises."},
+        {"name": "performance", "definition": "Slow screens, crashes, freezes, battery drain."},
+    ],
+})
+# example_id, text, gold labels, zero_shot's answer (None: unreadable), definitions' answer
+REVIEWS = [
+    ("r1", "Charged twice for Plus and now the balance is wrong.", ["billing", "bug"], ["billing", "bug"],
+     ["billing", "bug"]),
+    ("r2", "Crashes every time I open my pots.", ["performance"], ["bug"], ["performance"]),
+    ("r3", "Lovely design and it just works.", [], [], []),
+    ("r4", "Slow to load, and the renewal price went up again.", ["billing", "performance"], ["performance"],
+     ["billing", "performance"]),
+    ("r5", "Great app, no complaints at all.", [], ["bug"], []),
+    ("r6", "It froze on the transfer screen.", ["performance"], None, ["performance"]),
+]
+
+
+def topic_answers(request) -> str:
+    """The fake model: the answer REVIEWS gives the variant (definitions' prompt has them) for the text."""
+    prompt = request.messages[-1]["content"]
+    example_id, text, _, zero_shot, definitions = next(review for review in REVIEWS if review[1] in prompt)
+    answer = definitions if "Use these label definitions" in request.messages[0]["content"] else zero_shot
+    return "I am not sure what to say here." if answer is None else json.dumps({"labels": answer})
+
+
+@needs_server
+def test_round_trip_multilabel(argilla, client, tmp_path):
+    import argilla as rg
+
+    name = "rt-multilabel"
+    data = validate_dataset(pd.DataFrame([{"example_id": eid, "text": text, "labels": gold}
+                                          for eid, text, gold, _, _ in REVIEWS]), TOPICS)
+    predictions = run_variants(TOPICS, data, ["zero_shot", "definitions"], FakeModel(topic_answers), progress=False)
+    assert predictions.set_index(["variant", "example_id"]).loc[("zero_shot", "r6"), "prediction"] is None
+    result = push_predictions(client, TOPICS, predictions, data, variant="zero_shot", name=name, progress=False)
+    assert (result.records, result.created) == (len(REVIEWS), True)
+
+    remote = client.datasets(name, workspace="workbench")
+    question = remote.settings.questions["labels"]
+    assert isinstance(question, rg.MultiLabelQuestion) and question.required
+    assert list(question.labels) == [*TOPICS.label_names, NONE_OF_THESE]
+    assert {q.name for q in remote.settings.questions} == {"labels", "note"}
+    records = {record["external_id"]: record for record in server_records(client, name)}
+    suggested = {eid: (suggestion_of(record) or {}).get("value") for eid, record in records.items()}
+    assert suggested == {"r1": ["billing", "bug"], "r2": ["bug"], "r3": [NONE_OF_THESE], "r4": ["performance"],
+                         "r5": ["bug"], "r6": None}
+    assert {suggestion_of(record)["agent"] for eid, record in records.items() if eid != "r6"} == {"zero_shot"}
+    assert records["r2"]["metadata"]["error_type"] == ["false_negative", "false_positive"]
+    assert records["r6"]["metadata"]["error_type"] == ["parse_failure"]
+    assert "no labels" in records["r3"]["fields"]["variant_predictions"]
+
+    annotator = connect(argilla["info"].api_url, argilla["keys"]["annotator"])
+    answers = {"r1": ["billing", "bug"], "r2": ["performance"], "r3": [], "r5": [], "r6": ["performance"]}
+    notes = {"r2": "a crash is performance", "r5": "praise only"}
+    assert submit_responses(annotator, TOPICS, remote.id, answers, notes=notes) == len(answers)
+    assert submit_responses(annotator, TOPICS, remote.id, answers) == 0  # answered already: left alone
+
+    corrections = pull_corrections(client, TOPICS, name, out_dir=tmp_path)
+    assert "labels" in corrections.columns and "label" not in corrections.columns
+    table = corrections.set_index("example_id")
+    assert set(table.index) == set(answers) and set(table["annotator"]) == {"annotator"}
+    assert {eid: table.loc[eid, "labels"] for eid in answers} == answers
+    assert {eid: bool(table.loc[eid, "accepted_suggestion"]) for eid in answers} == {
+        "r1": True, "r2": False, "r3": True, "r5": False, "r6": False}
+    assert table.loc["r3", "suggested"] == [] and table.loc["r5", "suggested"] == ["bug"]
+    assert table.loc["r6", "suggested"] is None and table.loc["r2", "note"] == "a crash is performance"
+    assert suggestion_acceptance(corrections).to_dict("records") == [
+        {"agent": "zero_shot", "responses": 4, "accepted": 2, "acceptance_rate": 0.5}]
+    pd.testing.assert_frame_equal(load_corrections(corrections.attrs["snapshot_path"], TOPICS), corrections)
+
+    # Another variant's answers update the records in place and keep the responses.
+    again = push_predictions(client, TOPICS, predictions, data, variant="definitions", name=name, progress=False)
+    assert (again.records, again.created) == (len(REVIEWS), False)
+    after = pull_corrections(client, TOPICS, name, out_dir=None).set_index("example_id")
+    assert {eid: after.loc[eid, "labels"] for eid in answers} == answers
+    assert after.loc["r6", "suggested"] == ["performance"] and after.loc["r6", "accepted_suggestion"]

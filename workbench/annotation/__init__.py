@@ -1,8 +1,15 @@
-"""Stage 3: annotators correct model outputs in Argilla; corrections come back as DataFrames."""
+"""Stage 3: annotators correct model outputs in Argilla; corrections come back as DataFrames.
 
-from workbench.annotation.client import AnnotationError, ArgillaUnavailableError, connect
-from workbench.annotation.pull import correction_columns, load_corrections, pull_corrections
-from workbench.annotation.push import PushError, PushResult, dataset_settings, push_errors, push_predictions
+`connect` makes a client for a running server (it never starts one); `push_predictions` and
+`push_errors` send a run's answers as suggestions; `pull_corrections` brings the responses back
+and `load_corrections` reads a saved snapshot. `_argilla` is the only module that imports argilla.
+"""
+
+from workbench.annotation._argilla import connect, dataset_settings
+from workbench.annotation.errors import AnnotationError, ArgillaUnavailableError, PushError
+from workbench.annotation.pull import pull_corrections
+from workbench.annotation.push import PushResult, push_errors, push_predictions
+from workbench.annotation.snapshots import correction_columns, load_corrections
 from workbench.evaluation.agreement import AnnotatorAgreement, annotator_agreement, suggestion_acceptance
 
 __all__ = [

@@ -3,19 +3,23 @@
 `summarise_examples` turns the runner's predictions into one row per example: the chosen
 variant's answer as the suggestion (with its agreement across repeats as the score), what every
 variant answered as a markdown table, and the numbers used for filtering and for the order in
-which examples are annotated. `workbench.annotation` turns these rows into Argilla records.
+which examples are annotated. `build_records` turns these rows into `RecordData`, the records
+`workbench.annotation._argilla` logs. The dataset's layout (fields, metadata, the note question)
+and how an answer is stored for the task's question (`to_argilla_value`, `from_argilla_value`)
+are here too, so that everything but the requests themselves is tested without a server.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from workbench.core.answers import UNPARSED, answer_key
+from workbench.core.answers import UNPARSED, is_missing
+from workbench.core.kinds.base import AnnotationQuestion, TaskKind
 from workbench.core.task import Task
 
 SUMMARY_COLUMNS = [
@@ -43,16 +47,17 @@ def summarise_examples(
 
     `predictions` is the runner's frame (``variant``, ``example_id``, ``repeat``, ``prediction``;
     ``parse_error``, ``request_error`` and ``raw_response`` are shown when present). `dataset`
-    needs ``example_id`` and ``text``. `errors` (`workbench.errors.find_errors`) fills
+    needs ``example_id`` and ``text``. `errors` (`workbench.evaluation.errors.find_errors`) fills
     ``error_type``; without it the column holds None.
 
     Columns:
-    - ``suggestion``: the variant's most common readable answer over its repeats (a label, or a
-      list of ``{start, end, label}`` spans); None when no repeat gave a usable answer. Spans
-      that could not be shown (unknown label, outside the text, overlapping) are left out.
-    - ``suggestion_score``: with several repeats, the share of repeats giving that answer
-      (classification) or, per span, the share of repeats containing that exact span (NER);
-      None with one repeat (no agreement to measure) or an empty span list.
+    - ``suggestion``: the variant's most common readable answer over its repeats, in the task's
+      gold form (a label; a list of ``{start, end, label}`` spans; a list of labels), from
+      `TaskKind.suggestion`; None when no repeat gave a usable answer. Parts that could not be
+      shown (unknown label, span outside the text or overlapping) are left out.
+    - ``suggestion_score``: with several repeats, the share of repeats giving that answer (one
+      label) or, per span or label, the share of repeats containing it (set-valued answers);
+      None with one repeat (no agreement to measure) or an empty answer.
     - ``consistency``: share of repeats giving the variant's most common answer, unreadable
       answers counted as one answer (`workbench.consistency`); 1.0 with one repeat. Higher is steadier.
     - ``repeats``; ``variants_disagreeing``: how many other variants' most common answer differs
@@ -73,7 +78,7 @@ def summarise_examples(
         raise ValueError(f"variant {variant!r} is not in the predictions; they hold {variants}")
 
     texts = dict(zip(dataset["example_id"].astype(str), dataset["text"]))
-    answers = _group_answers(predictions)
+    answers = _group_answers(predictions, task.kind)
     answered = [example_id for (name, example_id) in answers if name == variant]
     if example_ids is None:
         wanted = set(answered)
@@ -101,7 +106,7 @@ def summarise_examples(
         mine = answers[(variant, example_id)]
         others = [(name, answers[(name, example_id)]) for name in variants if name != variant
                   and (name, example_id) in answers]
-        suggestion, score, dropped = _suggestion(task, mine, text)
+        suggestion, score, dropped = task.kind.suggestion(task, mine.predictions, text)
         rows.append({
             "example_id": example_id,
             "text": text,
@@ -138,24 +143,145 @@ def prioritise(summaries: pd.DataFrame, order: str | None) -> pd.DataFrame:
 
 def guidelines(task: Task) -> str:
     """Markdown guidelines for annotators: the task, its instructions and each label's definition."""
-    what = "the label" if task.kind == "classification" else "every entity span"
     parts = [f"# {task.name}"]
     if task.description:
         parts.append(task.description)
-    parts.append(
+    what_to_do = (
         "## What to do\n"
-        f"Each record shows a model's answer as a suggestion, already filled in. Check {what} against "
-        "the definitions below: submit it unchanged when it is right, correct it when it is wrong, and "
-        "say briefly in the note why the model was wrong. The table under the text shows what each "
-        "prompt variant answered; it is there to help, not to decide. Records come in priority order "
-        "(where the variants disagree most first); the `priority` metadata sorts them that way on any "
-        "server, and `variant`, `error_type`, `consistency` and `variants_disagreeing` filter them."
+        "Each record shows a model's answer as a suggestion, already filled in. Check "
+        f"{task.kind.target_noun} against the definitions below: submit it unchanged when it is right, "
+        "correct it when it is wrong, and say briefly in the note why the model was wrong. The table "
+        "under the text shows what each prompt variant answered; it is there to help, not to decide. "
+        "Records come in priority order (where the variants disagree most first); the `priority` "
+        "metadata sorts them that way on any server, and `variant`, `error_type`, `consistency` and "
+        "`variants_disagreeing` filter them."
     )
+    if NONE_OF_THESE in question_options(task.kind.annotation_question(task)):
+        what_to_do += " When no label applies, choose “None of these”."
+    parts.append(what_to_do)
     if task.instructions:
         parts.append(f"## Instructions given to the model\n{task.instructions}")
     parts.append("## Labels")
     parts.extend(f"### {label.name}\n{label.definition}" for label in task.labels)
     return "\n\n".join(parts)
+
+
+# The dataset's layout: what `workbench.annotation._argilla` makes in Argilla.
+TEXT_FIELD, TABLE_FIELD, NOTE_QUESTION = "text", "variant_predictions", "note"
+NONE_OF_THESE = "(none)"  # not a possible label name (those start with a letter)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A record field: `markdown` fields are rendered, others shown as plain text."""
+
+    name: str
+    title: str
+    markdown: bool = False
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """A metadata property annotators filter and sort by; `type` is "terms", "float" or "integer"."""
+
+    name: str
+    type: str
+    title: str
+
+
+FIELDS = (Field(TEXT_FIELD, "Text"), Field(TABLE_FIELD, "What the prompt variants answered", markdown=True))
+NOTE = Field(NOTE_QUESTION, "Note")  # an optional text question: why the model was wrong
+NOTE_DESCRIPTION = "Why was the model wrong? (optional)"
+METADATA = (
+    Metadata("variant", "terms", "Suggested by variant"),
+    Metadata("error_type", "terms", "Error type"),
+    Metadata("consistency", "float", "Consistency across repeats"),
+    Metadata("variants_disagreeing", "integer", "Variants disagreeing"),
+    Metadata("priority", "integer", "Priority (1 = first)"),
+)
+
+
+def question_options(question: AnnotationQuestion) -> dict[str, str]:
+    """The options Argilla offers for `question` (value -> text shown): its labels and, for a
+    multi-label question, "None of these". Argilla 2.8 refuses an empty multi-label answer and a
+    dataset without a required question, so "no label applies" is an option of its own."""
+    options = {label: label for label in question.labels}
+    if question.question_type == "multi_label":
+        options[NONE_OF_THESE] = "None of these"
+    return options
+
+
+def to_argilla_value(question: AnnotationQuestion, value: Any) -> Any:
+    """A gold-form answer (a label, spans, a list of labels) as Argilla stores it for `question`:
+    spans as ``{start, end, label}`` only, no labels as ``["(none)"]`` ("None of these")."""
+    if question.question_type == "span":
+        return [{"start": int(s["start"]), "end": int(s["end"]), "label": str(s["label"])} for s in value]
+    if question.question_type == "multi_label":
+        return [str(label) for label in value] or [NONE_OF_THESE]
+    return value
+
+
+def from_argilla_value(question: AnnotationQuestion, value: Any) -> Any:
+    """An answer or suggestion as Argilla returns it, ready for `TaskKind.read_response`: for a
+    multi-label question "None of these" counts as no label (also when other labels are ticked)."""
+    if question.question_type == "multi_label" and value is not None:
+        return [label for label in value if label != NONE_OF_THESE]
+    return value
+
+
+@dataclass(frozen=True)
+class Suggested:
+    """A suggestion for one record: `value` as Argilla stores it for `question`; `score` one
+    number, one per part of the value, or None; `agent` the prompt variant that made it."""
+
+    question: str
+    value: Any
+    score: float | list[float] | None
+    agent: str
+
+
+@dataclass(frozen=True)
+class RecordData:
+    """One Argilla record without argilla: `id` is the example_id (so pushing again updates the
+    record instead of adding one); `fields` and `metadata` are keyed by `FIELDS` and `METADATA`
+    names; `suggestion` is None when the variant gave no usable answer."""
+
+    id: str
+    fields: dict[str, str]
+    metadata: dict[str, Any]
+    suggestion: Suggested | None
+
+
+def build_records(task: Task, summaries: pd.DataFrame) -> list[RecordData]:
+    """The records for `summaries` (`summarise_examples`' frame), in its (priority) order."""
+    _require(summaries, SUMMARY_COLUMNS, "summaries")
+    question = task.kind.annotation_question(task)
+    records = []
+    for row in summaries.to_dict("records"):
+        metadata: dict[str, Any] = {
+            "variant": str(row["variant"]),
+            "consistency": float(row["consistency"]),
+            "variants_disagreeing": int(row["variants_disagreeing"]),
+            "priority": int(row["priority"]),
+        }
+        if not is_missing(row["error_type"]):
+            metadata["error_type"] = [str(kind) for kind in row["error_type"]]
+        suggestion = None
+        if not is_missing(row["suggestion"]):
+            score = row["suggestion_score"]
+            if isinstance(score, list):
+                score = [float(value) for value in score]
+            else:
+                score = None if is_missing(score) else float(score)
+            suggestion = Suggested(question.name, to_argilla_value(question, row["suggestion"]), score,
+                                   str(row["variant"]))
+        records.append(RecordData(
+            id=str(row["example_id"]),
+            fields={TEXT_FIELD: row["text"], TABLE_FIELD: row["variant_predictions"]},
+            metadata=metadata,
+            suggestion=suggestion,
+        ))
+    return records
 
 
 # Per-variant answers.
@@ -164,26 +290,19 @@ class _Answers:
 
     __slots__ = ("counts", "keys", "majority_key", "majority_share", "predictions", "reasons", "repeats")
 
-    def __init__(self, predictions: list[Any], reasons: list[str | None]):
+    def __init__(self, predictions: list[Any], reasons: list[str | None], kind: TaskKind):
         self.predictions = predictions
         self.reasons = reasons
-        self.keys = [answer_key(prediction) for prediction in predictions]
+        # The kind's identity of an answer: equal keys are the same answer (UNPARSED: none usable).
+        self.keys = [UNPARSED if is_missing(prediction) else kind.answer_key(prediction) for prediction in predictions]
         self.counts = Counter(self.keys)
         self.repeats = len(self.keys)
         # Most common answer; a tie goes to the answer given first.
         self.majority_key = max(self.counts, key=lambda key: (self.counts[key], -self.keys.index(key)))
         self.majority_share = self.counts[self.majority_key] / self.repeats
 
-    def readable_majority(self) -> tuple[Any, int] | None:
-        """(answer, repeats giving it) for the most common readable answer, or None."""
-        readable = [key for key in self.counts if key != UNPARSED]
-        if not readable:
-            return None
-        key = max(readable, key=lambda k: (self.counts[k], -self.keys.index(k)))
-        return self.predictions[self.keys.index(key)], self.counts[key]
 
-
-def _group_answers(predictions: pd.DataFrame) -> dict[tuple[str, str], _Answers]:
+def _group_answers(predictions: pd.DataFrame, kind: TaskKind) -> dict[tuple[str, str], _Answers]:
     frame = predictions.sort_values(["variant", "example_id", "repeat"], kind="stable")
     reasons = _reasons(frame)
     grouped: dict[tuple[str, str], tuple[list[Any], list[str | None]]] = {}
@@ -193,7 +312,7 @@ def _group_answers(predictions: pd.DataFrame) -> dict[tuple[str, str], _Answers]
         values, why = grouped.setdefault((variant, example_id), ([], []))
         values.append(_clean(prediction))
         why.append(reason)
-    return {key: _Answers(values, why) for key, (values, why) in grouped.items()}
+    return {key: _Answers(values, why, kind) for key, (values, why) in grouped.items()}
 
 
 def _reasons(frame: pd.DataFrame) -> list[str | None]:
@@ -209,59 +328,15 @@ def _reasons(frame: pd.DataFrame) -> list[str | None]:
 
 
 def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value) != ""
+    return not is_missing(value) and str(value) != ""
 
 
 def _clean(prediction: Any) -> Any:
-    if prediction is None or (isinstance(prediction, float) and math.isnan(prediction)):
+    if is_missing(prediction):
         return None
     if hasattr(prediction, "tolist"):  # numpy arrays from Parquet
         prediction = prediction.tolist()
     return prediction
-
-
-def _suggestion(task: Task, answers: _Answers, text: str) -> tuple[Any, Any, int]:
-    """(suggestion value, score, spans left out) for the chosen variant's answers."""
-    found = answers.readable_majority()
-    if found is None:
-        return None, None, 0
-    value, count = found
-    several = answers.repeats > 1
-    if task.kind == "classification":
-        if value not in task.label_names:
-            return None, None, 0
-        return value, (count / answers.repeats if several else None), 0
-    spans, dropped = _valid_spans(value, text, set(task.label_names))
-    if not spans or not several:
-        return spans, None, dropped
-    repeat_spans = [
-        {(int(s["start"]), int(s["end"]), str(s["label"])) for s in prediction} if prediction is not None else set()
-        for prediction in answers.predictions
-    ]
-    scores = [
-        sum((span["start"], span["end"], span["label"]) in found for found in repeat_spans) / answers.repeats
-        for span in spans
-    ]
-    return spans, scores, dropped
-
-
-def _valid_spans(spans: Sequence[dict], text: str, labels: set[str]) -> tuple[list[dict], int]:
-    """Spans Argilla accepts as a suggestion: known label, inside the text, not overlapping (the
-    longer span wins, as in `workbench.alignment`). Returns (spans sorted by start, number left out)."""
-    candidates = []
-    for span in spans:
-        try:
-            start, end, label = int(span["start"]), int(span["end"]), str(span["label"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if label in labels and 0 <= start < end <= len(text):
-            candidates.append((start, end, label))
-    kept: list[tuple[int, int, str]] = []
-    for start, end, label in sorted(candidates, key=lambda s: (-(s[1] - s[0]), s[0])):
-        if all(end <= other_start or other_end <= start for other_start, other_end, _ in kept):
-            kept.append((start, end, label))
-    kept.sort()
-    return [{"start": start, "end": end, "label": label} for start, end, label in kept], len(spans) - len(kept)
 
 
 def _error_types(errors: pd.DataFrame, variant: str) -> dict[str, list[str]]:
@@ -287,7 +362,8 @@ def variant_table(
     ]
     if dropped:
         lines.append(
-            f"({dropped} span(s) of its answer could not be shown: overlapping, outside the text or unknown label.)"
+            f"({dropped} part(s) of its answer could not be shown: a span overlapping another or outside "
+            "the text, or an unknown label.)"
         )
     lines.append("")
     header = "| Variant | Answer |" + (" Repeats agreeing |" if several else "")
@@ -305,15 +381,7 @@ def _answer_cell(task: Task, text: str, answers: _Answers) -> str:
         reason = next((why for why in answers.reasons if why), None)
         return "_no usable answer_" + (f": {_escape(_shorten(reason))}" if reason else "")
     value = answers.predictions[answers.keys.index(answers.majority_key)]
-    if task.kind == "classification":
-        return _escape(str(value))
-    if not value:
-        return "_no entities_"
-    parts = []
-    for span in sorted(value, key=lambda s: (int(s["start"]), int(s["end"]))):
-        quoted = span.get("text") or text[int(span["start"]):int(span["end"])]
-        parts.append(f"“{_escape(quoted)}” {_escape(str(span['label']))}")
-    return _shorten("; ".join(parts))
+    return _escape(_shorten(task.kind.describe(text, value)))
 
 
 def _shorten(value: str) -> str:

@@ -1,60 +1,48 @@
-"""Stand-in for a person: submit annotator responses over Argilla's REST API, as its web UI does.
+"""Stand-in for a person: submit annotator responses to Argilla as its web UI does.
 
 Only for demos and tests, where nobody sits at the web UI. Real corrections come from annotators
 working in Argilla's UI; `workbench.annotation.pull_corrections` reads either kind the same way.
+The requests go through `workbench.annotation._argilla`, the one module that talks to Argilla.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
+from workbench.annotation import _argilla
+from workbench.annotation._argilla import Client
+from workbench.annotation.records import NOTE_QUESTION, to_argilla_value
+from workbench.core.task import Task
 
 
 def submit_responses(
-    api_url: str,
-    annotator_api_key: str,
+    client: Client,
+    task: Task,
     dataset_id: str,
-    answers: dict[str, Any],
+    answers: Mapping[str, Any],
     *,
-    question: str,
+    notes: Mapping[str, str] | None = None,
     status: str = "submitted",
 ) -> int:
     """Answer records of a dataset as one annotator; returns how many responses were created.
 
-    `answers` maps example_id (the record id pushed by the workbench) to the value for `question`:
-    a label for ``label``, or a list of ``{"start", "end", "label"}`` for ``spans``. Records that
-    this annotator already answered are left alone.
+    `client`: logged in as the annotator (``connect(api_url, annotator_api_key)``).
+    `dataset_id`: the pushed dataset's id (`PushResult.dataset_id`).
+    `answers` maps example_id (the record id pushed by the workbench) to an answer in the task's
+    gold form: a label, a list of ``{"start", "end", "label"}`` spans, or a list of labels ([]
+    for "None of these"). `notes` maps example_id to the optional note. Only records in this
+    annotator's pending queue are answered; those already answered are left alone.
     """
-    headers = {"X-Argilla-Api-Key": annotator_api_key}
+    question = task.kind.annotation_question(task)
+    notes = notes or {}
     created = 0
-    with httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=30.0) as api:
-        records = _pending_records(api, dataset_id)
-        for record in records:
-            example_id = record.get("external_id")
-            if example_id not in answers:
-                continue
-            body = {"status": status, "values": {question: {"value": answers[example_id]}}}
-            response = api.post(f"/api/v1/records/{record['id']}/responses", json=body)
-            if response.status_code == 409:  # already answered by this user
-                continue
-            response.raise_for_status()
-            created += 1
+    for record in _argilla.pending_records(client, str(dataset_id)):
+        example_id = record.get("external_id")
+        if example_id not in answers:
+            continue
+        values = {question.name: to_argilla_value(question, answers[example_id])}
+        if example_id in notes:
+            values[NOTE_QUESTION] = notes[example_id]
+        created += _argilla.submit_response(client, record["id"], values, status=status)
     return created
-
-
-def _pending_records(api: httpx.Client, dataset_id: str) -> list[dict]:
-    """The annotator's pending queue, as the UI asks for it."""
-    body = {"query": {}, "filters": {"and": [{"type": "terms", "scope": {"entity": "response", "property": "status"},
-                                 "values": ["pending"]}]}}
-    records: list[dict] = []
-    offset = 0
-    while True:
-        response = api.post(f"/api/v1/me/datasets/{dataset_id}/records/search",
-                            params={"offset": offset, "limit": 100}, json=body)
-        response.raise_for_status()
-        items = [item["record"] for item in response.json()["items"]]
-        records.extend(items)
-        if len(items) < 100:
-            return records
-        offset += 100

@@ -178,7 +178,7 @@ class MultiLabelKind(TaskKind):
     def annotation_question(self, task):
         return AnnotationQuestion("multi_label", "labels", task.label_names, "Labels",
                                   "Every label that applies, by the definitions in the guidelines. "
-                                  "Submit with none selected if none applies.")
+                                  "If none applies, choose “None of these”.")
 
     def read_response(self, value, *, submitted):
         if value is None:
