@@ -40,8 +40,8 @@ import pandas as pd
 from workbench.annotation import connect, dataset_settings, pull_corrections, push_predictions
 from workbench.annotation.records import summarise_examples
 from workbench.core.data import load_dataset
-from workbench.evaluation.errors import find_errors
 from workbench.core.task import load_task
+from workbench.evaluation.errors import find_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("zero_shot", "few_shot", "definitions", "cot")

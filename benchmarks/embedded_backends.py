@@ -19,7 +19,12 @@ quiet machine; the script waits while the 1-minute load average is above --max-l
 
 from __future__ import annotations
 
-import argparse, json, os, subprocess, sys, time
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +40,8 @@ def rss_mib(key: str = "VmRSS") -> float:
 
 def setup():
     from workbench.core.data import load_dataset
-    from workbench.prompting.templates import render_messages
     from workbench.core.task import load_task
+    from workbench.prompting.templates import render_messages
     from workbench.prompting.variants import parse_variant
 
     task = load_task(ROOT / "data/complaint_triage/task.yaml")
@@ -114,8 +119,8 @@ def run_transformers() -> dict:
 
 
 def run_llama_cpp() -> dict:
-    from workbench.prompting.templates import answer_schema
     from workbench.models.llama_cpp import embedded_model_path
+    from workbench.prompting.templates import answer_schema
 
     started = time.perf_counter()
     from llama_cpp import Llama

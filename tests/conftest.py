@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from workbench.core.data import load_dataset
-from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
 from workbench.core.task import load_task
+from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -114,9 +114,7 @@ def argilla(argilla_home):
     """The embedded Argilla started in a fresh home on a free port: {"info" (ServerInfo), "home",
     "port", "keys" (username -> API key), "credentials"}. Tests that stop it must start it again."""
     from workbench_argilla_embedded import start_server, stop_server
-    from workbench_argilla_embedded.manage import load_credentials
-
-    from workbench_argilla_embedded.manage import missing_environment
+    from workbench_argilla_embedded.manage import load_credentials, missing_environment
 
     missing = missing_environment()
     if missing is not None:

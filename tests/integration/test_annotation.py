@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-
 from unit.annotation_cases import classification_predictions, ner_predictions
+
 from workbench.annotation import (
     AnnotationError,
     ArgillaUnavailableError,

@@ -4,7 +4,6 @@ The screenshot is kept under ``test-artifacts/`` (git-ignored) for a person to l
 """
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pandas as pd
 import pytest
 
 from workbench.core.data import load_dataset
-from workbench.reporting.sections import write_report
 from workbench.prompting.runner import run_variants
+from workbench.reporting.sections import write_report
 from workbench.testing.fake_model import FakeModel
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from unit.annotation_cases import classification_predictions
+
 from workbench.annotation.records import (
     NONE_OF_THESE,
     RecordData,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench.annotation import correction_columns, load_corrections
-from workbench.annotation import snapshots
+from workbench.annotation import correction_columns, load_corrections, snapshots
 from workbench.annotation.records import NONE_OF_THESE
 from workbench.annotation.snapshots import correction_rows, corrections_frame, write_snapshot
 from workbench.core.task import task_from_dict

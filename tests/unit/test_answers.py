@@ -3,8 +3,8 @@
 import pytest
 
 from workbench.core.answers import extract_json, format_answer, parse_answer
-from workbench.prompting.templates import answer_schema
 from workbench.core.task import task_from_dict
+from workbench.prompting.templates import answer_schema
 from workbench.prompting.variants import parse_variant
 
 CLASSIFICATION = task_from_dict({

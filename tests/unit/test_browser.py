@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from workbench.reporting.browser import ALL, ErrorBrowser, filter_errors, render_spans
-from workbench.evaluation.errors import find_errors
 from workbench.core.task import task_from_dict
+from workbench.evaluation.errors import find_errors
+from workbench.reporting.browser import ALL, ErrorBrowser, filter_errors, render_spans
 
 CLS = task_from_dict({"name": "t", "kind": "classification",
                       "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})

@@ -1,8 +1,8 @@
 """Cache keys: same request same key; anything that changes the answer changes the key; no secrets."""
 
-from workbench.prompting.cache import ResponseCache, cache_key
 from workbench.models.base import ChatRequest, Completion, GenerationOptions
 from workbench.models.openai_compatible import OpenAICompatibleModel
+from workbench.prompting.cache import ResponseCache, cache_key
 
 MESSAGES = ({"role": "system", "content": "Label it."}, {"role": "user", "content": "Text: hi"})
 REQUEST = ChatRequest(messages=MESSAGES, options=GenerationOptions(temperature=0.0, max_tokens=64))

@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import f1_score
 
 from workbench.core.kinds.classification_scoring import confusion, per_label_scores, score_classification
-from workbench.evaluation.efficiency import score_efficiency, summarize_run
 from workbench.core.task import task_from_dict
+from workbench.evaluation.efficiency import score_efficiency, summarize_run
 
 TASK = task_from_dict({"name": "t", "kind": "classification",
                        "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from workbench.evaluation.errors import ERROR_COLUMNS, find_errors
 from workbench.core.task import task_from_dict
+from workbench.evaluation.errors import ERROR_COLUMNS, find_errors
 
 CLS = task_from_dict({"name": "t", "kind": "classification",
                       "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})

@@ -264,8 +264,8 @@ def test_per_label_rows_sum_to_the_overall_row_and_macro_is_their_mean():
 
 
 def test_strict_overall_equals_the_set_based_counts_used_for_confidence_intervals():
-    from workbench.evaluation.significance import example_statistics, metric_from_totals
     from workbench.core.task import task_from_dict
+    from workbench.evaluation.significance import example_statistics, metric_from_totals
 
     task = task_from_dict({"name": "ae", "kind": "ner", "labels": [{"name": l, "definition": "d"} for l in LABELS]})
     frame = perturbed_demo_predictions(seed=4)

@@ -10,9 +10,9 @@ import plotly.io as pio
 import pytest
 
 from workbench.core.answers import UNPARSED
-from workbench.evaluation.consistency import example_consistency
 from workbench.core.kinds.classification_scoring import confusion, per_label_scores
 from workbench.core.task import task_from_dict
+from workbench.evaluation.consistency import example_consistency
 from workbench.reporting.plots import (
     FONT,
     TEMPLATE,

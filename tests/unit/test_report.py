@@ -12,9 +12,9 @@ from workbench.core.data import load_dataset, validate_dataset
 from workbench.core.task import task_from_dict
 from workbench.evaluation.errors import find_errors, worst_errors
 from workbench.models.base import GenerationOptions
-from workbench.reporting.sections import report_sections, write_report
-from workbench.reporting.html import highlight
 from workbench.prompting.runner import run_variants
+from workbench.reporting.html import highlight
+from workbench.reporting.sections import report_sections, write_report
 from workbench.testing.fake_model import FakeModel
 
 PROBE = "<script>alert(1)</script>"

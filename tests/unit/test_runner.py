@@ -6,10 +6,10 @@ import math
 import pandas as pd
 import pytest
 
+from workbench.core.task import task_from_dict
 from workbench.models.base import FatalModelError, GenerationOptions, RetryableModelError
 from workbench.models.pricing import load_prices
 from workbench.prompting.runner import PREDICTION_COLUMNS, RetryPolicy, build_requests, run_variants
-from workbench.core.task import task_from_dict
 from workbench.testing.fake_model import FakeModel
 
 TASK = task_from_dict({

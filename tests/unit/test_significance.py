@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from workbench.evaluation.significance import bootstrap_ci, compare_variants
 from workbench.core.task import task_from_dict
+from workbench.evaluation.significance import bootstrap_ci, compare_variants
 
 TASK = task_from_dict({"name": "t", "kind": "classification",
                        "labels": [{"name": "a", "definition": "x"}, {"name": "b", "definition": "y"}]})

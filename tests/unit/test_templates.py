@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
+from workbench.core.task import task_from_dict
 from workbench.prompting.fewshot import ExampleSelector
 from workbench.prompting.templates import format_messages, render_messages
-from workbench.core.task import task_from_dict
 from workbench.prompting.variants import PromptVariant, parse_variant
 
 TASK = task_from_dict({

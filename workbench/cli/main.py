@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.core.data import DatasetError
+from workbench.core.task import TaskSpecError
 from workbench.experiments.config import load_experiment
 from workbench.experiments.runs import load_run, run_experiment, write_run
 from workbench.models.base import FatalModelError
@@ -24,7 +25,6 @@ from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
 from workbench.prompting.variants import parse_variant
 from workbench.reporting.sections import write_report
-from workbench.core.task import TaskSpecError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from sklearn.metrics import cohen_kappa_score
 
 from workbench.core.answers import answer_key

@@ -8,12 +8,12 @@ category for answers that could not be read (two failures agree with each other)
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from workbench.core.answers import answer_key, is_missing
+
 
 def example_consistency(predictions: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, example_id) with columns ``repeats``, ``distinct_answers``,

@@ -19,7 +19,6 @@ Relative paths are resolved against the config file's folder first, then the wor
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.core.data import load_dataset, sample_dataset
-from workbench.models.base import GenerationOptions, Model
-from workbench.models.registry import model_from_config
-from workbench.models.openai_compatible import redact_url
-from workbench.models.pricing import PriceTable, load_prices
 from workbench.core.task import Task, load_task
+from workbench.models.base import GenerationOptions, Model
+from workbench.models.pricing import PriceTable, load_prices
+from workbench.models.registry import model_from_config
 
 
 class _OptionsModel(BaseModel):

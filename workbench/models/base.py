@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+
 @dataclass(frozen=True)
 class GenerationOptions:
     """Sampling options sent with every request; part of the cache key."""

@@ -167,7 +167,6 @@ class OpenAICompatibleModel:
             extra_body["grammar"] = self._grammar(schema)
 
     def _grammar(self, schema: dict[str, Any]) -> str:
-        import json
 
         key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:
@@ -220,7 +219,6 @@ def _retry_after(response: Any) -> float | None:
 
 
 def _json_or_text(text: str) -> Any:
-    import json
 
     try:
         return json.loads(text)

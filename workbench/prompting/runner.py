@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from workbench.core.answers import parse_answer
-from workbench.prompting.cache import ResponseCache, cache_key
 from workbench.core.data import validate_dataset
+from workbench.core.task import Task
 from workbench.models.base import (
     ChatRequest,
     Completion,
@@ -33,9 +33,9 @@ from workbench.models.base import (
     RetryableModelError,
 )
 from workbench.models.pricing import PriceTable
+from workbench.prompting.cache import ResponseCache, cache_key
 from workbench.prompting.fewshot import ExampleSelector
 from workbench.prompting.templates import answer_schema, render_messages
-from workbench.core.task import Task
 from workbench.prompting.variants import PromptVariant, parse_variant
 
 logger = logging.getLogger(__name__)

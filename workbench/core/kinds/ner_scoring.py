@@ -22,8 +22,6 @@ Inputs that break this are rejected with an error naming the row.
 from __future__ import annotations
 
 import math
-import re
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
