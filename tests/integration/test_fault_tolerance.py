@@ -6,7 +6,6 @@ the tests can check from the server's side that no call was re-sent after it suc
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workbench.experiments.runs import load_run
 from workbench.models import GenerationOptions, OpenAICompatibleModel
 from workbench.prompting.runner import RetryPolicy, run_variants
 from workbench.testing.openai_stub import FAULTS, PERMANENT_FAULTS, StubConfig, StubServer, read_request_log
@@ -187,11 +187,10 @@ def test_run_killed_part_way_resumes_without_resending(tmp_path):
     per_body = successes_per_body(records)
     assert max(per_body.values()) == 1, "a call that had succeeded was sent again"
     assert len(per_body) == 120
-    predictions = [json.loads(line) for line in (runs / "killed" / "predictions.jsonl").read_text().splitlines()]
-    assert len(predictions) == 120
-    assert all(row["prediction"] is not None for row in predictions)
-    stats = json.loads((runs / "killed" / "run_stats.json").read_text())
-    assert stats["cache_hits"] == answered_before_kill
+    run = load_run(runs / "killed")
+    assert len(run.predictions) == 120
+    assert run.predictions["prediction"].notna().all()
+    assert run.stats["cache_hits"] == answered_before_kill
 
 
 def test_one_model_serves_several_runs_as_in_a_notebook(tmp_path, complaint_task, complaint_test):
