@@ -59,7 +59,7 @@ def summarise_examples(
       label) or, per span or label, the share of repeats containing it (set-valued answers);
       None with one repeat (no agreement to measure) or an empty answer.
     - ``consistency``: share of repeats giving the variant's most common answer, unreadable
-      answers counted as one answer (`workbench.consistency`); 1.0 with one repeat. Higher is steadier.
+      answers counted as one answer (`workbench.evaluation.consistency`); 1.0 with one repeat. Higher is steadier.
     - ``repeats``; ``variants_disagreeing``: how many other variants' most common answer differs
       from this variant's; ``variants_compared``: how many other variants answered this example.
     - ``error_type``: sorted distinct error types of this variant on this example over its

@@ -69,7 +69,7 @@ def plot_dataset_overview(dataset: pd.DataFrame, task: Task) -> go.Figure:
 def plot_variant_comparison(ci_table: pd.DataFrame) -> go.Figure:
     """The headline metric per variant with its confidence interval as error bars (higher is better).
 
-    Reads the output of `workbench.significance.bootstrap_ci`: ``variant``, ``metric``, ``value``,
+    Reads the output of `workbench.evaluation.significance.bootstrap_ci`: ``variant``, ``metric``, ``value``,
     ``low``, ``high`` and, if present, ``confidence``. Bars follow the table's row order.
     """
     variants = list(ci_table["variant"])
@@ -95,8 +95,8 @@ def plot_variant_comparison(ci_table: pd.DataFrame) -> go.Figure:
 def plot_per_label_f1(per_label: pd.DataFrame) -> go.Figure:
     """Heatmap of F1 per variant (rows) and label (columns), each cell annotated (higher is better).
 
-    Reads ``variant``, ``label`` and ``f1`` from `workbench.metrics.per_label_scores`, or from
-    `workbench.ner_metrics.score_ner`, whose ``mode`` column is then used to keep the ``strict``
+    Reads ``variant``, ``label`` and ``f1`` from `workbench.core.kinds.classification_scoring.per_label_scores`, or from
+    `workbench.core.kinds.ner_scoring.score_ner`, whose ``mode`` column is then used to keep the ``strict``
     rows and whose ``"ALL"`` rows are dropped. Variants and labels keep their order of appearance.
     """
     frame = per_label
@@ -119,7 +119,7 @@ def plot_per_label_f1(per_label: pd.DataFrame) -> go.Figure:
 def plot_confusion(confusion_frame: pd.DataFrame, variant: str) -> go.Figure:
     """Heatmap of a confusion matrix: gold labels as rows, predicted labels as columns.
 
-    Reads the DataFrame of `workbench.metrics.confusion` (index: gold labels; columns: predicted
+    Reads the DataFrame of `workbench.core.kinds.classification_scoring.confusion` (index: gold labels; columns: predicted
     labels, with ``<unparsed>`` last). Cells show counts; hover adds the share of the gold row.
     """
     counts = confusion_frame.to_numpy(float)
@@ -140,7 +140,7 @@ def plot_consistency(per_example: pd.DataFrame, variants: Sequence[str] | None =
     """How often repeats of the same prompt agree: share of examples at each level of agreement.
 
     Reads ``variant``, ``example_id``, ``repeats`` and ``majority_share`` (the share of repeats
-    giving the most common answer) from `workbench.consistency.example_consistency`. One
+    giving the most common answer) from `workbench.evaluation.consistency.example_consistency`. One
     horizontal 100% bar per variant with two or more repeats, stacked by majority share (all agree
     first). When no variant has repeats, returns a figure that says so. `variants` fixes the order
     (default: order of appearance).
@@ -201,7 +201,7 @@ def plot_quality_vs_cost(summary: pd.DataFrame, quality: str = "accuracy") -> go
     """Quality against cost per 1,000 rows (left) and median latency (right), Pareto fronts marked.
 
     Reads ``variant``, the `quality` column (higher is better; ``accuracy`` or ``f1`` in
-    `workbench.metrics.summarize_run`), ``cost_per_1000`` and ``latency_p50_s`` (lower is better).
+    `workbench.evaluation.efficiency.summarize_run`), ``cost_per_1000`` and ``latency_p50_s`` (lower is better).
     A free local model has cost 0 and stays on the axis. Variants without a price (NaN cost) are
     left out of the cost panel and named in it; they still appear on the latency panel. Front
     members are outlined, joined by a dotted line and labelled (names of coinciding points joined).
