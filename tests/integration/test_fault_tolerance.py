@@ -123,7 +123,7 @@ def write_config(path: Path, base_url: str, runs_dir: Path) -> Path:
         "variants": ["zero_shot", "definitions"],
         "options": {"max_tokens": 32},
         "model": {
-            "kind": "openai_compatible", "model": "stub-model", "base_url": base_url,
+            "kind": "openai_compatible", "model": "stub-model", "base_url": base_url, "api_key_env": "STUB_API_KEY",
             "structured_output": "none", "max_concurrency": 4, "timeout_s": 30,
         },
         "runs_dir": str(runs_dir),
@@ -155,7 +155,7 @@ def test_run_killed_part_way_resumes_without_resending(tmp_path):
     port = first.port
     config = write_config(tmp_path / "experiment.yaml", first.base_url, runs)
     command = [sys.executable, "-m", "workbench.cli", "run", str(config), "--no-progress"]
-    env = {**os.environ, "OPENAI_API_KEY": "test-key"}
+    env = {**os.environ, "STUB_API_KEY": "test-key"}
     client = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -41,14 +41,18 @@ def test_paths_resolve_beside_the_config_and_limit_samples(project):
 def test_unknown_keys_and_keys_in_config_are_refused(project):
     with pytest.raises(ValueError, match="variantz"):
         load_experiment(write(project, variantz=["x"]))
-    experiment = load_experiment(write(project, model={"kind": "openai_compatible", "model": "m", "api_key": "sk-1"}))
+    # A key in the config, a typo in a model field or an unknown model kind fail when the config is loaded.
     with pytest.raises(ValueError, match="environment"):
-        experiment.build_model()
+        load_experiment(write(project, model={"kind": "openai_compatible", "model": "m", "api_key": "sk-1"}))
+    with pytest.raises(ValueError, match="timeout_sec"):
+        load_experiment(write(project, model={"kind": "openai_compatible", "model": "m", "timeout_sec": 5}))
+    with pytest.raises(ValueError, match="unknown model kind 'ollama'"):
+        load_experiment(write(project, model={"kind": "ollama"}))
 
 
 def test_run_folder_holds_results_but_no_credentials(project):
     experiment = load_experiment(write(project, model={
-        "kind": "openai_compatible", "model": "m", "base_url": "http://user:hunter2@127.0.0.1:9/v1"}))
+        "kind": "openai_compatible", "model": "m", "base_url": "http://user:hunter2@127.0.0.1:9/v1", "api_key_env": None}))
     run = run_experiment(experiment, model=FakeModel('{"label": "request"}'), progress=False)
     folder = write_run(run, experiment.run_dir).path
     assert {p.name for p in folder.iterdir()} >= {

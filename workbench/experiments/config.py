@@ -31,7 +31,7 @@ from workbench.core.data import load_dataset, sample_dataset
 from workbench.core.task import Task, load_task
 from workbench.models.base import GenerationOptions, Model
 from workbench.models.pricing import PriceTable, load_prices
-from workbench.models.registry import model_from_config
+from workbench.models.registry import model_from_config, validate_model_config
 
 
 class _OptionsModel(BaseModel):
@@ -109,6 +109,8 @@ def load_experiment(
         beside = (path.parent / value).resolve()
         return beside if beside.exists() else Path(value).resolve()
 
+    # The model's own schema, now: a typo or a key in the config fails here, not when the run starts.
+    validate_model_config(config.model, source=f"{path}: model")
     task = load_task(resolve(config.task))
     dataset = load_dataset(resolve(config.dataset), task)
     dataset = sample_dataset(dataset, config.limit if limit is None else limit)

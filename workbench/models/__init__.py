@@ -11,10 +11,17 @@ from workbench.models.base import (
 from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
 from workbench.models.openai_compatible import OpenAICompatibleModel, redact_url
 from workbench.models.pricing import Price, PriceTable, load_prices
-from workbench.models.registry import model_from_config, register_model
+from workbench.models.registry import (
+    ModelConfigError,
+    model_from_config,
+    register_model,
+    resolve_api_key,
+    validate_model_config,
+)
 
 __all__ = [
     "ChatRequest", "Completion", "FatalModelError", "GenerationOptions", "LlamaCppModel", "Model",
     "OpenAICompatibleModel", "Price", "PriceTable", "RetryableModelError", "embedded_model_path",
-    "load_prices", "model_from_config", "redact_url", "register_model",
+    "ModelConfigError", "load_prices", "model_from_config", "redact_url", "register_model", "resolve_api_key",
+    "validate_model_config",
 ]

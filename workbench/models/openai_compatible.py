@@ -14,12 +14,16 @@ from urllib.parse import urlsplit, urlunsplit
 from workbench.models.base import ChatRequest, Completion, FatalModelError, RetryableModelError
 
 StructuredOutput = Literal["json_schema", "json_object_schema", "grammar", "json_object", "none"]
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 class OpenAICompatibleModel:
     """A model behind an OpenAI-compatible HTTP endpoint, called through the `openai` SDK.
 
-    `base_url` and `api_key` default to ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
+    `base_url` defaults to OpenAI's own endpoint (`OPENAI_BASE_URL`). `api_key` is sent as
+    ``Authorization: Bearer <key>`` to `base_url` and nowhere else; with None no Authorization
+    header is sent at all (servers that need no key). The model never reads the environment:
+    `workbench.models.registry.resolve_api_key` decides which variable, if any, holds the key.
     `structured_output` says how the answer schema is enforced, which depends on the server:
 
     - ``json_schema``: OpenAI's ``response_format={"type": "json_schema", ...}`` (OpenAI, vLLM).
@@ -43,16 +47,12 @@ class OpenAICompatibleModel:
         import openai
 
         self.model = model
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        key = api_key or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            # Local servers accept any key; a real provider answers 401, which stops the run clearly.
-            key = "not-needed"
+        self.base_url = base_url or OPENAI_BASE_URL
         self.structured_output = structured_output
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
         self.extra_body = dict(extra_body or {})
-        self._api_key = key
+        self._api_key = api_key or None
         # One SDK client per event loop: pooled connections belong to the loop that opened them, and
         # every run_variants call runs its own loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
@@ -68,8 +68,9 @@ class OpenAICompatibleModel:
             import openai
 
             # Retries are ours (the runner honours Retry-After and logs attempts), so the SDK's are off.
+            # The SDK insists on a key; without one a placeholder is given and never sent (see `complete`).
             client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s,
+                base_url=self.base_url, api_key=self._api_key or "unused", max_retries=0, timeout=self.timeout_s,
                 http_client=aiohttp_client(self.timeout_s),
             )
             self._clients[loop] = client
@@ -102,6 +103,8 @@ class OpenAICompatibleModel:
         # order; then its request options (extra_body is merged into the body after those keys).
         kwargs = {"model": kwargs.pop("model"), "messages": kwargs.pop("messages"), **dict(sorted(kwargs.items()))}
         options: dict[str, Any] = {"security": {"bearer_auth": True}}
+        if self._api_key is None:
+            options["headers"] = {"Authorization": openai.Omit()}  # no key: no Authorization header at all
         if extra_body:
             options["extra_json"] = extra_body
         started = time.perf_counter()
@@ -124,7 +127,7 @@ class OpenAICompatibleModel:
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
             raise FatalModelError(
                 f"{self.base_url} refused model {self.model!r} ({exc.status_code}): {_short(exc)}. "
-                "Check OPENAI_API_KEY, OPENAI_BASE_URL and the model name."
+                "Check the key (the variable the config's api_key_env names), base_url and the model name."
             ) from exc
         except openai.APIStatusError as exc:
             if exc.status_code in (408, 409) or exc.status_code >= 500:

@@ -1,59 +1,161 @@
 """Build a model from a config mapping; model kinds are registered, not hard-wired.
 
-Each model kind has a factory taking the config mapping (without ``kind``). The two shipped kinds
-are registered here; a later stage (a fine-tuned adapter, another runtime) adds its own with
-`register_model` without editing this module.
+Each model kind has a pydantic schema for its config (unknown keys refused) and a factory that
+builds the model from a validated config. `validate_model_config` checks a config when an
+experiment is loaded, long before anything is built or called; `model_from_config` builds. The two
+shipped kinds are registered here; a later stage (a fine-tuned adapter, another runtime) adds its
+own with `register_model` without editing this module.
+
+Keys. A key goes only to the endpoint it belongs to:
+
+- ``api_key_env: SOME_VAR`` sends the value of ``SOME_VAR`` and nothing else; the run stops
+  before any call when ``SOME_VAR`` is unset.
+- ``api_key_env: null`` sends no key at all (local servers that need none).
+- Without ``api_key_env``, ``OPENAI_API_KEY`` is sent, but only to OpenAI's own endpoint
+  (``https://api.openai.com``). Any other ``base_url`` must say which variable holds its key, or
+  that it needs none, so that an OpenAI key never reaches a third party.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.models.base import Model
 from workbench.models.llama_cpp import LlamaCppModel
-from workbench.models.openai_compatible import OpenAICompatibleModel
+from workbench.models.openai_compatible import OPENAI_BASE_URL, OpenAICompatibleModel, redact_url
 
-ModelFactory = Callable[[dict[str, Any]], Model]
-_FACTORIES: dict[str, ModelFactory] = {}
-
-
-def register_model(kind: str, factory: ModelFactory) -> None:
-    """Make ``{"kind": kind, ...}`` configs build models with `factory(config_without_kind)`."""
-    _FACTORIES[kind] = factory
+OPENAI_HOST = "api.openai.com"
 
 
-def model_from_config(config: dict[str, Any]) -> Model:
-    """Build a model from a config mapping.
+class ModelConfigError(ValueError):
+    """A model config is invalid or asks for a key that is not there; the message says how to fix it."""
 
-    ``{"kind": "embedded"}`` (default) is the local SmolLM2; ``{"kind": "openai_compatible",
-    "model": ..., "base_url": ..., "api_key_env": "OPENAI_API_KEY", "structured_output": ...,
-    "max_concurrency": 16, "timeout_s": 60}`` is an HTTP endpoint. Keys are read from the
-    environment variable named by ``api_key_env``, never from the config itself.
+
+@dataclass(frozen=True)
+class _Registered:
+    schema: type[BaseModel]
+    factory: Callable[[Any, Mapping[str, str]], Model]
+
+
+_KINDS: dict[str, _Registered] = {}
+
+
+def register_model(kind: str, schema: type[BaseModel], factory: Callable[[Any, Mapping[str, str]], Model]) -> None:
+    """Make ``{"kind": kind, ...}`` configs valid by `schema` and built by `factory(validated, environ)`."""
+    _KINDS[kind] = _Registered(schema, factory)
+
+
+def validate_model_config(config: Mapping[str, Any] | None, *, source: str = "model") -> BaseModel:
+    """The config validated by its kind's schema (``kind`` defaults to ``embedded``).
+
+    Raises ModelConfigError naming each bad field, the unknown kind, or a key put in the config.
     """
     config = dict(config or {})
     kind = config.pop("kind", "embedded")
     if "api_key" in config:
-        raise ValueError("put API keys in the environment, not in the config; name the variable with api_key_env")
-    factory = _FACTORIES.get(kind)
-    if factory is None:
-        raise ValueError(f"unknown model kind {kind!r}; use one of {sorted(_FACTORIES)}")
-    return factory(config)
+        raise ModelConfigError(
+            f"{source}: put API keys in the environment, not in the config; name the variable with api_key_env"
+        )
+    registered = _KINDS.get(kind)
+    if registered is None:
+        raise ModelConfigError(f"{source}: unknown model kind {kind!r}; use one of {sorted(_KINDS)}")
+    try:
+        return registered.schema.model_validate(config)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ModelConfigError(f"{source} ({kind}) is not valid: {problems}") from None
 
 
-def _embedded(config: dict[str, Any]) -> Model:
-    return LlamaCppModel(config.pop("model_path", None), **config)
+def model_from_config(config: Mapping[str, Any] | None, *, environ: Mapping[str, str] | None = None) -> Model:
+    """Build a model from a config mapping (see the module docstring for keys).
+
+    ``{"kind": "embedded"}`` (default) is the local SmolLM2; ``{"kind": "openai_compatible",
+    "model": ..., "base_url": ..., "api_key_env": ..., "structured_output": ...,
+    "max_concurrency": 16, "timeout_s": 60}`` is an HTTP endpoint. `environ` defaults to
+    ``os.environ``.
+    """
+    config = dict(config or {})
+    validated = validate_model_config(config)
+    factory = _KINDS[config.get("kind", "embedded")].factory
+    return factory(validated, os.environ if environ is None else environ)
 
 
-def _openai_compatible(config: dict[str, Any]) -> Model:
-    if "model" not in config:
-        raise ValueError("an openai_compatible model needs 'model' (the name the endpoint serves)")
-    key_env = config.pop("api_key_env", "OPENAI_API_KEY")
-    base_url_env = config.pop("base_url_env", "OPENAI_BASE_URL")
-    base_url = config.pop("base_url", None) or os.environ.get(base_url_env)
-    return OpenAICompatibleModel(config.pop("model"), base_url=base_url, api_key=os.environ.get(key_env), **config)
+class EmbeddedConfig(BaseModel):
+    """``kind: embedded``: a GGUF run in-process by llama.cpp (default: the embedded SmolLM2)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_path: str | None = None
+    n_ctx: int = Field(4096, ge=256)
+    n_threads: int | None = Field(None, ge=1)
 
 
-register_model("embedded", _embedded)
-register_model("openai_compatible", _openai_compatible)
+class OpenAICompatibleConfig(BaseModel):
+    """``kind: openai_compatible``: an HTTP endpoint spoken to through the `openai` SDK."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    base_url_env: str = "OPENAI_BASE_URL"
+    api_key_env: str | None = Field(None, min_length=1)
+    structured_output: Literal["json_schema", "json_object_schema", "grammar", "json_object", "none"] = "json_schema"
+    max_concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+
+def resolve_base_url(config: OpenAICompatibleConfig, environ: Mapping[str, str]) -> str:
+    """The endpoint: the config's ``base_url``, else the variable ``base_url_env``, else OpenAI's."""
+    return config.base_url or environ.get(config.base_url_env) or OPENAI_BASE_URL
+
+
+def resolve_api_key(config: OpenAICompatibleConfig, environ: Mapping[str, str]) -> str | None:
+    """The key to send to the config's endpoint, or None to send none (see the module docstring).
+
+    Raises ModelConfigError, before any call, when the named variable is unset or when a
+    non-OpenAI endpoint does not say where its key is.
+    """
+    base_url = resolve_base_url(config, environ)
+    if "api_key_env" in config.model_fields_set:
+        if config.api_key_env is None:
+            return None
+        key = environ.get(config.api_key_env)
+        if not key:
+            raise ModelConfigError(
+                f"the model config names api_key_env: {config.api_key_env}, but {config.api_key_env} is not set; "
+                f"set it to the key for {redact_url(base_url)} (no other variable is read instead)"
+            )
+        return key
+    if urlsplit(base_url).hostname == OPENAI_HOST:
+        key = environ.get("OPENAI_API_KEY")
+        if not key:
+            raise ModelConfigError(f"OPENAI_API_KEY is not set; it holds the key for {redact_url(base_url)}")
+        return key
+    raise ModelConfigError(
+        f"the model config points at {redact_url(base_url)} but does not say where its key is: add "
+        "api_key_env: <VARIABLE> (the variable holding that endpoint's key) or api_key_env: null (it needs "
+        f"none). OPENAI_API_KEY is only ever sent to {OPENAI_HOST}."
+    )
+
+
+def _embedded(config: EmbeddedConfig, environ: Mapping[str, str]) -> Model:
+    return LlamaCppModel(config.model_path, n_ctx=config.n_ctx, n_threads=config.n_threads)
+
+
+def _openai_compatible(config: OpenAICompatibleConfig, environ: Mapping[str, str]) -> Model:
+    return OpenAICompatibleModel(
+        config.model, base_url=resolve_base_url(config, environ), api_key=resolve_api_key(config, environ),
+        structured_output=config.structured_output, max_concurrency=config.max_concurrency,
+        timeout_s=config.timeout_s, extra_body=config.extra_body,
+    )
+
+
+register_model("embedded", EmbeddedConfig, _embedded)
+register_model("openai_compatible", OpenAICompatibleConfig, _openai_compatible)

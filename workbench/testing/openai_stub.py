@@ -447,6 +447,9 @@ class StubServer:
         self.records: list[dict] = []
         #: TCP connections accepted so far (lets tests check keep-alive reuse).
         self.connections_accepted = 0
+        #: The ``Authorization`` header of every chat request received, in order (None when absent),
+        #: so tests can assert which key reached this endpoint. Kept in memory only, never in the log.
+        self.authorizations: list[str | None] = []
         self._attempts: dict[str, int] = {}
         self._ok_reserved = 0
         self._ok_done = 0
@@ -522,6 +525,7 @@ class StubServer:
             # left unsent, so write_eof() returns only once the kernel has every
             # byte, which is what "logged after the response was written" needs.
             request.transport.set_write_buffer_limits(high=0)
+        self.authorizations.append(request.headers.get("Authorization"))
         digest = hashlib.sha256(raw).hexdigest()
         attempt = self._attempts.get(digest, 0) + 1
         self._attempts[digest] = attempt
