@@ -183,6 +183,14 @@ def test_significance_says_plainly_when_a_difference_is_not_significant(
     rest = without_bundle(classification_report.read_text(encoding="utf-8"))
     assert 'the difference in accuracy (+0.000) is <span class="nosig">not significant</span>' in rest
     assert "significantly better</span> than <b>zero_shot</b>" in rest  # definitions is right 90% of the time
+    # The verdicts rest on Holm-adjusted p-values, shown beside the raw ones with the test's name.
+    definitions = sections.comparisons[0]
+    assert definitions.adjustment == "holm" and definitions.p_adjusted >= definitions.p_value
+    assert definitions.significant == (definitions.p_adjusted < 0.05)
+    assert f"holm-adjusted p = {definitions.p_adjusted:.3g}, mcnemar_exact" in rest
+    assert "adjusted with Holm" in rest and "Wilson score interval" in rest
+    # The same answers mean there is nothing to detect, said in plain words.
+    assert "In plain words: the variants gave the same accuracy" in rest
 
 
 def test_sections_use_the_given_baseline_and_reject_an_unknown_one(

@@ -37,6 +37,7 @@ METRIC_NAMES = {
     "micro_f1": "micro-averaged F1",
     "macro_f1": "macro F1",
 }
+INTERVAL_NAMES = {"wilson": "Wilson score interval", "bca_bootstrap": "BCa bootstrap over examples"}
 # Headings of the kinds' secondary scores (`TaskKind.report_scores`); others show their column name.
 SCORE_NAMES = {
     "macro_f1": "macro F1", "strict_f1": "strict F1", "boundary_f1": "boundary F1", "type_f1": "type F1",
@@ -53,7 +54,8 @@ CONSISTENCY_COLUMNS = (("repeats agree", "all_agree_share", "percent"), ("Fleiss
 
 CHART_CAPTIONS = {
     "dataset": "The evaluated examples: how the labels are spread, and how long the texts are.",
-    "comparison": "The headline metric per variant. Error bars are 95% bootstrap intervals over examples: "
+    "comparison": "The headline metric per variant. Error bars are 95% intervals over examples (Wilson's for "
+                  "accuracy with one answer per example, else a BCa bootstrap): "
                   "where two intervals overlap a lot, the data cannot tell the variants apart.",
     "per_label": "F1 per label (strict match for NER). Dark cells are good; look for a label every variant finds hard.",
     "confusion": "Where the best variant's answers go: gold labels in rows, answers in columns; "
@@ -124,6 +126,8 @@ def render_report(sections: ReportSections, *, generated: str) -> str:
         "examples_evaluated": sections.examples_evaluated,
         "baseline": sections.baseline,
         "comparisons": sections.comparisons,
+        "interval_method": " / ".join(INTERVAL_NAMES.get(method, method) for method in sections.interval_methods)
+        or "bootstrap",
         "charts": [{"name": name, "div": render_figure(name, figure), "caption": CHART_CAPTIONS.get(name, "")}
                    for name, figure in sections.figures.items()],
         "cards": cards,

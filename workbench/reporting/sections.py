@@ -62,6 +62,8 @@ class ReportSections:
     figures: dict[str, go.Figure] = field(default_factory=dict)
     worst_errors: pd.DataFrame = field(default_factory=pd.DataFrame)
     score_columns: tuple[str, ...] = ()
+    interval_methods: tuple[str, ...] = ()
+
 
 
 def report_sections(
@@ -115,6 +117,7 @@ def report_sections(
         summary=summary, comparisons=comparisons, figures=figures,
         worst_errors=worst_errors(errors, predictions, dataset, task, max_errors),
         score_columns=tuple(column for column in scores.columns if column != "variant"),
+        interval_methods=tuple(dict.fromkeys(ci["method"])),
     )
 
 
