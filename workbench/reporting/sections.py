@@ -46,6 +46,7 @@ class ReportSections:
     variants were repeated, ``all_agree_share`` and ``fleiss_kappa``. ``figures`` maps a section
     name to its chart, in display order (a ``confusion`` chart only for kinds that have one).
     ``worst_errors`` is the table of `workbench.evaluation.errors.worst_errors`.
+    ``interval_methods`` names the methods of the summary's intervals (``wilson``, ``bca_bootstrap``).
     """
 
     title: str
