@@ -11,6 +11,8 @@ are here too, so that everything but the requests themselves is tested without a
 
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,12 +25,12 @@ from workbench.core.kinds.base import AnnotationQuestion, TaskKind
 from workbench.core.task import Task
 
 SUMMARY_COLUMNS = [
-    "example_id", "text", "variant", "suggestion", "suggestion_score", "consistency", "repeats",
+    "example_id", "text", "variant", "suggestion", "suggestion_score", "consistency", "confidence", "repeats",
     "variants_disagreeing", "variants_compared", "error_type", "variant_predictions", "priority",
 ]
-ORDERS = ("disagreement", "consistency", None)
+ORDERS = ("disagreement", "consistency", "confidence", None)
 NO_ERROR = "correct"
-_NUMERIC = {"consistency": float, "repeats": int, "variants_disagreeing": int, "variants_compared": int}
+_NUMERIC = {"consistency": float, "confidence": float, "repeats": int, "variants_disagreeing": int, "variants_compared": int}
 # Longest answer text shown in one cell of the variants table.
 _MAX_CELL = 300
 
@@ -67,7 +69,11 @@ def summarise_examples(
     - ``variant_predictions``: markdown for the annotator: every variant's answer, this one first.
     - ``priority``: 1 for the example to annotate first. `order` "disagreement": most
       disagreeing variants first, then least consistent; "consistency": least consistent first,
-      then most disagreement; None: the order of `dataset`. Ties keep the dataset's order.
+      then most disagreement; "confidence": lowest self-consistency confidence first (rows
+      without one last), then most disagreement; None: the order of `dataset`. Ties keep the
+      dataset's order.
+    - ``confidence``: for a self-consistency variant (``sc<n>``), the mean over repeats of the
+      share of samples that gave the voted answer (higher is surer); NaN otherwise.
     """
     _require(predictions, ["variant", "example_id", "repeat", "prediction"], "predictions")
     _require(dataset, ["example_id", "text"], "dataset")
@@ -100,6 +106,10 @@ def summarise_examples(
     ordered_ids = [example_id for example_id in texts if example_id in wanted]
     error_types = _error_types(errors, variant) if errors is not None else None
 
+    confidence: dict[str, float] = {}
+    if "confidence" in predictions.columns:
+        voted = predictions[predictions["variant"] == variant]
+        confidence = voted.groupby(voted["example_id"].astype(str))["confidence"].mean().to_dict()
     rows = []
     for example_id in ordered_ids:
         text = texts[example_id]
@@ -114,6 +124,7 @@ def summarise_examples(
             "suggestion": suggestion,
             "suggestion_score": score,
             "consistency": float(mine.majority_share),
+            "confidence": float(confidence.get(example_id, math.nan)),
             "repeats": mine.repeats,
             "variants_disagreeing": sum(other.majority_key != mine.majority_key for _, other in others),
             "variants_compared": len(others),
@@ -133,6 +144,8 @@ def prioritise(summaries: pd.DataFrame, order: str | None) -> pd.DataFrame:
         keys, ascending = ["variants_disagreeing", "consistency"], [False, True]
     elif order == "consistency":
         keys, ascending = ["consistency", "variants_disagreeing"], [True, False]
+    elif order == "confidence":
+        keys, ascending = ["confidence", "variants_disagreeing"], [True, False]
     else:
         keys, ascending = [], []
     frame = summaries.sort_values(keys, ascending=ascending, kind="stable") if keys else summaries.copy()
@@ -196,6 +209,7 @@ METADATA = (
     Metadata("variant", "terms", "Suggested by variant"),
     Metadata("error_type", "terms", "Error type"),
     Metadata("consistency", "float", "Consistency across repeats"),
+    Metadata("confidence", "float", "Self-consistency confidence (vote share)"),
     Metadata("variants_disagreeing", "integer", "Variants disagreeing"),
     Metadata("priority", "integer", "Priority (1 = first)"),
 )
@@ -264,6 +278,8 @@ def build_records(task: Task, summaries: pd.DataFrame) -> list[RecordData]:
             "variants_disagreeing": int(row["variants_disagreeing"]),
             "priority": int(row["priority"]),
         }
+        if not is_missing(row["confidence"]):
+            metadata["confidence"] = float(row["confidence"])
         if not is_missing(row["error_type"]):
             metadata["error_type"] = [str(kind) for kind in row["error_type"]]
         suggestion = None

@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     push.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
     push.add_argument("--variant", required=True, help="the variant whose answers become the suggestions")
     push.add_argument("--name", default=None, help="Argilla dataset name (default: <experiment>_errors)")
+    push.add_argument("--order", default="disagreement", choices=["disagreement", "consistency", "confidence"],
+                      help="which records annotators see first (confidence: least sure self-consistency votes)")
 
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
@@ -107,7 +109,7 @@ def _push(args: argparse.Namespace) -> int:
             raise AnnotationError(str(exc)) from exc
         client = connect(server.api_url, server.api_key)
         result = push_errors(client, run.task, errors, run.predictions, run.dataset,
-                             variant=args.variant, name=args.name or f"{run.name}_errors")
+                             variant=args.variant, name=args.name or f"{run.name}_errors", order=args.order)
     except AnnotationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -122,3 +122,34 @@ def variant_disagreements(predictions: pd.DataFrame, dataset: pd.DataFrame, task
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["example_id", "text", "gold", *variants, "distinct_answers"])
     return frame.sort_values("distinct_answers", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def reliability_table(predictions: pd.DataFrame, gold: pd.DataFrame, task, bins: int = 5) -> pd.DataFrame:
+    """How often answers are right at each level of confidence, for variants that have one
+    (self-consistency ``sc<n>``: ``confidence`` is the vote share).
+
+    One row per (variant, confidence bin) with rows in it: ``variant``, ``bin_low``, ``bin_high``
+    (equal-width bins over [0, 1]), ``rows``, ``mean_confidence`` and ``accuracy`` (share of those
+    rows whose answer is exactly the gold answer, higher is better). A well-calibrated variant has
+    accuracy close to mean confidence in every bin. Empty when no row has a confidence.
+    """
+    columns = ["variant", "bin_low", "bin_high", "rows", "mean_confidence", "accuracy"]
+    if "confidence" not in predictions.columns:
+        return pd.DataFrame(columns=columns)
+    rated = predictions[predictions["confidence"].notna()]
+    if rated.empty:
+        return pd.DataFrame(columns=columns)
+    truth = gold.set_index("example_id")[task.kind.target_column]
+    correct = [not is_missing(prediction) and task.kind.answer_key(prediction) == task.kind.answer_key(truth[example])
+               for prediction, example in zip(rated["prediction"], rated["example_id"])]
+    edges = np.linspace(0, 1, bins + 1)
+    position = np.clip(np.digitize(rated["confidence"].to_numpy(float), edges[1:-1], right=True), 0, bins - 1)
+    frame = pd.DataFrame({"variant": rated["variant"].to_numpy(), "bin": position,
+                          "confidence": rated["confidence"].to_numpy(float), "correct": np.array(correct, float)})
+    table = frame.groupby(["variant", "bin"], sort=False).agg(
+        rows=("correct", "size"), mean_confidence=("confidence", "mean"), accuracy=("correct", "mean")).reset_index()
+    table["bin_low"], table["bin_high"] = edges[table["bin"]], edges[table["bin"] + 1]
+    order = {variant: index for index, variant in enumerate(dict.fromkeys(rated["variant"]))}
+    table = table.sort_values(["variant", "bin"], key=lambda column: column.map(order) if column.name == "variant"
+                              else column, kind="stable")
+    return table[columns].reset_index(drop=True)

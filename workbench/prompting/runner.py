@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 PREDICTION_COLUMNS = [
     "variant", "example_id", "repeat", "raw_response", "prediction", "parse_error", "request_error",
     "hallucinations", "reasoning", "finish_reason", "latency_s", "tokens_in", "tokens_out", "cost", "cached",
+    "samples", "confidence",
 ]
 
 
@@ -65,9 +66,10 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class _Job:
-    variant: str
+    variant: PromptVariant
     example_id: str
     repeat: int
+    sample: int
     text: str
     key: str
     request: ChatRequest
@@ -130,7 +132,11 @@ def run_variants(
     answer came back after all retries), ``hallucinations`` (NER entities not found in the text),
     ``reasoning`` (chain-of-thought text, if any), ``finish_reason``, ``latency_s`` (of the
     original call, also for cached rows), ``tokens_in``, ``tokens_out``, ``cost`` (in the price
-    table's currency; NaN when the model has no price), ``cached`` (served from the cache).
+    table's currency; NaN when the model has no price), ``cached`` (served from the cache),
+    ``samples`` (answers sampled for the row: 1, or n for a self-consistency variant ``sc<n>``)
+    and ``confidence`` (for ``sc<n>``: the share of the samples that gave the voted answer, higher
+    is surer; NaN otherwise). For ``sc<n>`` the row's text fields come from a sample that gave the
+    voted answer, tokens and cost are summed over the samples and latency is the slowest sample's.
     ``DataFrame.attrs["run_stats"]`` counts calls sent, cache hits, retries and failures.
     """
     if repeats < 1:
@@ -147,10 +153,18 @@ def run_variants(
         task, dataset, _parse_variants(variants), examples, template_dir
     ):
         for repeat in range(repeats):
-            request_options = replace(options, seed=(options.seed or 0) + repeat) if sampled else options
-            request = ChatRequest(messages=tuple(messages), options=request_options, schema=schema)
-            key = cache_key(identity, request, sample=repeat if sampled else 0)
-            jobs.append(_Job(variant.name, example_id, repeat, text, key, request))
+            for sample in range(variant.samples):
+                if variant.samples > 1:
+                    # Self-consistency: every sample of every repeat is its own draw, cached on its own.
+                    index = repeat * variant.samples + sample
+                    temperature = options.temperature if sampled else variant.sample_temperature
+                    request_options = replace(options, temperature=temperature, seed=(options.seed or 0) + index)
+                else:
+                    index = repeat if sampled else 0
+                    request_options = replace(options, seed=(options.seed or 0) + repeat) if sampled else options
+                request = ChatRequest(messages=tuple(messages), options=request_options, schema=schema)
+                key = cache_key(identity, request, sample=index)
+                jobs.append(_Job(variant, example_id, repeat, sample, text, key, request))
 
     owns_cache = cache is not None and not isinstance(cache, ResponseCache)
     store = ResponseCache(cache) if owns_cache else cache
@@ -166,7 +180,7 @@ def run_variants(
         if store is not None and run_id is not None:
             store.log_run(
                 run_id, {"model": identity, **(run_description or {})},
-                ((job.variant, job.example_id, job.repeat, job.key, job.key in cached)
+                ((_logged_variant(job), job.example_id, job.repeat, job.key, job.key in cached)
                  for job in jobs if job.key in cached or job.key in answers),
                 started_at=started_at, finished_at=time.time(),
             )
@@ -177,9 +191,13 @@ def run_variants(
     stats.update(cache_hits=len({job.key for job in jobs if job.key in cached}), rows=len(jobs))
     price = prices.for_model(identity)
     rows = []
-    for job in jobs:
-        completion = cached.get(job.key) or answers.get(job.key)
-        rows.append(_prediction_row(task, job, completion, failures.get(job.key), job.key in cached, price))
+    for group in _row_groups(jobs):
+        sample_rows = [
+            _prediction_row(task, job, cached.get(job.key) or answers.get(job.key), failures.get(job.key),
+                            job.key in cached, price)
+            for job in group
+        ]
+        rows.append(sample_rows[0] if len(sample_rows) == 1 else _voted_row(task, sample_rows))
     frame = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     frame.attrs["run_stats"] = stats
     return frame
@@ -188,7 +206,8 @@ def run_variants(
 def _prediction_row(
     task: Task, job: _Job, completion: Completion | None, failure: str | None, from_cache: bool, price: Any
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"variant": job.variant, "example_id": job.example_id, "repeat": job.repeat}
+    row: dict[str, Any] = {"variant": job.variant.name, "example_id": job.example_id, "repeat": job.repeat,
+                           "samples": 1, "confidence": math.nan}
     if completion is None:
         row.update(
             raw_response=None, prediction=None, parse_error=None,
@@ -207,6 +226,44 @@ def _prediction_row(
         cached=from_cache,
     )
     return row
+
+
+def _row_groups(jobs: list[_Job]) -> list[list[_Job]]:
+    """Jobs grouped into prediction rows: one job each, or a self-consistency variant's samples."""
+    groups: list[list[_Job]] = []
+    for job in jobs:
+        if job.sample == 0:
+            groups.append([job])
+        else:
+            groups[-1].append(job)
+    return groups
+
+
+def _voted_row(task: Task, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """One prediction row from a self-consistency variant's sample rows (see `run_variants`)."""
+    prediction, share = task.kind.vote([row["prediction"] for row in samples])
+    key = None if prediction is None else task.kind.answer_key(prediction)
+    chosen = next((row for row in samples if row["prediction"] is not None
+                   and task.kind.answer_key(row["prediction"]) == key), samples[0])
+    row = dict(chosen)
+    row.update(
+        prediction=prediction, samples=len(samples), confidence=share,
+        latency_s=max((r["latency_s"] for r in samples if not math.isnan(r["latency_s"])), default=math.nan),
+        tokens_in=sum(r["tokens_in"] for r in samples), tokens_out=sum(r["tokens_out"] for r in samples),
+        cost=sum(r["cost"] for r in samples), cached=all(r["cached"] for r in samples),
+    )
+    if prediction is None:
+        row["parse_error"] = next((f"no usable answer in {len(samples)} samples: {r['parse_error']}"
+                                   for r in samples if r["parse_error"]), None)
+        row["request_error"] = None if row["parse_error"] else samples[0]["request_error"]
+    else:
+        row.update(parse_error=None, request_error=None)
+    return row
+
+
+def _logged_variant(job: _Job) -> str:
+    """The variant name in the cache's run log; a self-consistency sample also says which sample."""
+    return job.variant.name if job.variant.samples == 1 else f"{job.variant.name}#sample{job.sample}"
 
 
 async def _send_all(

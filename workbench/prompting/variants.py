@@ -7,7 +7,8 @@ A variant switches ingredients on or off; the wording lives in template files un
     definitions                  + the client's definition of each label
     few_shot                     + k labelled examples (fixed, or most similar to the input)
     cot                          reason first, then answer
-    definitions+few_shot+cot     any combination
+    sc5                          self-consistency: 5 sampled answers, the majority wins
+    definitions+few_shot+cot     any combination (cot+sc5 is the classic self-consistency)
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class PromptVariant:
     `few_shot` is the number of labelled examples shown (0 for none); `example_selection` is
     ``"fixed"`` (the same examples for every input, balanced across labels) or ``"similar"`` (the
     examples most similar to the input by TF-IDF cosine). `template` names the template file
-    family (``<template>.<kind>.jinja``).
+    family (``<template>.<kind>.v<N>.jinja``). `samples` > 1 is self-consistency: that many
+    answers are sampled at `sample_temperature` for every example and repeat, and the task kind's
+    majority vote is the prediction, with the vote share as its confidence.
     """
 
     name: str
@@ -34,8 +37,17 @@ class PromptVariant:
     example_selection: ExampleSelection = "fixed"
     cot: bool = False
     template: str = "default"
+    samples: int = 1
+    sample_temperature: float = 0.7
 
     def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"variant {self.name!r}: samples must be >= 1, got {self.samples}")
+        if self.samples > 1 and not 0 < self.sample_temperature <= 2:
+            raise ValueError(
+                f"variant {self.name!r}: self-consistency samples at a temperature in (0, 2], "
+                f"got {self.sample_temperature}; identical greedy answers cannot vote"
+            )
         if self.few_shot < 0:
             raise ValueError(f"variant {self.name!r}: few_shot must be >= 0, got {self.few_shot}")
         if self.example_selection not in ("fixed", "similar"):
@@ -75,6 +87,8 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             variant = replace(variant, definitions=True)
         elif part == "cot":
             variant = replace(variant, cot=True)
+        elif part.startswith("sc") and part[2:].isdigit() and int(part[2:]) >= 2:
+            variant = replace(variant, samples=int(part[2:]))
         elif part.startswith("few_shot"):
             rest = part[len("few_shot"):]
             selection: ExampleSelection = "fixed"
@@ -85,7 +99,7 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             variant = replace(variant, few_shot=int(rest) if rest else default_k, example_selection=selection)
         else:
             raise ValueError(_unknown_part(spec, part))
-    if "zero_shot" in spec and (variant.definitions or variant.few_shot or variant.cot):
+    if "zero_shot" in spec and (variant.definitions or variant.few_shot or variant.cot or variant.samples > 1):
         raise ValueError(f"variant {spec!r}: zero_shot cannot be combined with other ingredients")
     return variant
 
@@ -100,11 +114,13 @@ def _ingredient_names(fields: dict, default_k: int) -> list[str]:
         names.append(f"few_shot{k}" + ("_similar" if fields.get("example_selection") == "similar" else ""))
     if fields.get("cot"):
         names.append("cot")
+    if fields.get("samples", 1) > 1:
+        names.append(f"sc{fields['samples']}")
     return names
 
 
 def _unknown_part(spec: str, part: str) -> str:
     return (
         f"variant {spec!r}: unknown ingredient {part!r}; use zero_shot, definitions, cot, few_shot, "
-        "few_shot<k> or few_shot<k>_similar joined with '+'"
+        "few_shot<k>, few_shot<k>_similar or sc<n> (n >= 2 sampled answers) joined with '+'"
     )

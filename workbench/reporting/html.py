@@ -64,6 +64,8 @@ CHART_CAPTIONS = {
     "quality_vs_cost": "Variants on the Pareto front (dotted line, labelled) are the sensible choices: "
                        "no other variant is both better and cheaper, or both better and faster.",
     "error_types": "What kind of mistakes each variant makes, counted over all repeats.",
+    "reliability": "Self-consistency variants vote over several sampled answers; the share agreeing is their "
+                   "confidence. Where a line runs under the diagonal, the variant is surer than it is right.",
 }
 
 

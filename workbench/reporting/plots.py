@@ -297,6 +297,31 @@ def plot_error_types(
     return _style(fig, "Errors by type")
 
 
+def plot_reliability(table: pd.DataFrame) -> go.Figure:
+    """Accuracy against confidence, one line per variant, with the diagonal of perfect calibration.
+
+    Reads `workbench.evaluation.consistency.reliability_table`: ``variant``, ``mean_confidence``,
+    ``accuracy`` and ``rows`` (shown on hover). A line under the diagonal is over-confident.
+    """
+    if table.empty:
+        return _empty_figure("Accuracy against confidence", "No variant gives a confidence (use sc<n>).")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999999"},
+                             name="perfectly calibrated", hoverinfo="skip"))
+    variants = list(dict.fromkeys(table["variant"]))
+    for variant, colour in zip(variants, _variant_colours(variants)):
+        mine = table[table["variant"] == variant]
+        fig.add_trace(go.Scatter(
+            x=mine["mean_confidence"], y=mine["accuracy"], mode="lines+markers", name=_escape(variant),
+            marker={"color": colour, "size": 6 + 2 * np.sqrt(mine["rows"].to_numpy(float))}, line={"color": colour},
+            customdata=mine["rows"], hovertemplate=_escape(variant) + "<br>confidence %{x:.2f}: accuracy %{y:.2f}"
+            " over %{customdata} answers<extra></extra>",
+        ))
+    fig.update_xaxes(title_text="confidence (share of samples agreeing)", range=[0, 1.02])
+    fig.update_yaxes(title_text="accuracy (exact answer)", range=[0, 1.02])
+    return _style(fig, "Accuracy against confidence")
+
+
 def _style(fig: go.Figure, title: str, *, height: int = 420, showlegend: bool = True) -> go.Figure:
     fig.update_layout(
         template=TEMPLATE, font=FONT, title=dict(text=title, x=0.01, xanchor="left", font=dict(size=17)),

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.core.task import Task
-from workbench.evaluation.consistency import example_consistency, score_consistency
+from workbench.evaluation.consistency import example_consistency, reliability_table, score_consistency
 from workbench.evaluation.efficiency import summarize_run
 from workbench.evaluation.errors import find_errors, worst_errors
 from workbench.evaluation.significance import Comparison, bootstrap_ci, compare_all, default_metric
@@ -29,6 +29,7 @@ from workbench.reporting.plots import (
     plot_error_types,
     plot_per_label_f1,
     plot_quality_vs_cost,
+    plot_reliability,
     plot_variant_comparison,
 )
 
@@ -109,6 +110,9 @@ def report_sections(
     figures["quality_vs_cost"] = plot_quality_vs_cost(summarize_run(predictions, dataset, task),
                                                       task.kind.summary_column)
     figures["error_types"] = plot_error_types(errors, variants, task.kind.error_types)
+    reliability = reliability_table(predictions, dataset, task)
+    if not reliability.empty:  # only self-consistency variants say how sure they are
+        figures["reliability"] = plot_reliability(reliability)
 
     return ReportSections(
         title=title or f"{task.name}: prompt variants compared",

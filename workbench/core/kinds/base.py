@@ -10,13 +10,14 @@ line in `workbench.core.kinds.KINDS`.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from workbench.core.answers import ParsedAnswer, answer_key
+from workbench.core.answers import ParsedAnswer, answer_key, is_missing
 
 if TYPE_CHECKING:
     from workbench.core.task import Task
@@ -121,6 +122,21 @@ class TaskKind:
     def answer_key(self, prediction: Any) -> str:
         """A hashable identity of one prediction (two answers are the same answer when equal)."""
         return answer_key(prediction)
+
+    def vote(self, predictions: Sequence[Any]) -> tuple[Any, float]:
+        """Self-consistency: the majority answer of several sampled answers, and its vote share.
+
+        The answer most samples gave (a tie goes to the one given first); unusable samples vote
+        for nothing. The share is the fraction of all samples whose answer equals the voted one
+        (higher is more confident). None and 0.0 when no sample is usable.
+        """
+        usable = [prediction for prediction in predictions if not is_missing(prediction)]
+        if not usable:
+            return None, 0.0
+        keys = [self.answer_key(prediction) for prediction in usable]
+        counts = Counter(keys)
+        best = max(counts, key=lambda key: (counts[key], -keys.index(key)))
+        return usable[keys.index(best)], counts[best] / len(predictions)
 
     # Evaluation.
     def score(self, predictions: pd.DataFrame, gold: pd.DataFrame, task: Task) -> pd.DataFrame:

@@ -117,6 +117,24 @@ class NerKind(TaskKind):
             key=lambda s: (s["start"], s["end"], s["label"]),
         )
 
+    def vote(self, predictions):
+        """Entities kept by a majority of the samples (overlaps resolved longest first); the share
+        is the fraction of samples whose whole answer equals the voted one."""
+        usable = [prediction for prediction in predictions if not is_missing(prediction)]
+        if not usable:
+            return None, 0.0
+        votes: dict[tuple[int, int, str], int] = {}
+        first: dict[tuple[int, int, str], dict] = {}
+        for prediction in usable:
+            for key in {span_key(span) for span in prediction}:
+                votes[key] = votes.get(key, 0) + 1
+            for span in prediction:
+                first.setdefault(span_key(span), span)
+        majority = [key for key, count in votes.items() if count > len(predictions) / 2]
+        voted = [dict(first[key]) for key in keep_longest(sorted(majority))]
+        share = sum(self.answer_key(p) == self.answer_key(voted) for p in usable) / len(predictions)
+        return voted, share
+
     def answer_parts(self, value):
         return frozenset(span_key(span) for span in ([] if is_missing(value) else value))
 
