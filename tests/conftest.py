@@ -16,6 +16,9 @@ from workbench.core.data import load_dataset
 from workbench.core.task import load_task
 from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
 
+# In CI a skip is a failure, and every run prints how many tests were skipped.
+pytest_plugins = ["workbench.testing.ci_policy", "pytester"]
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 
