@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,14 @@ from workbench.testing.openai_stub import (
     FAULTS,
     MALFORMED_CONTENT,
     PERMANENT_FAULTS,
+    STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS,
+    STRICT_UNSUPPORTED_KEYWORDS,
     StubConfig,
     StubServer,
+    check_response_format,
     default_answer,
     read_request_log,
+    schema_example,
     select_fault,
 )
 
@@ -523,3 +528,194 @@ def test_cli(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert out.strip() == f"listening on http://127.0.0.1:{port}/v1"
     assert read_request_log(log)[-1]["outcome"] == "ok"
+
+
+# -- strict structured outputs (response_format json_schema) -------------------------------
+
+
+def _strict(schema: dict, name: str = "answer", strict: bool = True) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}}
+
+
+def _object(properties: dict, **extra: object) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties),
+            "additionalProperties": False, **extra}
+
+
+# Every construct strict mode supports, nested: enum, arrays of objects, nullable unions, $defs and $ref.
+VALID_SCHEMA = _object(
+    {
+        "reasoning": {"type": "string"},
+        "label": {"type": "string", "enum": ["complaint", "request"]},
+        "entities": {"type": "array", "maxItems": 5, "items": _object(
+            {"text": {"type": "string", "pattern": "^\\S+$"}, "label": {"type": "string", "enum": ["DRUG"]}})},
+        "score": {"type": "number", "minimum": 0.5, "maximum": 1},
+        "count": {"type": "integer"},
+        "urgent": {"type": "boolean"},
+        "note": {"type": ["string", "null"]},
+        "when": {"type": "string", "format": "date-time"},
+        "step": {"$ref": "#/$defs/step"},
+        "either": {"anyOf": [{"type": "string", "const": "x"}, {"type": "null"}]},
+    },
+    **{"$defs": {"step": _object({"explanation": {"type": "string"}})}},
+)
+
+
+def test_schema_example_follows_the_schema() -> None:
+    assert schema_example(VALID_SCHEMA) == {
+        "reasoning": "", "label": "complaint", "entities": [], "score": 0.5, "count": 0, "urgent": False,
+        "note": "", "when": "", "step": {"explanation": ""}, "either": "x",
+    }
+    assert schema_example({"type": "array", "minItems": 2, "items": {"type": "string", "enum": ["a", "b"]}}) == [
+        "a", "a"]
+    recursive = _object({"children": {"type": "array", "items": {"$ref": "#"}}, "next": {"$ref": "#/$defs/gone"}})
+    assert schema_example(recursive) == {"children": [], "next": None}
+
+
+def test_a_strict_request_that_keeps_the_rules_is_answered_following_the_schema(make_server) -> None:
+    server = make_server()
+    completion = _chat(_client(server), response_format=_strict(VALID_SCHEMA))
+    assert json.loads(completion.choices[0].message.content) == schema_example(VALID_SCHEMA)
+    # llama.cpp's json_object with a schema is answered the same way.
+    completion = _chat(_client(server), response_format={"type": "json_object", "schema": VALID_SCHEMA})
+    assert json.loads(completion.choices[0].message.content) == schema_example(VALID_SCHEMA)
+    assert [r["outcome"] for r in server.wait_for_records(2)] == ["ok", "ok"]
+
+
+def _mutated(path: tuple, change) -> dict:
+    schema = json.loads(json.dumps(VALID_SCHEMA))
+    node = schema
+    for key in path:
+        node = node[key]
+    change(node)
+    return schema
+
+
+STRICT_VIOLATIONS = [
+    # (schema, rule, context the error names, words the message must contain)
+    ({"anyOf": [VALID_SCHEMA]}, "root_object", (), "root schema must be an object"),
+    ({"type": "array", "items": VALID_SCHEMA}, "root_object", (), "root schema must be an object"),
+    (_mutated((), lambda n: n.pop("additionalProperties")), "additional_properties", (), "'additionalProperties'"),
+    (_mutated(("properties", "entities", "items"), lambda n: n.update(additionalProperties=True)),
+     "additional_properties", ("properties", "entities", "items"), "to be false"),
+    (_mutated((), lambda n: n["required"].remove("urgent")), "required_all", (), "Missing ['urgent']"),
+    (_mutated(("$defs", "step"), lambda n: n.update(required=[])), "required_all", ("$defs", "step"),
+     "Missing ['explanation']"),
+    (_mutated((), lambda n: n["required"].append("ghost")), "required_all", (), "Extra required key(s) ['ghost']"),
+    (_mutated(("properties", "reasoning"), lambda n: n.update(maxLength=300)), "unsupported_keyword",
+     ("properties", "reasoning"), "'maxLength' is not permitted"),
+    (_mutated(("properties", "entities", "items", "properties", "text"), lambda n: n.update(minLength=1)),
+     "unsupported_keyword", ("properties", "entities", "items", "properties", "text"), "'minLength' is not permitted"),
+    (_mutated(("properties", "entities"), lambda n: n.update(uniqueItems=True)), "unsupported_keyword",
+     ("properties", "entities"), "'uniqueItems' is not permitted"),
+    (_mutated((), lambda n: n.update(allOf=[{"type": "object"}])), "unsupported_keyword", (), "'allOf'"),
+    (_mutated(("properties", "either", "anyOf", 0), lambda n: n.update(type="date")), "unsupported_type",
+     ("properties", "either", "anyOf", 0), "type 'date' is not supported"),
+    (_mutated(("properties", "when"), lambda n: n.update(format="uri")), "unsupported_format",
+     ("properties", "when"), "format 'uri' is not supported"),
+    (_mutated(("properties", "count"), lambda n: n.pop("type")), "type_required", ("properties", "count"),
+     "must have a 'type' key"),
+]
+
+
+@pytest.mark.parametrize(("schema", "rule", "context", "words"), STRICT_VIOLATIONS,
+                         ids=[f"{case[1]}-{i}" for i, case in enumerate(STRICT_VIOLATIONS)])
+def test_a_strict_schema_that_breaks_a_rule_is_refused_with_a_400(make_server, schema, rule, context, words) -> None:
+    # Faults do not matter: a request error is answered before any fault, on every attempt.
+    server = make_server(faults=("rate_limit",), fault_rate=1.0)
+    client = _client(server)
+    for _ in range(2):
+        with pytest.raises(openai.BadRequestError) as info:
+            _chat(client, response_format=_strict(schema))
+        error = info.value
+        assert error.status_code == 400 and error.code == rule
+        assert error.body["type"] == "invalid_request_error" and error.body["param"] == "response_format"
+        assert f"Invalid schema for response_format 'answer': In context={context!r}" in error.message
+        assert words in error.message and f"strict mode rule: {rule}" in error.message
+    assert _log_outcomes(server, 2) == [(1, "bad_request", 400), (2, "bad_request", 400)]
+
+
+@pytest.mark.parametrize("name", ["has space", "x" * 65, "", "dots.not.allowed", None])
+def test_the_schema_name_must_match_openais_pattern(make_server, name) -> None:
+    server = make_server()
+    response_format = _strict(VALID_SCHEMA, name=name)
+    with pytest.raises(openai.BadRequestError) as info:
+        _chat(_client(server), response_format=response_format)
+    assert info.value.code == "name_pattern" and info.value.body["param"] == "response_format.json_schema.name"
+    assert "^[a-zA-Z0-9_-]{1,64}$" in info.value.message
+    assert server.wait_for_records(1)[0]["outcome"] == "bad_request"
+    assert check_response_format(_strict(VALID_SCHEMA, name="a-Z_09" + "x" * 58)) is None  # 64 characters
+
+
+def test_without_strict_the_schema_is_a_hint_and_not_checked(make_server) -> None:
+    server = make_server()
+    loose = {"type": "object", "properties": {"label": {"type": "string", "minLength": 2}}}
+    completion = _chat(_client(server), response_format=_strict(loose, strict=False))
+    assert json.loads(completion.choices[0].message.content) == {"label": ""}
+    # The envelope is checked all the same.
+    with pytest.raises(openai.BadRequestError) as info:
+        _chat(_client(server), response_format={"type": "json_schema"})
+    assert info.value.code == "schema_missing"
+
+
+def test_strict_limits_and_keyword_sets() -> None:
+    def nested(levels: int) -> dict:
+        schema: dict = {"type": "string"}
+        for _ in range(levels):
+            schema = _object({"inner": schema})
+        return schema
+
+    assert check_response_format(_strict(nested(10))) is None  # the root counts as the first level
+    violation = check_response_format(_strict(nested(11)))
+    assert (violation.rule, len(violation.path)) == ("nesting_depth", 20)
+    many = _object({f"p{i}": {"type": "string", "enum": [f"v{j}" for j in range(300)]} for i in range(4)})
+    assert check_response_format(_strict(many)).rule == "too_many_enum_values"
+    # Fine-tuned models refuse what the current guide allows for other models.
+    assert {"maxItems", "pattern", "minimum"} <= STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS - STRICT_UNSUPPORTED_KEYWORDS
+    violation = check_response_format(_strict(VALID_SCHEMA), unsupported_keywords=STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS)
+    assert (violation.rule, violation.path) == ("unsupported_keyword", ("properties", "entities"))
+    assert check_response_format({"type": "json_object"}) is None and check_response_format(None) is None
+
+
+def test_the_keyword_set_is_configurable(make_server) -> None:
+    server = make_server(strict_unsupported_keywords=STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS)
+    with pytest.raises(openai.BadRequestError, match="'maxItems' is not permitted"):
+        _chat(_client(server), response_format=_strict(VALID_SCHEMA))
+
+
+# -- status_for_all, Retry-After as a date --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "exception", "code"),
+    [(401, openai.AuthenticationError, "invalid_api_key"), (403, openai.PermissionDeniedError, "model_not_allowed"),
+     (404, openai.NotFoundError, "model_not_found"), (503, openai.InternalServerError, None)],
+)
+def test_status_for_all_answers_every_chat_request_with_that_status(make_server, status, exception, code) -> None:
+    server = make_server(status_for_all=status, faults=("rate_limit",), fault_rate=1.0)
+    client = _client(server)
+    for _ in range(2):
+        with pytest.raises(exception) as info:
+            _chat(client, response_format=_strict({"type": "array"}))  # refused before the body is looked at
+        assert info.value.status_code == status and info.value.code == code
+        assert f"status_for_all={status}" in info.value.message
+    assert "'test-model'" in info.value.message or status != 404
+    assert _log_outcomes(server, 2) == [(1, "status_for_all", status), (2, "status_for_all", status)]
+    assert [m.id for m in client.models.list()] == ["stub-model"]  # only chat requests are refused
+
+
+def test_status_for_all_must_be_an_error_status() -> None:
+    for status in (200, 302, 600):
+        with pytest.raises(ValueError, match="status_for_all"):
+            StubConfig(status_for_all=status)
+
+
+def test_retry_after_as_an_http_date(make_server) -> None:
+    server = make_server(faults=("rate_limit",), fault_rate=1.0, retry_after_s=2, retry_after_http_date=True)
+    before = time.time()
+    with pytest.raises(openai.RateLimitError) as info:
+        _chat(_client(server))
+    header = info.value.response.headers["retry-after"]
+    assert header.endswith(" GMT")
+    when = parsedate_to_datetime(header).timestamp()
+    assert before + 2 <= when <= time.time() + 3  # rounded up to a whole second, never early

@@ -132,7 +132,8 @@ def _preview(args: argparse.Namespace) -> int:
             raise ValueError(f"example_id {args.example!r} is not in {args.config}'s dataset")
     variants = [v for v in experiment.variants if args.variant in (None, parse_variant(v).name)]
     if not variants:
-        raise ValueError(f"variant {args.variant!r} is not in {args.config}")
+        names = [parse_variant(v).name for v in experiment.variants]
+        raise ValueError(f"variant {args.variant!r} is not in {args.config}; its variants are {names}")
     requests = build_requests(experiment.task, dataset.head(1), variants, examples=experiment.examples)
     for row in requests.itertuples():
         print(f"===== {row.variant} / {row.example_id} =====")

@@ -124,16 +124,19 @@ class OpenAICompatibleModel:
         except openai.APIConnectionError as exc:
             raise RetryableModelError(f"connection failed: {_short(exc.__cause__ or exc)}") from exc
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            # The endpoint as `identity` shows it: a key in the URL's user info or query stays out of the message.
             raise FatalModelError(
-                f"{self.base_url} refused model {self.model!r} ({exc.status_code}): {_short(exc)}. "
+                f"{redact_url(self.base_url)} refused model {self.model!r} ({exc.status_code}): {_short(exc)}. "
                 "Check the key (the variable the config's api_key_env names), base_url and the model name."
             ) from exc
         except openai.APIStatusError as exc:
             if exc.status_code in (408, 409) or exc.status_code >= 500:
                 raise RetryableModelError(f"HTTP {exc.status_code}: {_short(exc)}", _retry_after(exc.response)) from exc
             raise
-        except (openai.APIResponseValidationError, ValueError) as exc:
-            # A 200 whose body is not valid JSON: a broken response, not an answer.
+        except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            # A 200 whose body is not valid JSON (or not text): a broken response, not an answer. Only these:
+            # any other ValueError comes from the client before anything was sent (e.g. aiohttp refusing a key
+            # together with user:password in base_url), which a retry repeats.
             raise RetryableModelError(f"malformed response body: {_short(exc)}") from exc
         latency = time.perf_counter() - started
         # `response` is the decoded JSON body, or its text when the server did not label it JSON; like the
@@ -239,9 +242,31 @@ def _caused_by_timeout(exc: BaseException | None) -> bool:
     return False
 
 
+# Schema keywords whose value maps names (of properties, definitions) to subschemas, and keywords whose
+# value is data, not schema: neither the names nor the data are keywords.
+_NAMED_SUBSCHEMAS = frozenset({"properties", "$defs", "definitions", "patternProperties", "dependentSchemas"})
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
+
+
 def _without_keys(value: Any, keys: set[str]) -> Any:
+    """The JSON schema `value` without the keywords `keys`, at any depth.
+
+    A property (or definition) that happens to be named like a keyword is kept, and so are
+    ``enum``/``const``/``default``/``examples`` values: dropping one would leave ``required``
+    naming a property that is gone, which strict mode refuses.
+    """
     if isinstance(value, dict):
-        return {key: _without_keys(item, keys) for key, item in value.items() if key not in keys}
+        kept: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in keys:
+                continue
+            if key in _DATA_KEYWORDS:
+                kept[key] = item
+            elif key in _NAMED_SUBSCHEMAS and isinstance(item, dict):
+                kept[key] = {name: _without_keys(subschema, keys) for name, subschema in item.items()}
+            else:
+                kept[key] = _without_keys(item, keys)
+        return kept
     if isinstance(value, list):
         return [_without_keys(item, keys) for item in value]
     return value

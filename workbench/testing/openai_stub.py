@@ -19,10 +19,19 @@ faults only hit the first attempt of a body (a retry succeeds); the two
 "content" faults are answers and hit every attempt.  Each fault is one small
 handler in ``_FAULT_HANDLERS``.
 
+Structured output is checked the way OpenAI checks it: a request whose
+``response_format`` is ``{"type": "json_schema", "json_schema": {"name", "schema",
+"strict": true}}`` is refused with a 400 (logged ``bad_request``) when the schema
+breaks a rule of OpenAI's strict mode (see :func:`check_response_format`), and
+otherwise answered, by default, with a value that follows the schema (see
+:func:`schema_example`).  ``StubConfig(status_for_all=401)`` answers every chat
+request with that status instead (logged ``status_for_all``), as an endpoint
+does that refuses the key, the account or the model.
+
 Every chat request gets one line in the optional JSON-lines request log (see
 :func:`read_request_log`).  Outcomes that are full responses (``ok``,
 ``rate_limit``, ``server_error``, ``malformed_body``, ``malformed_content``,
-``truncated_content``, ``bad_request``, ``answer_error``) are logged only after
+``truncated_content``, ``bad_request``, ``answer_error``, ``status_for_all``) are logged only after
 the response bytes were written to the socket, so "logged ok" means the client
 was sent a complete response.  ``slow``, ``hang``, ``disconnect`` and
 ``truncated_body`` are logged when the fault starts, because the client may
@@ -43,6 +52,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -51,6 +61,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -61,11 +72,17 @@ if TYPE_CHECKING:  # only for annotations
 __all__ = [
     "FAULTS",
     "PERMANENT_FAULTS",
+    "STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS",
+    "STRICT_STRING_FORMATS",
+    "STRICT_UNSUPPORTED_KEYWORDS",
+    "SchemaViolation",
     "StubConfig",
     "StubServer",
+    "check_response_format",
     "default_answer",
     "main",
     "read_request_log",
+    "schema_example",
     "select_fault",
 ]
 
@@ -96,6 +113,79 @@ _MAX_BODY_BYTES = 64 * 1024 * 1024
 
 _LABELS_RE = re.compile(r"^[ \t]*labels[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
+# -- OpenAI's strict Structured Outputs rules ------------------------------------------------
+#
+# Checked against OpenAI's Structured Outputs guide, section "Supported schemas"
+# (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas), read in a
+# verbatim copy of its current text (robobenjie/battlebuddy, .cursor/rules/OpenAIDoc.md), and
+# against pydantic-ai's OpenAI profile (`_STRICT_INCOMPATIBLE_KEYS` and
+# `_STRICT_COMPATIBLE_STRING_FORMATS` in pydantic_ai/profiles/openai.py), which tracks that page.
+#
+# - The guide as published with the feature (August 2024) refused, for strings, minLength,
+#   maxLength, pattern and format; for numbers minimum, maximum and multipleOf; for objects
+#   patternProperties, unevaluatedProperties, propertyNames, minProperties and maxProperties; for
+#   arrays unevaluatedItems, contains, minContains, maxContains, minItems, maxItems, uniqueItems.
+# - The current guide lists as supported: pattern and format (only the formats in
+#   STRICT_STRING_FORMATS); multipleOf, maximum, exclusiveMaximum, minimum and exclusiveMinimum;
+#   minItems and maxItems. It refuses the composition keywords allOf, not, dependentRequired,
+#   dependentSchemas, if, then and else; for fine-tuned models it still refuses minLength,
+#   maxLength, pattern, format, minimum, maximum, multipleOf, patternProperties, minItems and
+#   maxItems. Keywords it does not list as supported (minLength, maxLength, the object keywords,
+#   the other array keywords) stay refused here, as pydantic-ai also treats them.
+# - Every object needs "additionalProperties": false and must list every property in
+#   "required"; the root must be an object and not anyOf; a schema has at most 5000 object
+#   properties, 10 levels of nesting and 1000 enum values; json_schema.name matches
+#   ^[a-zA-Z0-9_-]{1,64}$ (the API reference: a-z, A-Z, 0-9, underscores and dashes, at most 64).
+# Nesting is counted with the root as the first level. Not checked: the limits on total string
+# length (120,000 characters) and on long enums.
+
+#: Keywords OpenAI's strict mode refuses for its current (not fine-tuned) models.
+STRICT_UNSUPPORTED_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "allOf",
+        "not",
+        "dependentRequired",
+        "dependentSchemas",
+        "if",
+        "then",
+        "else",
+        "minLength",
+        "maxLength",
+        "patternProperties",
+        "unevaluatedProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "unevaluatedItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "uniqueItems",
+    }
+)
+
+#: What strict mode also refuses for fine-tuned models (``StubConfig(strict_unsupported_keywords=...)``).
+STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS: frozenset[str] = STRICT_UNSUPPORTED_KEYWORDS | {
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+}
+
+#: The only values of ``format`` strict mode accepts.
+STRICT_STRING_FORMATS: frozenset[str] = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+
+_STRICT_TYPES = frozenset({"string", "number", "boolean", "integer", "object", "array", "null"})
+_STRICT_MAX_PROPERTIES = 5000
+_STRICT_MAX_NESTING = 10
+_STRICT_MAX_ENUM_VALUES = 1000
+_SCHEMA_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _MODELS_BODY = json.dumps(
@@ -112,9 +202,15 @@ class StubConfig:
         faults: fault names (see :data:`FAULTS`) that may be injected.
         fault_rate: fraction (0..1) of distinct request bodies that get a fault.
         retry_after_s: value of the ``Retry-After`` header on 429 answers.
+        retry_after_http_date: send ``Retry-After`` as an HTTP date (now +
+            `retry_after_s`, rounded up to the next whole second) instead of seconds.
         slow_s: extra delay of the ``slow`` fault; meant to exceed the client timeout.
         hang_after_ok: after this many ``ok`` answers every further chat
             request is logged as ``hang`` and never answered.
+        status_for_all: answer every chat request with this HTTP status (400..599)
+            and an OpenAI-shaped error body, e.g. 401 for a refused key; ``None``: off.
+        strict_unsupported_keywords: the JSON-schema keywords a strict
+            ``json_schema`` request may not use (see :data:`STRICT_UNSUPPORTED_KEYWORDS`).
         log_path: JSON-lines request log to append to, or ``None``.
     """
 
@@ -122,8 +218,11 @@ class StubConfig:
     faults: tuple[str, ...] = ()
     fault_rate: float = 0.0
     retry_after_s: float = 1.0
+    retry_after_http_date: bool = False
     slow_s: float = 30.0
     hang_after_ok: int | None = None
+    status_for_all: int | None = None
+    strict_unsupported_keywords: frozenset[str] = STRICT_UNSUPPORTED_KEYWORDS
     log_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +236,9 @@ class StubConfig:
             raise ValueError("delay_s, slow_s and retry_after_s must be >= 0")
         if self.hang_after_ok is not None and self.hang_after_ok < 0:
             raise ValueError("hang_after_ok must be >= 0 or None")
+        if self.status_for_all is not None and not 400 <= self.status_for_all <= 599:
+            raise ValueError(f"status_for_all must be within [400, 599] or None, got {self.status_for_all}")
+        self.strict_unsupported_keywords = frozenset(self.strict_unsupported_keywords)
 
 
 def select_fault(body_sha256: str, faults: tuple[str, ...] | list[str], fault_rate: float) -> str | None:
@@ -181,12 +283,19 @@ def _last_user_text(body: dict) -> str:
 
 
 def default_answer(body: dict) -> str:
-    """Deterministic default answer: ``{"label": X}`` as a JSON string.
+    """Deterministic default answer as a JSON string.
 
-    X is picked from a ``Labels: a, b, c`` line in the last user message by the
-    SHA-256 of that message's text, so the same prompt always gets the same
-    label; without such a line the label is ``"unknown"``.
+    A request that carries a schema (``response_format`` of type ``json_schema``,
+    or llama.cpp's ``json_object`` with a ``schema``) gets :func:`schema_example`
+    of that schema, so a client that enforces the schema can parse the answer.
+    Otherwise the answer is ``{"label": X}``: X is picked from a ``Labels: a, b, c``
+    line in the last user message by the SHA-256 of that message's text, so the
+    same prompt always gets the same label; without such a line the label is
+    ``"unknown"``.
     """
+    schema = _response_schema(body)
+    if schema is not None:
+        return json.dumps(schema_example(schema))
     text = _last_user_text(body)
     match = _LABELS_RE.search(text)
     labels = [s.strip() for s in match.group(1).split(",")] if match else []
@@ -197,9 +306,281 @@ def default_answer(body: dict) -> str:
     return json.dumps({"label": labels[int(digest[:8], 16) % len(labels)]})
 
 
-def _error_json(message: str, type_: str, code: str | None) -> bytes:
+def _response_schema(body: dict) -> dict | None:
+    """The JSON schema the request's ``response_format`` asks the answer to follow, or None."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+    elif response_format.get("type") == "json_object":
+        schema = response_format.get("schema")
+    else:
+        return None
+    return schema if isinstance(schema, dict) else None
+
+
+def schema_example(schema: dict, *, _root: dict | None = None, _depth: int = 0) -> Any:
+    """The simplest value that follows `schema` (the subset strict mode supports).
+
+    Objects get every property; a ``const`` or the first ``enum`` value wins;
+    otherwise strings are ``""``, numbers the ``minimum`` or 0, booleans ``False``,
+    arrays ``minItems`` items (usually none); ``anyOf`` takes its first branch and
+    ``$ref`` (``#`` or ``#/$defs/...``) is followed.  A recursion deeper than 32
+    levels ends in ``None``.
+    """
+    root = schema if _root is None else _root
+    if not isinstance(schema, dict) or _depth > 32:
+        return None
+    if "const" in schema:
+        return schema["const"]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    if isinstance(schema.get("$ref"), str):
+        return schema_example(_resolve_ref(root, schema["$ref"]), _root=root, _depth=_depth + 1)
+    any_of = schema.get("anyOf")
+    if isinstance(any_of, list) and any_of:
+        return schema_example(any_of[0], _root=root, _depth=_depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((t for t in kind if t != "null"), "null")
+    properties = schema.get("properties")
+    if kind == "object" or isinstance(properties, dict):
+        properties = properties if isinstance(properties, dict) else {}
+        return {key: schema_example(value, _root=root, _depth=_depth + 1) for key, value in properties.items()}
+    if kind == "array":
+        count = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 0
+        return [schema_example(schema.get("items", {}), _root=root, _depth=_depth + 1) for _ in range(count)]
+    if kind == "string":
+        return ""
+    if kind in ("integer", "number"):
+        minimum = schema.get("minimum")
+        if isinstance(minimum, (int, float)) and not isinstance(minimum, bool):
+            return math.ceil(minimum) if kind == "integer" else minimum
+        return 0
+    if kind == "boolean":
+        return False
+    return None
+
+
+def _resolve_ref(root: dict, ref: str) -> Any:
+    if ref == "#":
+        return root
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass(frozen=True)
+class SchemaViolation:
+    """Why a ``response_format`` breaks OpenAI's strict Structured Outputs rules.
+
+    Attributes:
+        rule: which rule (``name_pattern``, ``schema_missing``, ``root_object``,
+            ``additional_properties``, ``required_all``, ``unsupported_keyword``,
+            ``unsupported_type``, ``unsupported_format``, ``type_required``,
+            ``nesting_depth``, ``too_many_properties``, ``too_many_enum_values``);
+            also the error body's ``code``.
+        path: where in the schema, as keys from its root, e.g. ``("properties", "label")``.
+        message: OpenAI's wording, naming the rule and the path.
+        param: the request parameter at fault, as OpenAI names it.
+    """
+
+    rule: str
+    path: tuple[str | int, ...]
+    message: str
+    param: str = "response_format"
+
+
+def check_response_format(
+    response_format: Any, *, unsupported_keywords: frozenset[str] = STRICT_UNSUPPORTED_KEYWORDS
+) -> SchemaViolation | None:
+    """The first way `response_format` breaks OpenAI's strict-mode rules, or None when it keeps them.
+
+    Only ``{"type": "json_schema", ...}`` is checked: its ``json_schema`` needs a
+    ``name`` matching ``^[a-zA-Z0-9_-]{1,64}$`` and a ``schema`` object; with
+    ``"strict": true`` the schema must also keep strict mode's rules: the root is an
+    object (not ``anyOf``); every object has ``"additionalProperties": false`` and
+    lists all its properties in ``required``; no keyword in `unsupported_keywords`
+    (default :data:`STRICT_UNSUPPORTED_KEYWORDS`); ``format`` only from
+    :data:`STRICT_STRING_FORMATS`; the documented limits on properties, nesting
+    and enum values.  Without ``strict`` OpenAI takes any schema as a hint, and
+    so does the stub.
+    """
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        return SchemaViolation(
+            "schema_missing",
+            (),
+            "Missing required parameter: 'response_format.json_schema'.",
+            "response_format.json_schema",
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not _SCHEMA_NAME_RE.match(name):
+        return SchemaViolation(
+            "name_pattern",
+            (),
+            f"Invalid 'response_format.json_schema.name': string does not match pattern. Expected a string that "
+            f"matches the pattern '{_SCHEMA_NAME_RE.pattern}', got {name!r} (strict mode rule: name_pattern).",
+            "response_format.json_schema.name",
+        )
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        return SchemaViolation(
+            "schema_missing",
+            (),
+            f"Invalid schema for response_format {name!r}: 'schema' must be "
+            f"a JSON schema object, got {type(schema).__name__} (strict mode rule: schema_missing).",
+        )
+    if spec.get("strict") is not True:
+        return None
+    return _StrictChecker(name, unsupported_keywords).check(schema)
+
+
+class _StrictChecker:
+    """Walks one schema for :func:`check_response_format`; stops at the first violation."""
+
+    def __init__(self, name: str, unsupported: frozenset[str]) -> None:
+        self.name = name
+        self.unsupported = unsupported
+        self.properties = 0
+        self.enum_values = 0
+
+    def check(self, schema: dict) -> SchemaViolation | None:
+        if schema.get("type") != "object" or "anyOf" in schema:
+            return self._violation(
+                "root_object",
+                (),
+                "the root schema must be an object ('type': 'object') and must not use anyOf, "
+                f"got type {schema.get('type')!r}",
+            )
+        problem = self._node(schema, (), 0)
+        if problem is None:
+            for key in ("$defs", "definitions"):
+                definitions = schema.get(key)
+                if isinstance(definitions, dict):
+                    for def_name, definition in definitions.items():
+                        problem = problem or self._node(definition, (key, def_name), 0)
+        return problem
+
+    def _violation(self, rule: str, path: tuple[str | int, ...], detail: str) -> SchemaViolation:
+        message = (
+            f"Invalid schema for response_format {self.name!r}: In context={path!r}, {detail} "
+            f"(strict mode rule: {rule})."
+        )
+        return SchemaViolation(rule, path, message)
+
+    def _node(self, node: Any, path: tuple[str | int, ...], depth: int) -> SchemaViolation | None:
+        if not isinstance(node, dict):
+            return self._violation("type_required", path, f"a schema must be an object with a 'type' key, got {node!r}")
+        for key in node:
+            if key in self.unsupported:
+                return self._violation("unsupported_keyword", path, f"'{key}' is not permitted")
+        if not any(key in node for key in ("type", "anyOf", "$ref", "enum", "const")):
+            return self._violation("type_required", path, "schema must have a 'type' key")
+        kinds = node.get("type")
+        kinds = kinds if isinstance(kinds, list) else [] if kinds is None else [kinds]
+        for kind in kinds:
+            if kind not in _STRICT_TYPES:
+                return self._violation(
+                    "unsupported_type", path, f"type {kind!r} is not supported; use one of {sorted(_STRICT_TYPES)}"
+                )
+        if "format" in node and node["format"] not in STRICT_STRING_FORMATS:
+            return self._violation(
+                "unsupported_format",
+                path,
+                f"format {node['format']!r} is not supported; use one of {sorted(STRICT_STRING_FORMATS)}",
+            )
+        enum = node.get("enum")
+        if isinstance(enum, list):
+            self.enum_values += len(enum)
+            if self.enum_values > _STRICT_MAX_ENUM_VALUES:
+                return self._violation(
+                    "too_many_enum_values", path, f"a schema may have at most {_STRICT_MAX_ENUM_VALUES} enum values"
+                )
+        if "object" in kinds or "properties" in node:
+            problem = self._object(node, path, depth + 1)
+            if problem is not None:
+                return problem
+        items = node.get("items")
+        if isinstance(items, dict):
+            problem = self._node(items, (*path, "items"), depth)
+            if problem is not None:
+                return problem
+        any_of = node.get("anyOf")
+        if isinstance(any_of, list):
+            for index, branch in enumerate(any_of):
+                problem = self._node(branch, (*path, "anyOf", index), depth)
+                if problem is not None:
+                    return problem
+        return None
+
+    def _object(self, node: dict, path: tuple[str | int, ...], depth: int) -> SchemaViolation | None:
+        if depth > _STRICT_MAX_NESTING:
+            return self._violation(
+                "nesting_depth", path, f"objects may be nested at most {_STRICT_MAX_NESTING} levels deep"
+            )
+        if node.get("additionalProperties") is not False:
+            return self._violation(
+                "additional_properties", path, "'additionalProperties' is required to be supplied and to be false"
+            )
+        properties = node.get("properties", {})
+        if not isinstance(properties, dict):
+            return self._violation("type_required", (*path, "properties"), "'properties' must be an object")
+        required = node.get("required", [])
+        required = required if isinstance(required, list) else []
+        missing = [key for key in properties if key not in required]
+        if missing or not isinstance(node.get("required", []), list):
+            return self._violation(
+                "required_all",
+                path,
+                "'required' is required to be supplied and to be an array including every "
+                f"key in properties. Missing {missing}",
+            )
+        extra = [key for key in required if key not in properties]
+        if extra:
+            return self._violation("required_all", path, f"Extra required key(s) {extra} supplied")
+        self.properties += len(properties)
+        if self.properties > _STRICT_MAX_PROPERTIES:
+            return self._violation(
+                "too_many_properties", path, f"a schema may have at most {_STRICT_MAX_PROPERTIES} object properties"
+            )
+        for key, value in properties.items():
+            problem = self._node(value, (*path, "properties", key), depth)
+            if problem is not None:
+                return problem
+        return None
+
+
+def _error_json(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
     # Same envelope as the OpenAI API so the SDK's error parsing is exercised.
-    return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
+    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
+
+
+# The errors OpenAI answers when it refuses the key, the account or the model.
+_STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
+    401: ("Incorrect API key provided (stub: status_for_all=401).", "invalid_request_error", "invalid_api_key"),
+    403: (
+        "You are not allowed to use this model (stub: status_for_all=403).",
+        "invalid_request_error",
+        "model_not_allowed",
+    ),
+    404: (
+        "The model {model!r} does not exist or you do not have access to it (stub: status_for_all=404).",
+        "invalid_request_error",
+        "model_not_found",
+    ),
+}
 
 
 def _format_seconds(value: float) -> str:
@@ -334,7 +715,12 @@ async def _ok(call: _Call) -> web.StreamResponse:
 
 async def _rate_limit(call: _Call) -> web.StreamResponse:
     error = _error_json("Rate limit reached (stub fault injection)", "requests", "rate_limit_exceeded")
-    retry_after = _format_seconds(call.server.config.retry_after_s)
+    config = call.server.config
+    if config.retry_after_http_date:
+        # An HTTP date has whole seconds: round up, so that the wait is never shorter than asked.
+        retry_after = formatdate(math.ceil(time.time() + config.retry_after_s), usegmt=True)
+    else:
+        retry_after = _format_seconds(config.retry_after_s)
     return await call.send(429, error, "rate_limit", headers={"Retry-After": retry_after})
 
 
@@ -400,10 +786,28 @@ async def _hang(call: _Call) -> web.StreamResponse:
     raise AssertionError("unreachable: only cancellation ends the wait")
 
 
-async def _bad_request(call: _Call, message: str) -> web.StreamResponse:
+async def _bad_request(
+    call: _Call, message: str, code: str | None = None, param: str | None = None
+) -> web.StreamResponse:
     if call.server.config.delay_s:
         await asyncio.sleep(call.server.config.delay_s)
-    return await call.send(400, _error_json(message, "invalid_request_error", None), "bad_request")
+    return await call.send(400, _error_json(message, "invalid_request_error", code, param), "bad_request")
+
+
+async def _status_for_all(call: _Call) -> web.StreamResponse:
+    status = call.server.config.status_for_all or 500  # only called when it is set
+    model = call.body.get("model")
+    message, type_, code = _STATUS_ERRORS.get(
+        status,
+        (
+            f"HTTP {status} (stub: status_for_all={status})",
+            "server_error" if status >= 500 else "invalid_request_error",
+            None,
+        ),
+    )
+    if call.server.config.delay_s:
+        await asyncio.sleep(call.server.config.delay_s)
+    return await call.send(status, _error_json(message.format(model=model), type_, code), "status_for_all")
 
 
 #: Handler per fault; ``None`` is the normal answer.
@@ -541,9 +945,19 @@ class StubServer:
                 body = json.loads(raw)
             except ValueError as exc:
                 body = f"invalid JSON body: {exc}"
+            if isinstance(body, dict):
+                call.body = body
+            if cfg.status_for_all is not None:
+                # Key, account and model are refused before the request itself is looked at.
+                return await _status_for_all(call)
             if not isinstance(body, dict):
                 return await _bad_request(call, body if isinstance(body, str) else "request body must be a JSON object")
-            call.body = body
+            violation = check_response_format(
+                body.get("response_format"), unsupported_keywords=cfg.strict_unsupported_keywords
+            )
+            if violation is not None:
+                # A request error: every attempt of this body gets it, whatever the faults.
+                return await _bad_request(call, violation.message, violation.rule, violation.param)
 
             fault = select_fault(digest, cfg.faults, cfg.fault_rate)
             if fault is not None and attempt > 1 and fault not in PERMANENT_FAULTS:
@@ -706,6 +1120,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--faults", default="", help=f"comma-separated subset of: {','.join(FAULTS)}")
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429")
+    parser.add_argument("--retry-after-date", action="store_true", help="send Retry-After as an HTTP date")
+    parser.add_argument("--status-for-all", type=int, default=None, help="answer every chat request with this status")
     parser.add_argument("--slow", type=float, default=30.0, help="extra delay of the 'slow' fault")
     parser.add_argument("--hang-after-ok", type=int, default=None)
     parser.add_argument("--log", default=None, help="JSON-lines request log path")
@@ -727,8 +1143,10 @@ async def _serve(args: argparse.Namespace) -> None:
         faults=tuple(f.strip() for f in args.faults.split(",") if f.strip()),
         fault_rate=args.fault_rate,
         retry_after_s=args.retry_after,
+        retry_after_http_date=args.retry_after_date,
         slow_s=args.slow,
         hang_after_ok=args.hang_after_ok,
+        status_for_all=args.status_for_all,
         log_path=args.log,
     )
     server = StubServer(config, host=args.host, port=args.port)
