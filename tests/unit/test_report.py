@@ -187,7 +187,7 @@ def test_significance_says_plainly_when_a_difference_is_not_significant(
     definitions = sections.comparisons[0]
     assert definitions.adjustment == "holm" and definitions.p_adjusted >= definitions.p_value
     assert definitions.significant == (definitions.p_adjusted < 0.05)
-    assert f"holm-adjusted p = {definitions.p_adjusted:.3g}, mcnemar_exact" in rest
+    assert f"holm-adjusted p = {definitions.p_adjusted:.3g}, mcnemar_score" in rest
     assert "adjusted with Holm" in rest and "Wilson score interval" in rest
     # The same answers mean there is nothing to detect, said in plain words.
     assert "In plain words: the variants gave the same accuracy" in rest

@@ -4,10 +4,10 @@ paired tests match hand computation; Holm's adjustment; how many examples a diff
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import binomtest, bootstrap
+from scipy.stats import binomtest, bootstrap, norm
 
 from workbench.core.task import task_from_dict
-from workbench.evaluation.significance import bootstrap_ci, compare_all, compare_variants, holm
+from workbench.evaluation.significance import _tango_z, bootstrap_ci, compare_all, compare_variants, holm
 from workbench.testing.coverage import interval_coverage
 
 TASK = task_from_dict({"name": "t", "kind": "classification",
@@ -45,14 +45,17 @@ def test_interval_brackets_the_estimate_and_narrows_with_more_data():
     assert (large["high"] - large["low"]) < (small["high"] - small["low"]) / 3
 
 
-def test_mcnemar_exact_matches_the_binomial_test():
+def test_mcnemar_score_test_matches_hand_computation_and_tangos_interval():
     # 10 examples only a gets right, 2 only b gets right, 28 both right.
     a = [True] * 10 + [False] * 2 + [True] * 28
     b = [False] * 10 + [True] * 2 + [True] * 28
     predictions, gold = frame_from({"a": a, "b": b})
     comparison = compare_variants(predictions, gold, TASK, "a", "b")
-    assert comparison.method == "mcnemar_exact"
-    assert comparison.p_value == pytest.approx(binomtest(10, 12, 0.5).pvalue)
+    assert comparison.method == "mcnemar_score"
+    assert comparison.p_value == pytest.approx(2 * norm.sf(8 / 12 ** 0.5))  # z = (b - c) / sqrt(b + c)
+    # Tango's score interval: Z(low) = 1.96 and Z(high) = -1.96, checked on the statistic itself.
+    assert _tango_z(10, 2, 40, comparison.low) == pytest.approx(1.959964, abs=1e-6)
+    assert _tango_z(10, 2, 40, comparison.high) == pytest.approx(-1.959964, abs=1e-6)
     assert comparison.difference == pytest.approx(8 / 40)
     assert comparison.significant
     assert "significant" in comparison.statement()
@@ -102,13 +105,13 @@ def test_bca_interval_agrees_with_scipy_where_samples_are_large():
 
 
 def test_mcnemar_interval_inverts_the_same_test():
-    # At the edge: 9 of 11 discordant examples won by a gives p just above or below 0.05.
+    # Near the edge: 9 of 11 discordant examples won by a gives p just below 0.05; 8 of 11 above.
     for a_only, b_only in [(9, 2), (10, 2), (8, 3), (6, 6), (12, 0), (0, 7)]:
         a = [True] * a_only + [False] * b_only + [True] * 20
         b = [False] * a_only + [True] * b_only + [True] * 20
         comparison = compare_variants(*frame_from({"a": a, "b": b}), TASK, "a", "b")
         excludes_zero = comparison.low > 0 or comparison.high < 0
-        assert comparison.method == "mcnemar_exact"
+        assert comparison.method == "mcnemar_score"
         assert excludes_zero == (comparison.p_value < 0.05) == comparison.significant
         assert comparison.low - 1e-12 <= comparison.difference <= comparison.high + 1e-12
 
@@ -133,7 +136,7 @@ def test_holm_adjustment_matches_the_step_down_rule_and_decides_the_words():
     base = [True] * 30 + [False] * 10
     variants = {"base": base}
     for index in range(3):
-        variants[f"v{index}"] = [True] * 30 + [True] * (5 + index) + [False] * (5 - index)
+        variants[f"v{index}"] = [True] * 30 + [True] * (4 + index) + [False] * (6 - index)
     predictions, gold = frame_from(variants)
     comparisons = compare_all(predictions, gold, TASK, "base")
     assert [c.adjustment for c in comparisons] == ["holm"] * 3
@@ -156,3 +159,17 @@ def test_examples_needed_says_when_the_test_set_is_too_small():
     assert f"about {comparison.examples_needed:,} examples" in comparison.power_note()
     same = compare_variants(*frame_from({"a": a, "b": a}), TASK, "a", "b")
     assert same.examples_needed is None and "same accuracy" in same.power_note()
+
+
+def test_tangos_interval_covers_the_paired_difference_at_small_n():
+    # The interval must hold for the difference in accuracy itself, not only given how many examples
+    # one variant alone got right: simulated paired answers, 1,000 test sets of 24 examples.
+    rng = np.random.default_rng(4)
+    covered = 0
+    for _ in range(1000):
+        only_a, only_b, _rest = rng.multinomial(24, [0.15, 0.05, 0.80])
+        a = [True] * only_a + [False] * only_b + [True] * (24 - only_a - only_b)
+        b = [False] * only_a + [True] * only_b + [True] * (24 - only_a - only_b)
+        comparison = compare_variants(*frame_from({"a": a, "b": b}), TASK, "a", "b")
+        covered += comparison.low <= 0.10 <= comparison.high
+    assert 0.93 <= covered / 1000 <= 0.98

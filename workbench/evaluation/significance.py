@@ -3,10 +3,14 @@ difference needs.
 
 Every verdict comes from one method, which also gives its p-value and its interval, and is named:
 
-- ``mcnemar_exact``: accuracy with one answer per example. The exact conditional test on the
-  examples only one variant gets right (McNemar's), its two-sided p-value, and the interval that
-  inverts the same test: Clopper-Pearson on the share of those examples the first variant wins,
-  mapped to the difference in accuracy. The interval excludes 0 exactly when p < 1 - confidence.
+- ``mcnemar_score``: accuracy with one answer per example. McNemar's score test on the examples
+  only one variant gets right (z = (b - c) / sqrt(b + c), no continuity correction) and Tango's
+  interval for the difference in accuracy, which inverts that same score statistic, so the
+  interval excludes 0 exactly when p < 1 - confidence. Fagerland, Lydersen and Laake (2013)
+  compared the paired-proportion tests and intervals: the exact conditional McNemar test is
+  conservative at small n, the asymptotic score test keeps close to its nominal level, and
+  Tango's score interval covers well; an exact conditional interval, by contrast, treats the
+  number of discordant examples as fixed and is far too narrow when they are few.
 - ``bca_bootstrap``: everything else (F1 scores, repeated answers). A paired bootstrap over
   examples (with all their repeats, the unit a client's data varies by) with BCa intervals
   (bias-corrected and accelerated, better coverage at small n than percentiles), and the p-value
@@ -33,7 +37,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom, binomtest, norm
+from scipy.optimize import brentq
+from scipy.stats import binomtest, norm
 from scipy.stats import t as student_t
 
 from workbench.core.task import Task
@@ -235,9 +240,9 @@ def compare_variants(
     if metric == "accuracy" and (a["rows"] == 1).all() and (b["rows"] == 1).all():
         a_only = int(((a["correct"] == 1) & (b["correct"] == 0)).sum())
         b_only = int(((a["correct"] == 0) & (b["correct"] == 1)).sum())
-        low, high, p_value = _mcnemar(a_only, b_only, n, confidence)
+        low, high, p_value = _mcnemar_score(a_only, b_only, n, confidence)
         needed = _mcnemar_examples_needed((a_only + b_only) / n, difference, confidence, power)
-        method = "mcnemar_exact"
+        method = "mcnemar_score"
     else:
         # The same seed draws the same resampled examples for both variants: a paired bootstrap.
         samples = (_resampled_metric(a.to_numpy(), columns, metric, n_resamples, seed)
@@ -374,15 +379,40 @@ def _bca_p_value(samples: np.ndarray, estimate: float, jackknife: np.ndarray) ->
     return float(min(1.0, lower_side, upper_side))
 
 
-def _mcnemar(a_only: int, b_only: int, n: int, confidence: float) -> tuple[float, float, float]:
-    """(low, high, p) of the difference in accuracy from the discordant examples (exact, conditional)."""
+def _tango_z(a_only: int, b_only: int, n: int, delta: float) -> float:
+    """Tango's (1998) score statistic for "the difference in accuracy is `delta`" (paired design).
+
+    ``(b - c - n delta) / sqrt(n (2 q + delta (1 - delta)))`` with ``q`` the restricted maximum
+    likelihood estimate of the share only the second variant gets right; at ``delta = 0`` it is
+    McNemar's ``(b - c) / sqrt(b + c)``. Decreasing in `delta`.
+    """
+    a_coef = 2 * n
+    b_coef = -a_only - b_only + (2 * n - a_only + b_only) * delta
+    c_coef = -b_only * delta * (1 - delta)
+    q = (math.sqrt(max(b_coef ** 2 - 4 * a_coef * c_coef, 0.0)) - b_coef) / (2 * a_coef)
+    variance = n * (2 * q + delta * (1 - delta))
+    numerator = a_only - b_only - n * delta
+    if variance <= 0:
+        return 0.0 if numerator == 0 else math.copysign(math.inf, numerator)
+    return numerator / math.sqrt(variance)
+
+
+def _mcnemar_score(a_only: int, b_only: int, n: int, confidence: float) -> tuple[float, float, float]:
+    """(low, high, p): Tango's score interval of the difference in accuracy and McNemar's
+    two-sided score-test p-value (1.0 when no example is won by only one variant)."""
+    z_crit = float(norm.ppf(1 - (1 - confidence) / 2))
     discordant = a_only + b_only
-    if discordant == 0:
-        return 0.0, 0.0, 1.0
-    p_value = min(1.0, 2 * min(binom.cdf(a_only, discordant, 0.5), binom.sf(a_only - 1, discordant, 0.5)))
-    share = binomtest(a_only, discordant).proportion_ci(confidence, method="exact")
-    scale = discordant / n
-    return scale * (2 * share.low - 1), scale * (2 * share.high - 1), float(p_value)
+    p_value = 1.0 if discordant == 0 else float(2 * norm.sf(abs(a_only - b_only) / math.sqrt(discordant)))
+    edge = 1 - 1e-12
+    bounds = []
+    for target, lo, hi in ((z_crit, -edge, (a_only - b_only) / n), (-z_crit, (a_only - b_only) / n, edge)):
+        # Z(delta) - target changes sign between the estimate and the edge, unless the edge is the bound.
+        f = lambda delta, target=target: _tango_z(a_only, b_only, n, delta) - target  # noqa: E731
+        if f(lo) * f(hi) > 0:
+            bounds.append(lo if target > 0 else hi)
+        else:
+            bounds.append(brentq(f, lo, hi, xtol=1e-12))
+    return float(bounds[0]), float(bounds[1]), p_value
 
 
 def _mcnemar_examples_needed(discordant: float, difference: float, confidence: float, power: float) -> int | None:
