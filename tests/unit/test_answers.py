@@ -2,7 +2,7 @@
 
 import pytest
 
-from workbench.core.answers import extract_json, format_answer, parse_answer
+from workbench.core.answers import extract_json, format_answer, normalise_label, parse_answer, stated_labels
 from workbench.core.task import task_from_dict
 from workbench.prompting.templates import answer_schema
 from workbench.prompting.variants import parse_variant
@@ -179,3 +179,47 @@ def test_close_truncated_json(text, closed):
     from workbench.core.answers import close_truncated_json
 
     assert close_truncated_json(text) == closed
+
+
+REAL = ("payment_reverted?", "Sci-Fi/Fantasy", "Refund_pending", "Books, Comics", "5", "payment_reverted")
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("payment_reverted?", "payment_reverted?"),
+        ("PAYMENT_REVERTED?", "payment_reverted?"),
+        ("payment reverted?", "payment_reverted?"),
+        ("Payment-Reverted?", "payment_reverted?"),
+        ("payment_reverted", "payment_reverted"),  # a different label, not the one with "?"
+        ("Sci-Fi/Fantasy", "Sci-Fi/Fantasy"),
+        ("sci-fi/fantasy", "Sci-Fi/Fantasy"),
+        ("Sci Fi/Fantasy", "Sci-Fi/Fantasy"),
+        ("sci_fi/fantasy", "Sci-Fi/Fantasy"),
+        ("Sci-Fi", None),
+        ("SciFi/Fantasy", None),
+        ("refund pending", "Refund_pending"),
+        ("books, comics", "Books, Comics"),
+        (5, "5"),
+        (True, None),
+        ("payment_reverted!", None),
+    ],
+)
+def test_normalise_label_matches_real_names_written_loosely_and_nothing_else(written, expected):
+    assert normalise_label(written, REAL) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("payment_reverted?", ["payment_reverted?"]),
+        ("The answer is: Sci-Fi/Fantasy.", ["Sci-Fi/Fantasy"]),
+        ("**Label:** payment reverted?\nBecause the money came back.", ["payment_reverted?"]),
+        ("Answer: Books, Comics.", ["Books, Comics"]),
+        ('Category = "5"', ["5"]),
+        ("Label: Refund_pending. Answer: Sci-Fi/Fantasy.", ["Refund_pending", "Sci-Fi/Fantasy"]),
+        ("I would say fantasy.", []),
+    ],
+)
+def test_stated_labels_reads_names_with_punctuation(raw, expected):
+    assert stated_labels(raw, REAL) == expected

@@ -121,13 +121,13 @@ def test_numeric_ids_become_strings():
 
 def test_task_spec_errors_name_the_field(tmp_path):
     path = tmp_path / "task.yaml"
-    path.write_text("name: t\nkind: sentiment\nlabels:\n  - name: a\n    definition: x\n  - name: b\n")
+    path.write_text("name: t\nkind: sentiment\nlabels:\n  - name: a\n    definition: x\n  - name: ' b'\n")
     with pytest.raises(TaskSpecError) as raised:
         load_task(path)
-    assert "kind" in str(raised.value) and "labels.1.definition" in str(raised.value)
+    assert "kind" in str(raised.value) and "labels.1.name" in str(raised.value)
 
 
 def test_task_labels_must_be_unique_ignoring_case():
-    with pytest.raises(TaskSpecError, match="differ only by case"):
+    with pytest.raises(TaskSpecError, match="'Drug' and 'DRUG' cannot be told apart"):
         task_from_dict({"name": "t", "kind": "ner", "labels": [
             {"name": "Drug", "definition": "x"}, {"name": "DRUG", "definition": "y"}]})

@@ -246,3 +246,56 @@ def test_every_figure_uses_the_shared_template(complaint_task, complaint_test):
         assert fig.layout.title.text
         assert fig.layout.template == pio.templates[TEMPLATE]
         assert fig.layout.font.family == FONT["family"] and fig.layout.title.font.size == 17
+
+
+MANY = [f"intent_{index:03d}" for index in range(150)]
+MANY_TASK = task_from_dict({"name": "many", "kind": "classification", "labels": [{"name": name} for name in MANY]})
+
+
+def many_label_gold() -> pd.DataFrame:
+    # Label i has i % 7 + 1 examples, so support differs between labels and the top is known.
+    labels = [name for index, name in enumerate(MANY) for _ in range(index % 7 + 1)]
+    return pd.DataFrame({"example_id": [f"e{i}" for i in range(len(labels))], "text": ["t"] * len(labels),
+                         "label": labels})
+
+
+def test_per_label_heatmap_of_150_labels_shows_the_30_with_most_support_and_averages_the_rest():
+    gold = many_label_gold()
+    predicted = [label if index % 3 else MANY[0] for index, label in enumerate(gold["label"])]
+    per_label = per_label_scores(labelled_predictions(gold, {"v": predicted}), gold, MANY_TASK)
+    (heatmap,) = (fig := plot_per_label_f1(per_label)).data
+    top = per_label.sort_values("support", ascending=False, kind="stable")["label"].head(30).tolist()
+    assert list(heatmap.x) == [*top, "other 120 labels (mean F1)"]
+    rest = per_label[~per_label["label"].isin(top)]
+    np.testing.assert_allclose(np.asarray(heatmap.z, dtype=float)[0, :30],
+                               per_label.set_index("label").loc[top, "f1"].to_numpy())
+    assert math.isclose(float(heatmap.z[0][-1]), rest["f1"].mean())
+    assert "the 30 labels with the most support of 150" in fig.layout.title.text
+    assert len(per_label) == 150  # the full table is untouched
+    assert len(plot_per_label_f1(per_label, max_labels=200).data[0].x) == 150
+
+
+def test_dataset_overview_of_150_labels_shows_the_30_most_frequent_and_adds_up_the_rest():
+    gold = many_label_gold()
+    bars = (fig := plot_dataset_overview(gold, MANY_TASK)).data[0]
+    counts = gold["label"].value_counts()
+    assert len(bars.x) == 31 and bars.x[-1] == "other 120 labels"
+    assert list(bars.y[:30]) == sorted(counts, reverse=True)[:30]
+    assert sum(bars.y) == len(gold)
+    assert "the 30 most frequent of 150" in annotation_text(fig)
+
+
+def test_confusion_of_150_labels_keeps_the_labels_most_involved_in_mistakes_and_row_totals():
+    gold = many_label_gold()
+    predicted = list(gold["label"])
+    for index in range(0, 40, 2):  # a few mistakes, all answering intent_149
+        predicted[index] = MANY[149]
+    predicted[1] = None
+    matrix = confusion(labelled_predictions(gold, {"v": predicted}), gold, MANY_TASK, "v")
+    fig = plot_confusion(matrix, "v")
+    (heatmap,) = fig.data
+    assert len(heatmap.y) == 30 and MANY[149] in heatmap.y
+    assert list(heatmap.x) == [*heatmap.y, "other 120 labels", html.escape(UNPARSED)]
+    z = np.asarray(heatmap.z, dtype=float)
+    np.testing.assert_array_equal(z.sum(axis=1), matrix.loc[list(heatmap.y)].sum(axis=1).to_numpy(float))
+    assert "most involved in mistakes, of 150" in fig.layout.title.text

@@ -12,7 +12,6 @@ are here too, so that everything but the requests themselves is tested without a
 from __future__ import annotations
 
 import math
-
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pandas as pd
 
 from workbench.core.answers import UNPARSED, is_missing
 from workbench.core.kinds.base import AnnotationQuestion, TaskKind
-from workbench.core.task import Task
+from workbench.core.task import NONE_OF_THESE, Task  # a reserved word no label may use
 
 SUMMARY_COLUMNS = [
     "example_id", "text", "variant", "suggestion", "suggestion_score", "consistency", "confidence", "repeats",
@@ -30,6 +29,7 @@ SUMMARY_COLUMNS = [
 ]
 ORDERS = ("disagreement", "consistency", "confidence", None)
 NO_ERROR = "correct"
+NO_DEFINITION = "(no definition: use the everyday meaning of the name)"
 _NUMERIC = {"consistency": float, "confidence": float, "repeats": int, "variants_disagreeing": int, "variants_compared": int}
 # Longest answer text shown in one cell of the variants table.
 _MAX_CELL = 300
@@ -175,13 +175,12 @@ def guidelines(task: Task) -> str:
     if task.instructions:
         parts.append(f"## Instructions given to the model\n{task.instructions}")
     parts.append("## Labels")
-    parts.extend(f"### {label.name}\n{label.definition}" for label in task.labels)
+    parts.extend(f"### {label.name}\n{label.definition or NO_DEFINITION}" for label in task.labels)
     return "\n\n".join(parts)
 
 
 # The dataset's layout: what `workbench.annotation._argilla` makes in Argilla.
 TEXT_FIELD, TABLE_FIELD, NOTE_QUESTION = "text", "variant_predictions", "note"
-NONE_OF_THESE = "(none)"  # not a possible label name (those start with a letter)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -113,7 +114,15 @@ def extract_json(raw: str, *, prefer_key: tuple[str, ...] = ()) -> Any:
 
 
 def normalise_label(value: Any, labels: tuple[str, ...]) -> str | None:
-    """Match a label written by a model to the task's labels, ignoring case, spaces and dashes."""
+    """Match a label written by a model to the task's labels, ignoring case, spaces, dashes and
+    underscores (``Sci fi/fantasy`` finds ``Sci-Fi/Fantasy``), and quotes and dots at the ends.
+
+    Every other character must be as in the label (``payment_reverted`` does not find
+    ``payment_reverted?``). A whole number (``{"label": 5}``) is read as its digits. Returns the
+    label as the task spells it, or None.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str):
         return None
     key = _label_key(value)
@@ -135,20 +144,32 @@ def first_present(mapping: dict, keys: tuple[str, ...]) -> Any:
     return None
 
 
+@lru_cache(maxsize=65536)  # called for every label of the task on every answer
 def _label_key(value: str) -> str:
     return re.sub(r"[\s\-_]+", "_", value.strip().strip("\"'`.").casefold())
 
 
+# "The answer is: x", "**Label:** x", "category = x": the rest of the line is captured in a
+# lookahead, so that a second statement on the same line is found too.
 _STATED = re.compile(
-    r"(?:label|answer|category|class(?:ification)?)[\s*]*(?:is|:|=|-)[\s:*\"'`]*"
-    r"([A-Za-z][\w \-]*?)[\"'`*]*\s*(?:[.,;!\n]|$)",
+    r"(?:label|answer|category|class(?:ification)?)[\s*]*(?:is|:|=|-)[\s:*\"'`]*(?=([^\n]*))",
     re.IGNORECASE,
 )
+# Where a stated label may end: before punctuation that closes a sentence or clause, or a quote.
+_STATED_END = re.compile(r"[\"'`*]*\s*(?:[.,;!\n]|$)")
 
 
 def stated_labels(raw: str, labels: tuple[str, ...]) -> list[str]:
-    candidates = [raw.strip(), *(match.group(1) for match in _STATED.finditer(raw))]
-    found = [normalise_label(candidate, labels) for candidate in candidates]
+    """The labels an answer without JSON states: the whole answer when it is one label, and the
+    label after each "label is" / "answer:" / "category =" (the longest label that ends there at a
+    punctuation mark or the end of the line, so ``Answer: Books, Comics.`` finds ``Books, Comics``
+    before ``Books``). Labels are matched by `normalise_label`; returned in order, each once."""
+    found = [normalise_label(raw.strip(), labels)]
+    for match in _STATED.finditer(raw):
+        tail = match.group(1)
+        ends = sorted({end.start() for end in _STATED_END.finditer(tail)}, reverse=True)
+        found.append(next((label for label in (normalise_label(tail[:end], labels) for end in ends if end)
+                           if label is not None), None))
     return list(dict.fromkeys(label for label in found if label is not None))
 
 

@@ -11,21 +11,49 @@ A task is read from YAML or JSON and validated before anything else runs::
       - name: complaint
         definition: |
           The client's meaning, which may contradict everyday usage.
+      - name: payment_reverted?   # any name a public label set uses; the definition is optional
+
+Label names are kept exactly as written (in prompts, the answer schema, predictions, scores,
+reports, Argilla and exports); `label_name_problem` and `label_set_problems` say which few names
+cannot work, and why.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from workbench.core.answers import UNPARSED, normalise_label
 from workbench.core.kinds import KINDS, TaskKind, get_kind
+from workbench.core.kinds.ner_scoring import OVERALL
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")  # task names (they name folders and datasets)
+
+NONE_OF_THESE = "(none)"
+"""The value of the "None of these" option Argilla offers in a multi-label question
+(`workbench.annotation.records`); reserved, so that no label can be mistaken for it."""
+
+RESERVED_LABELS: dict[str, str] = {
+    UNPARSED: "it stands for an answer that could not be read (confusion matrices, answer keys)",
+    OVERALL: "it names the overall row of NER scores",
+    NONE_OF_THESE: "it is the \u201cNone of these\u201d option of multi-label annotation in Argilla",
+}
+"""Names a label cannot have, with the reason: workbench vocabulary that shares a column with
+label names. Compared exactly (``all`` or ``All`` is a fine label)."""
+
+MAX_LABEL_CHARS = 200  # Argilla 2.x refuses option values longer than this.
+# Characters that cannot be written inside a one-line name: control characters (newlines and tabs
+# among them), line and paragraph separators, and lone surrogates (not encodable as UTF-8).
+_UNWRITABLE_CATEGORIES = {"Cc": "a control character", "Zl": "a line separator",
+                          "Zp": "a paragraph separator", "Cs": "a lone surrogate"}
 
 
 class TaskSpecError(ValueError):
@@ -35,26 +63,33 @@ class TaskSpecError(ValueError):
 class _LabelModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
-    definition: str = Field(min_length=1)
+    name: str
+    definition: str | None = ""
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _label_name_is_text(cls, value: Any) -> Any:
+        if isinstance(value, (bool, int, float)) or value is None:
+            # YAML reads `- name: 1` as a number and `- name: yes` as true: say how to keep the text.
+            raise ValueError(
+                f"label name {value!r} is a {type(value).__name__}, not text; quote it in the task "
+                f"file (name: \"{value}\") so that it is kept exactly as written"
+            )
+        return value
 
     @field_validator("name")
     @classmethod
-    def _label_name_is_plain(cls, value: str) -> str:
-        value = value.strip()
-        if not _NAME_PATTERN.match(value):
-            raise ValueError(
-                f"label name {value!r} must start with a letter and contain only letters, "
-                "digits, '_' or '-' (it appears in prompts and JSON answers)"
-            )
+    def _label_name_can_work(cls, value: str) -> str:
+        problem = label_name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("definition")
     @classmethod
-    def _definition_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("definition is blank: write the client's meaning of this label")
-        return value.strip()
+    def _definition_stripped(cls, value: str | None) -> str:
+        # No definition and a blank one mean the same: the label's name is all the model gets.
+        return (value or "").strip()
 
 
 class _TaskModel(BaseModel):
@@ -83,10 +118,14 @@ class _TaskModel(BaseModel):
 
 @dataclass(frozen=True)
 class Label:
-    """One label and the client's definition of it."""
+    """One label and the client's definition of it.
+
+    `definition` is ``""`` when the task file gives none (missing, null or blank): it is always a
+    string, so everything that shows it can, and ``if label.definition`` asks whether there is one.
+    """
 
     name: str
-    definition: str
+    definition: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +146,13 @@ class Task:
     def label_names(self) -> tuple[str, ...]:
         return tuple(label.name for label in self.labels)
 
+    @property
+    def undefined_labels(self) -> tuple[str, ...]:
+        """Names of the labels that have no definition, in task order."""
+        return tuple(label.name for label in self.labels if not label.definition)
+
     def definition(self, label: str) -> str:
+        """The client's definition of `label` (``""`` when it has none); KeyError for an unknown label."""
         for candidate in self.labels:
             if candidate.name == label:
                 return candidate.definition
@@ -124,16 +169,9 @@ def task_from_dict(data: dict, *, source: str = "task") -> Task:
             for error in exc.errors()
         )
         raise TaskSpecError(f"{source} is not a valid task specification: {problems}") from None
-    names = [label.name for label in model.labels]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise TaskSpecError(f"{source}: label names must be unique; repeated: {duplicates}")
-    folded = [name.casefold() for name in names]
-    if len(set(folded)) != len(folded):
-        raise TaskSpecError(
-            f"{source}: label names differ only by case ({names}); model answers are matched "
-            "case-insensitively, so rename one of them"
-        )
+    problems = label_set_problems([label.name for label in model.labels])
+    if problems:
+        raise TaskSpecError(f"{source} is not a valid task specification: " + "; ".join(problems))
     return Task(
         name=model.name,
         kind=get_kind(model.kind),
@@ -141,6 +179,61 @@ def task_from_dict(data: dict, *, source: str = "task") -> Task:
         description=model.description.strip(),
         instructions=model.instructions.strip(),
     )
+
+
+def label_name_problem(name: str) -> str | None:
+    """Why one label name cannot work, or None when it can.
+
+    Any non-empty text that survives JSON can be a label (``payment_reverted?``,
+    ``Sci-Fi/Fantasy``, ``B-product``, ``5``). Refused: empty or blank names; leading or trailing
+    whitespace (the answer matcher ignores it, so the name would not be kept as written); control
+    characters, newlines and other characters that cannot be written on one line; names longer than
+    `MAX_LABEL_CHARS`; and the workbench's own vocabulary (`RESERVED_LABELS`).
+    """
+    if not name.strip():
+        return f"label name {name!r} is empty or only whitespace: give the label a name"
+    if name != name.strip():
+        return (f"label name {name!r} has leading or trailing whitespace: strip it "
+                f"(write {name.strip()!r})")
+    for char in name:
+        category = unicodedata.category(char)
+        if category in _UNWRITABLE_CATEGORIES:
+            return (f"label name {name!r} contains {_UNWRITABLE_CATEGORIES[category]} "
+                    f"(U+{ord(char):04X}); a label must be one line of visible text: remove it")
+    if len(name) > MAX_LABEL_CHARS:
+        return (f"label name {name[:40]!r}... is {len(name)} characters long; Argilla keeps at most "
+                f"{MAX_LABEL_CHARS}: shorten it and put the rest in its definition")
+    if name in RESERVED_LABELS:
+        return f"label name {name!r} is reserved because {RESERVED_LABELS[name]}: rename the label"
+    if normalise_label("", (name,)) is not None:
+        # The matcher strips quotes and dots at the ends: this name would match an empty answer.
+        return (f"label name {name!r} is only quotes and dots, which the answer matcher strips from "
+                "answers: rename the label")
+    return None
+
+
+def label_set_problems(names: Sequence[str]) -> list[str]:
+    """Why a task's label names cannot work together (each name is checked by `label_name_problem`).
+
+    Refused: the same name twice, and two names that the answer matcher
+    (`workbench.core.answers.normalise_label`, which ignores case, spaces, dashes and
+    underscores) cannot tell apart, such as ``Sci-Fi`` and ``sci fi``: an answer could mean either.
+    Returns one message per problem, each naming the labels concerned; empty when all is well.
+    """
+    problems = []
+    seen: list[str] = []
+    for name in names:
+        if name in seen:
+            problems.append(f"label {name!r} is listed more than once: label names must be unique")
+            continue
+        twin = normalise_label(name, tuple(seen))
+        if twin is not None:
+            problems.append(
+                f"labels {twin!r} and {name!r} cannot be told apart in model answers, which are matched "
+                "ignoring case, spaces, dashes and underscores: rename one of them"
+            )
+        seen.append(name)
+    return list(dict.fromkeys(problems))
 
 
 def task_to_dict(task: Task) -> dict:

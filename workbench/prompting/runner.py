@@ -33,6 +33,7 @@ from workbench.models.base import (
     RetryableModelError,
 )
 from workbench.models.pricing import PriceTable
+from workbench.prompting.budget import check_model_context
 from workbench.prompting.cache import ResponseCache, cache_key
 from workbench.prompting.fewshot import ExampleSelector
 from workbench.prompting.templates import answer_schema, render_messages
@@ -165,6 +166,7 @@ def run_variants(
                 request = ChatRequest(messages=tuple(messages), options=request_options, schema=schema)
                 key = cache_key(identity, request, sample=index)
                 jobs.append(_Job(variant, example_id, repeat, sample, text, key, request))
+    check_model_context(model, ((job.variant.name, job.example_id, job.request) for job in jobs))
 
     owns_cache = cache is not None and not isinstance(cache, ResponseCache)
     store = ResponseCache(cache) if owns_cache else cache

@@ -6,12 +6,21 @@ file made its prompts. A variant's `template` is ``default`` (the highest versio
 ``default.v1`` (that version). Each file has a ``system`` block and a ``user`` block, rendered separately into
 the two chat messages. Changing a template changes the rendered messages, and so the cache key:
 an answer made with an old template is never served for a new one.
+
+Templates see the `Task` (``task``), the `PromptVariant` (``variant``), the input ``text``, the
+few-shot ``examples`` (``text`` and the JSON ``answer``), ``label_names`` (the names as written),
+and the labels as prompts show them (`prompt_labels`): ``labels`` (each with ``name``, ``shown``
+and ``definition``), ``label_list`` (every shown name, joined with ", "), ``labels_quoted``,
+``undefined_list`` (the shown names of the labels without a definition, joined; "" when every label
+has one) and ``any_definitions``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +34,33 @@ from workbench.prompting.variants import PromptVariant
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 Message = dict[str, str]
+
+# Names a comma-separated list can show bare: words of letters, digits, "_" and "-", single spaces.
+_PLAIN_LABEL = re.compile(r"^[^\W_][\w\-]*(?: [\w\-]+)*$")
+
+
+@dataclass(frozen=True)
+class PromptLabel:
+    """One label as a prompt shows it: `name` as written, `shown` as it appears in the prompt."""
+
+    name: str
+    shown: str
+    definition: str
+
+
+@lru_cache(maxsize=64)  # the same task renders thousands of prompts
+def prompt_labels(task: Task) -> tuple[tuple[PromptLabel, ...], bool]:
+    """The task's labels as prompts show them, and whether their names are quoted.
+
+    When every name is plain (words of letters, digits, ``_`` and ``-``, single spaces) names are
+    shown as written: ``complaint, request``. When any name is not (``payment_reverted?``,
+    ``Sci-Fi/Fantasy``, ``Books, Comics``), every name is shown as a JSON string, exactly as the
+    answer must spell it: ``"payment_reverted?", "Refund_pending"``. Quoting all or none keeps the
+    list unambiguous and the prompts of plain label sets unchanged.
+    """
+    quoted = not all(_PLAIN_LABEL.match(name) for name in task.label_names)
+    shown = [json.dumps(name, ensure_ascii=False) if quoted else name for name in task.label_names]
+    return tuple(PromptLabel(label.name, text, label.definition) for label, text in zip(task.labels, shown)), quoted
 
 
 @lru_cache(maxsize=32)
@@ -86,11 +122,17 @@ def render_messages(
     Returns ``[{"role": "system", "content": ...}, {"role": "user", "content": ...}]``.
     """
     template = load_template(task, variant, template_dir)
+    labels, quoted = prompt_labels(task)
     context = template.new_context(
         {
             "task": task,
             "variant": variant,
             "label_names": list(task.label_names),
+            "labels": labels,
+            "label_list": ", ".join(label.shown for label in labels),
+            "labels_quoted": quoted,
+            "undefined_list": ", ".join(label.shown for label in labels if not label.definition),
+            "any_definitions": any(label.definition for label in labels),
             "text": text,
             "examples": [{"text": example["text"], "answer": task.kind.format_answer(task, example)} for example in examples],
         }

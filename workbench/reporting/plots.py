@@ -19,6 +19,7 @@ from markupsafe import escape
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from workbench.core.kinds.ner_scoring import OVERALL
 from workbench.core.task import Task
 
 TEMPLATE = "plotly_white"
@@ -31,15 +32,20 @@ ERROR_TYPE_COLOURS = {
     "false_positive": "#CC79A7", "false_negative": "#0072B2", "hallucination": "#009E73",
 }
 SEQUENTIAL = "Blues"
+# Per-label charts show at most this many labels; the rest are summarised (a 150-label set stays readable).
+MAX_LABELS_SHOWN = 30
 
 
-def plot_dataset_overview(dataset: pd.DataFrame, task: Task) -> go.Figure:
+def plot_dataset_overview(dataset: pd.DataFrame, task: Task, *, max_labels: int = MAX_LABELS_SHOWN) -> go.Figure:
     """Label distribution and text lengths of a dataset, side by side.
 
     Reads ``text`` and the kind's gold column (`TaskKind.target_column`), counting the labels
     each gold target uses (`TaskKind.target_labels`): examples per label for classification and
     multi-label, entities per type for NER (targets shown as highlighted text). Labels follow
-    the task's order; labels found in the data but not in the task are added after them.
+    the task's order; labels found in the data but not in the task are added after them. With
+    more than `max_labels` labels, the `max_labels` most frequent are shown, most frequent first,
+    and one last bar ("other N labels") adds up the rest (`workbench.core.data.label_counts` has
+    every count).
     """
     targets = dataset[task.kind.target_column]
     found = pd.Series([label for target in targets for label in task.kind.target_labels(target)], dtype=object)
@@ -47,6 +53,12 @@ def plot_dataset_overview(dataset: pd.DataFrame, task: Task) -> go.Figure:
     counts = found.value_counts()
     labels = [*task.label_names, *sorted(set(counts.index) - set(task.label_names))]
     values = [int(counts.get(label, 0)) for label in labels]
+    shown, rest = _top_labels(labels, values, max_labels)
+    if rest:
+        left_title = f"{left_title}: the {len(shown)} most frequent of {len(labels)}"
+        by_label = dict(zip(labels, values))
+        values = [by_label[label] for label in shown] + [sum(by_label[label] for label in rest)]
+        labels = [*shown, _other_labels(len(rest))]
     lengths = dataset["text"].str.len()
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=(left_title, "Text length (characters)"),
@@ -92,48 +104,85 @@ def plot_variant_comparison(ci_table: pd.DataFrame) -> go.Figure:
     return _style(fig, f"{metric} per variant, with {confidence:.0%} bootstrap confidence intervals", showlegend=False)
 
 
-def plot_per_label_f1(per_label: pd.DataFrame) -> go.Figure:
+def plot_per_label_f1(per_label: pd.DataFrame, *, max_labels: int = MAX_LABELS_SHOWN) -> go.Figure:
     """Heatmap of F1 per variant (rows) and label (columns), each cell annotated (higher is better).
 
     Reads ``variant``, ``label`` and ``f1`` from `workbench.core.kinds.classification_scoring.per_label_scores`, or from
     `workbench.core.kinds.ner_scoring.score_ner`, whose ``mode`` column is then used to keep the ``strict``
     rows and whose ``"ALL"`` rows are dropped. Variants and labels keep their order of appearance.
+
+    With more than `max_labels` labels, the `max_labels` with the most ``support`` (gold examples
+    or entities; in order of appearance without that column) are shown, most support first, and
+    a last column ("other N labels") holds each variant's mean F1 over the rest; the title says
+    so. `per_label` itself remains the full table.
     """
     frame = per_label
     if "mode" in frame.columns:
-        frame = frame[(frame["mode"] == "strict") & (frame["label"] != "ALL")]
+        frame = frame[(frame["mode"] == "strict") & (frame["label"] != OVERALL)]
     variants = list(dict.fromkeys(frame["variant"]))
     labels = list(dict.fromkeys(frame["label"]))
     table = frame.pivot_table(index="variant", columns="label", values="f1", aggfunc="first", sort=False)
-    z = table.reindex(index=variants, columns=labels).to_numpy(float)
+    table = table.reindex(index=variants, columns=labels)
+    if "support" in frame.columns:
+        support = frame.groupby("label", sort=False)["support"].max().reindex(labels).fillna(0).to_numpy(float)
+    else:
+        support = np.zeros(len(labels))
+    shown, rest = _top_labels(labels, support, max_labels)
+    title = "F1 per label and variant"
+    if rest:
+        z = np.column_stack([table[shown].to_numpy(float), table[rest].mean(axis=1, skipna=True).to_numpy(float)])
+        x = [*_escaped(shown), _other_labels(len(rest), "mean F1")]
+        title += _grey_line(f"the {len(shown)} labels with the most support of {len(labels)}; the last column is "
+                            f"the mean F1 of the other {len(rest)} (every label is in the per-label table)")
+    else:
+        z = table.to_numpy(float)
+        x = _escaped(labels)
     fig = go.Figure(go.Heatmap(
-        z=z, x=_escaped(labels), y=_escaped(variants), zmin=0, zmax=1, colorscale=SEQUENTIAL,
+        z=z, x=x, y=_escaped(variants), zmin=0, zmax=1, colorscale=SEQUENTIAL,
         texttemplate="%{z:.2f}", colorbar=dict(title="F1"), xgap=2, ygap=2,
         hovertemplate="variant %{y}<br>label %{x}<br>F1 %{z:.3f}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", title_text="prompt variant")
     fig.update_xaxes(title_text="label", side="bottom")
-    return _style(fig, "F1 per label and variant", height=max(320, 90 + 42 * len(variants)))
+    return _style(fig, title, height=max(320, 90 + 42 * len(variants) + (60 if rest else 0)))
 
 
-def plot_confusion(confusion_frame: pd.DataFrame, variant: str) -> go.Figure:
+def plot_confusion(confusion_frame: pd.DataFrame, variant: str, *, max_labels: int = MAX_LABELS_SHOWN) -> go.Figure:
     """Heatmap of a confusion matrix: gold labels as rows, predicted labels as columns.
 
     Reads the DataFrame of `workbench.core.kinds.classification_scoring.confusion` (index: gold labels; columns: predicted
     labels, with ``<unparsed>`` last). Cells show counts; hover adds the share of the gold row.
+    With more than `max_labels` labels, only the `max_labels` labels most involved in mistakes
+    (wrong answers for them plus wrong answers naming them) are shown, in their order; a column
+    "other N labels" counts the answers that named any other label, so rows keep their totals.
     """
-    counts = confusion_frame.to_numpy(float)
+    shown_frame = confusion_frame
+    title = f"Confusion matrix: {_escape(variant)}"
+    labels = [label for label in confusion_frame.index if label in confusion_frame.columns]
+    if len(labels) > max_labels:
+        square = confusion_frame.loc[labels, labels].to_numpy(float)
+        mistakes = square.sum(axis=1) + square.sum(axis=0) - 2 * np.diag(square)
+        order = np.argsort(-mistakes, kind="stable")[:max_labels]
+        kept = [labels[i] for i in sorted(order)]
+        others = [label for label in labels if label not in set(kept)]
+        extra = [column for column in confusion_frame.columns if column not in set(labels)]
+        shown_frame = confusion_frame.loc[kept, kept].copy()
+        shown_frame[_other_labels(len(others))] = confusion_frame.loc[kept, others].sum(axis=1)
+        for column in extra:
+            shown_frame[column] = confusion_frame.loc[kept, column]
+        title += _grey_line(f"the {len(kept)} labels most involved in mistakes, of {len(labels)}")
+    counts = shown_frame.to_numpy(float)
     totals = counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(totals > 0, counts / np.where(totals > 0, totals, 1), 0.0)
     fig = go.Figure(go.Heatmap(
-        z=counts, x=_escaped(confusion_frame.columns), y=_escaped(confusion_frame.index), customdata=share,
+        z=counts, x=_escaped(shown_frame.columns), y=_escaped(shown_frame.index), customdata=share,
         colorscale=SEQUENTIAL, texttemplate="%{z:.0f}", colorbar=dict(title="count"), xgap=2, ygap=2,
         hovertemplate="gold %{y}<br>predicted %{x}<br>%{z:.0f} rows (%{customdata:.0%} of gold %{y})<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", title_text="gold label")
     fig.update_xaxes(title_text="predicted label")
-    return _style(fig, f"Confusion matrix: {_escape(variant)}", height=max(360, 140 + 48 * len(confusion_frame)))
+    return _style(fig, title, height=max(360, 140 + 48 * len(shown_frame)))
 
 
 def plot_consistency(per_example: pd.DataFrame, variants: Sequence[str] | None = None) -> go.Figure:
@@ -385,6 +434,22 @@ def _agreement_name(level: float, repeats: int | None) -> str:
         return f"majority {level:.0%}"
     agreeing = round(level * repeats)
     return "all differ" if agreeing == 1 else f"{agreeing} of {repeats} agree"
+
+
+def _top_labels(labels: Sequence[str], weights: Sequence[float], limit: int) -> tuple[list[str], list[str]]:
+    """(shown, rest): all `labels` in order when there are at most `limit`; otherwise the `limit`
+    with the largest `weights`, largest first (ties in label order), and the others in order."""
+    if len(labels) <= limit:
+        return list(labels), []
+    order = np.argsort(-np.asarray(weights, dtype=float), kind="stable")
+    shown = [labels[i] for i in order[:limit]]
+    kept = set(shown)
+    return shown, [label for label in labels if label not in kept]
+
+
+def _other_labels(count: int, what: str = "") -> str:
+    """The axis text of a column or bar that stands for `count` labels not shown one by one."""
+    return f"other {count} labels" + (f" ({what})" if what else "")
 
 
 def _escape(value: object) -> str:
