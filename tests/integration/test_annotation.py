@@ -115,7 +115,7 @@ def test_settings_follow_the_task(client, complaint_task, ae_task):
     assert list(label.labels) == list(complaint_task.label_names) and label.required
     assert not settings.questions["note"].required
     assert [prop.name for prop in settings.metadata] == [
-        "variant", "error_type", "consistency", "variants_disagreeing", "priority"]
+        "variant", "error_type", "consistency", "confidence", "variants_disagreeing", "priority"]
     for item in complaint_task.labels:
         assert f"### {item.name}\n{item.definition}" in settings.guidelines
     spans = dataset_settings(ae_task, client=client).questions["spans"]
