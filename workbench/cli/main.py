@@ -3,6 +3,7 @@
     workbench run configs/demo_complaints.yaml [--limit N] [--no-progress]
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
     workbench push runs/demo_complaints --variant few_shot     (a run folder, or the config that wrote it)
+    workbench points runs/demo_complaints                      (training points from a run's errors)
     workbench argilla up | down | status
 """
 
@@ -55,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     push.add_argument("--order", default="disagreement", choices=["disagreement", "consistency", "confidence"],
                       help="which records annotators see first (confidence: least sure self-consistency votes)")
 
+    points = commands.add_parser("points", help="group a run's errors into training points; write them to the run folder")
+    points.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
+    points.add_argument("--distance-threshold", type=float, default=0.55,
+                        help="cosine distance under which errors of one signature are grouped (default 0.55)")
+    points.add_argument("--min-size", type=int, default=2, help="fewest examples a point needs (default 2)")
+
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
     args = parser.parse_args(argv)
@@ -64,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "push":
             return _push(args)
+        if args.command == "points":
+            return _points(args)
         return _preview(args)
     except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -120,6 +129,34 @@ def _push(args: argparse.Namespace) -> int:
         from workbench_argilla_embedded.manage import DEFAULT_HOME
 
         print(f"log in as 'annotator' (or 'owner'); passwords are in {Path(DEFAULT_HOME).resolve()}/credentials.json")
+    return 0
+
+
+def _points(args: argparse.Namespace) -> int:
+    from workbench.evaluation.errors import find_errors
+    from workbench.experiments.runs import write_frame
+    from workbench.points.cluster import ErrorClusterer
+    from workbench.points.label_issues import find_label_issues
+
+    source = Path(args.run)
+    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    errors = find_errors(run.predictions, run.dataset, run.task)
+    issues = find_label_issues(run.predictions, run.dataset, run.task)
+    clusterer = ErrorClusterer(distance_threshold=args.distance_threshold, min_size=args.min_size)
+    clusterer.fit(errors, run.predictions, run.task, issues)
+    points = clusterer.points_
+    write_frame(points, run.path / "points.parquet")
+    write_frame(clusterer.assignments_, run.path / "point_assignments.parquet")
+    write_frame(issues, run.path / "label_issues.parquet")
+    if points.empty:
+        print(f"run {run.run_id} has no errors: no training points")
+        return 0
+    shown = points[["point_id", "size", "action", "name"]]
+    with pd.option_context("display.width", 160, "display.max_colwidth", 90):
+        print(shown.to_string(index=False))
+    print(f"{len(errors)} errors in {len(points)} points ({int((points['kind'] == 'point').sum())} training points); "
+          f"{int(issues['is_label_issue'].sum())} suspected label errors")
+    print(f"wrote {run.path}/points.parquet, point_assignments.parquet and label_issues.parquet")
     return 0
 
 

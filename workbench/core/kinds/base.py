@@ -167,6 +167,17 @@ class TaskKind:
         ``predicted`` and the kind's `error_columns`."""
         raise NotImplementedError
 
+    # Training points.
+    def error_signature(self, error: dict[str, Any]) -> str:
+        """What went wrong in one error row of `errors`, in words (the first grouping of errors
+        into training points), e.g. "complaint read as request", "missed DRUG"."""
+        raise NotImplementedError
+
+    def error_context(self, error: dict[str, Any]) -> str:
+        """The text to embed for one error row when clustering errors: the input text, with the
+        entity concerned marked for span kinds."""
+        return str(error["text"])
+
     # Annotation.
     def annotation_question(self, task: Task) -> AnnotationQuestion:
         raise NotImplementedError

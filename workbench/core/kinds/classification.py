@@ -87,6 +87,11 @@ class ClassificationKind(TaskKind):
     def errors(self, predictions, gold, task):
         return label_errors(predictions, gold, "label")
 
+    def error_signature(self, error):
+        if error["error_type"] == "parse_failure" or is_missing(error.get("predicted")):
+            return f"{error['gold']} unparsed"
+        return f"{error['gold']} read as {error['predicted']}"
+
     def annotation_question(self, task):
         return AnnotationQuestion("label", "label", task.label_names, "Label",
                                   "The right label, by the definitions in the guidelines.")

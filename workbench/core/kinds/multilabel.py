@@ -175,6 +175,12 @@ class MultiLabelKind(TaskKind):
         # Object columns keep None for "no label" (pandas 3 would infer str and turn it into NaN).
         return pd.DataFrame(rows, columns=columns, dtype=object).astype({"repeat": int})
 
+    def error_signature(self, error):
+        if error["error_type"] == "parse_failure":
+            return "unparsed"
+        verb = "missed" if error["error_type"] == "false_negative" else "extra"
+        return f"{verb} {error['label']}"
+
     def annotation_question(self, task):
         return AnnotationQuestion("multi_label", "labels", task.label_names, "Labels",
                                   "Every label that applies, by the definitions in the guidelines. "

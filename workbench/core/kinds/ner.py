@@ -104,6 +104,33 @@ class NerKind(TaskKind):
     def errors(self, predictions, gold, task):
         return scoring.ner_errors(predictions, gold)
 
+    def error_signature(self, error):
+        kind, gold, predicted = error["error_type"], error.get("gold"), error.get("predicted")
+        if kind == "parse_failure":
+            return "unparsed"
+        if kind == "false_negative":
+            return f"missed {gold['label']}"
+        if kind == "false_positive":
+            return f"spurious {predicted['label']}"
+        if kind == "hallucination":
+            return f"invented {predicted.get('label', '')}".strip()
+        if kind == "wrong_label":
+            return f"{gold['label']} read as {predicted['label']}"
+        if gold["label"] == predicted["label"]:
+            return f"boundary of {gold['label']}"
+        return f"boundary of {gold['label']} read as {predicted['label']}"
+
+    def error_context(self, error):
+        """The text with the entity concerned in double brackets, so that similar entities in
+        similar contexts embed close together (the input text alone for a parse failure)."""
+        text = str(error["text"])
+        span = error.get("gold") if isinstance(error.get("gold"), dict) else error.get("predicted")
+        if not isinstance(span, dict) or "start" not in span:
+            entity = span.get("text") if isinstance(span, dict) else None
+            return f"{text} [[{entity}]]" if entity else text
+        start, end = int(span["start"]), int(span["end"])
+        return f"{text[:start]}[[{text[start:end]}]]{text[end:]}"
+
     def annotation_question(self, task):
         return AnnotationQuestion("span", "spans", task.label_names, "Entities",
                                   "Every entity span, by the definitions in the guidelines. "

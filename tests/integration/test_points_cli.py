@@ -1,0 +1,50 @@
+"""`workbench points <run folder>` on a real run folder with the real sentence encoder."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workbench.experiments.config import load_experiment
+from workbench.experiments.runs import read_frame, run_experiment, write_run
+from workbench.testing.fake_model import FakeModel
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_points_are_written_to_the_run_folder(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "points_demo", "task": str(ROOT / "data/complaint_triage/task.yaml"),
+        "dataset": str(ROOT / "data/complaint_triage/test.jsonl"), "limit": 30,
+        "variants": ["zero_shot", "definitions", "cot"], "runs_dir": str(tmp_path / "runs"),
+    }))
+    experiment = load_experiment(config)
+    # With definitions the model says "complaint", without them "request": every example is wrong in
+    # some variant, the other labels' examples in all of them, but never all alike.
+    def answer(request):
+        return '{"label": "complaint"}' if "Use these label definitions" in request.messages[0]["content"] \
+            else '{"label": "request"}'
+
+    run = write_run(run_experiment(experiment, model=FakeModel(answer), progress=False), experiment.run_dir)
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(run.path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    points = read_frame(run.path / "points.parquet")
+    assignments = read_frame(run.path / "point_assignments.parquet")
+    issues = read_frame(run.path / "label_issues.parquet")
+    assert set(assignments["example_id"]) == set(run.dataset["example_id"]) and assignments["point_id"].notna().all()
+    assert issues["is_label_issue"].sum() == 0  # the variants never agree on a wrong answer
+    assert set(points["signature"]) <= {f"{gold} read as {said}" for gold in run.task.label_names
+                                        for said in ("request", "complaint")}
+    by_signature = points.groupby("signature")
+    complaint = points[points["signature"] == "complaint read as request"]
+    assert (complaint["fixed_by"].map(lambda fixed: fixed == ["definitions"])).all()
+    assert (complaint["action"] == "add/clarify a definition").all()
+    fraud = points[points["signature"] == "fraud read as request"]
+    assert len(fraud) and (fraud["fixed_by"].map(len) == 0).all() and fraud["persistent"].all()
+    assert points["share_of_errors"].sum() == pytest.approx(1.0) and len(by_signature) >= 3
+    assert "training points" in done.stdout and isinstance(points.iloc[0]["example_ids"], list)

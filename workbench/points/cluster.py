@@ -1,0 +1,217 @@
+"""Training points: a run's errors grouped into recurring failure modes, named, counted, and marked
+with what would fix them.
+
+Errors are grouped by **signature** first (what went wrong, from the task's kind: "complaint read
+as request", "missed DRUG"), then, within a signature, by **content**: the texts (for NER the
+entity in its context) embedded by a sentence encoder and clustered agglomeratively with a cosine
+distance threshold. Agglomerative clustering with a threshold suits the tens of errors a prompt
+run leaves: it needs no number of clusters and leaves no point unassigned, where density methods
+(HDBSCAN) leave much of a small error set as noise. Clusters smaller than `min_size` go to an
+explicit "other" point of their signature, and suspected label errors to a "relabel" point, so
+every error belongs to exactly one point.
+
+Errors are clustered per example: one example wrong in several variants is one member of a point,
+and every error row is assigned to the point of its (example, signature).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from workbench.core.answers import is_missing
+from workbench.core.frames import require_columns
+from workbench.core.task import Task
+from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.prompting.variants import parse_variant
+
+POINT_COLUMNS = [
+    "point_id", "name", "description", "signature", "size", "share_of_errors", "example_ids", "representatives",
+    "keywords", "variants_affected", "fixed_by", "persistent", "action", "kind",
+]
+ACTIONS = ("prompt change", "add/clarify a definition", "fine-tune", "relabel")
+
+
+class ErrorClusterer:
+    """Find training points in a run's errors (scikit-learn style: parameters here, `fit` learns).
+
+    `distance_threshold` is the cosine distance under which agglomerative clustering (average
+    linkage) merges two groups of errors; `min_size` the fewest distinct examples a point needs
+    (smaller clusters join their signature's "other" point); `representatives` how many member
+    examples each point shows; `encoder` anything with ``encode(texts)`` (default: the packaged
+    all-MiniLM-L6-v2, loaded on first use).
+
+    After `fit`: ``points_`` (one row per point, columns `POINT_COLUMNS`, see `fit`) and
+    ``assignments_`` (the errors given, with ``signature`` and ``point_id`` added).
+    """
+
+    def __init__(self, *, distance_threshold: float = 0.55, min_size: int = 2, representatives: int = 3,
+                 keywords: int = 3, encoder: Encoder | None = None):
+        self.distance_threshold = distance_threshold
+        self.min_size = min_size
+        self.representatives = representatives
+        self.keywords = keywords
+        self.encoder = encoder
+
+    def fit(self, errors: pd.DataFrame, predictions: pd.DataFrame, task: Task,
+            label_issues: pd.DataFrame | None = None) -> ErrorClusterer:
+        """Group `errors` (`workbench.evaluation.errors.find_errors` on `predictions`) into points.
+
+        `label_issues` (`find_label_issues`): examples flagged ``is_label_issue`` go to one
+        "suspected label errors" point with action ``relabel`` instead of becoming training points.
+
+        ``points_`` columns: ``point_id`` (``P1``... by size, ``other-<n>`` and ``relabel`` last),
+        ``name`` (signature and keywords), ``description`` (one sentence), ``signature``, ``size``
+        (distinct examples), ``share_of_errors`` (its share of all error rows), ``example_ids``,
+        ``representatives`` (example ids nearest the point's centre), ``keywords`` (class-based
+        TF-IDF over its texts), ``variants_affected`` (variants with an error in it),
+        ``fixed_by`` (variants that answer every one of its examples right), ``persistent``
+        (no variant answers any of them right), ``action`` (one of `ACTIONS`: a prompt change
+        when a variant fixes it, a definition when only variants with definitions do, fine-tuning
+        when it is persistent or no variant fixes it, relabelling for suspected label errors),
+        ``kind`` (``point``, ``other`` or ``relabel``).
+        """
+        require_columns(errors, ["example_id", "variant", "error_type", "text"], "errors",
+                        "pass the frame find_errors returns")
+        require_columns(predictions, ["variant", "example_id", "prediction"], "predictions")
+        unknown = sorted(set(errors["error_type"]) - set(task.kind.error_types))
+        if unknown:
+            raise ValueError(f"errors have error types {unknown} that a {task.kind} task does not make; "
+                             f"they come from a run of another task")
+        frame = errors.reset_index(drop=True).copy()
+        frame["signature"] = [task.kind.error_signature(row) for row in frame.to_dict("records")]
+        flagged = set() if label_issues is None else set(
+            label_issues.loc[label_issues["is_label_issue"], "example_id"].astype(str))
+        frame["point_id"] = None
+        points: list[dict[str, Any]] = []
+        if frame.empty:
+            self.points_ = pd.DataFrame(columns=POINT_COLUMNS)
+            self.assignments_ = frame
+            return self
+
+        relabel = frame["example_id"].astype(str).isin(flagged)
+        members = frame[~relabel].drop_duplicates(["example_id", "signature"])
+        contexts = {(row["example_id"], row["signature"]): task.kind.error_context(row)
+                    for row in members.to_dict("records")}
+        encoder = self.encoder or SentenceEncoder()
+        keys = list(contexts)
+        vectors = encoder.encode([contexts[key] for key in keys]) if keys else np.zeros((0, 1))
+        position = {key: index for index, key in enumerate(keys)}
+
+        groups: list[tuple[str, str, list[tuple[str, str]]]] = []  # (kind, signature, member keys)
+        for signature, in_signature in members.groupby("signature", sort=False):
+            member_keys = list(zip(in_signature["example_id"], in_signature["signature"]))
+            labels = self._cluster(vectors[[position[key] for key in member_keys]])
+            leftovers: list[tuple[str, str]] = []
+            for label in dict.fromkeys(labels):
+                cluster = [key for key, own in zip(member_keys, labels) if own == label]
+                if len(cluster) >= self.min_size:
+                    groups.append(("point", signature, cluster))
+                else:
+                    leftovers.extend(cluster)
+            if leftovers:
+                groups.append(("other", signature, leftovers))
+
+        groups.sort(key=lambda group: (group[0] != "point", -len(group[2])))
+        texts = dict(zip(frame["example_id"], frame["text"]))
+        documents = [" ".join(texts[example] for example, _ in cluster) for _, _, cluster in groups]
+        top_words = self._keywords(documents)
+        correct = _correct_examples(predictions, frame)
+        variants = list(dict.fromkeys(predictions["variant"]))
+        others = 0
+        for (kind, signature, cluster), words in zip(groups, top_words):
+            if kind == "point":
+                point_id = f"P{sum(1 for p in points if p['kind'] == 'point') + 1}"
+            else:
+                others += 1
+                point_id = f"other-{others}"
+            examples = list(dict.fromkeys(example for example, _ in cluster))
+            centre = vectors[[position[key] for key in cluster]].mean(axis=0)
+            nearest = np.argsort(-(vectors[[position[key] for key in cluster]] @ centre), kind="stable")
+            representatives = list(dict.fromkeys(cluster[i][0] for i in nearest))[: self.representatives]
+            mask = frame["example_id"].isin(examples) & (frame["signature"] == signature) & ~relabel
+            frame.loc[mask, "point_id"] = point_id
+            points.append(self._point(point_id, kind, signature, examples, representatives, words,
+                                      frame[mask], correct, variants))
+        if relabel.any():
+            examples = list(dict.fromkeys(frame.loc[relabel, "example_id"]))
+            frame.loc[relabel, "point_id"] = "relabel"
+            points.append(self._point("relabel", "relabel", "suspected label error", examples,
+                                      examples[: self.representatives], [], frame[relabel], correct, variants))
+        table = pd.DataFrame(points, columns=POINT_COLUMNS)
+        table["share_of_errors"] = [int((frame["point_id"] == point).sum()) / len(frame) for point in table["point_id"]]
+        self.points_ = table
+        self.assignments_ = frame
+        return self
+
+    def _cluster(self, vectors: np.ndarray) -> list[int]:
+        if len(vectors) < 2:
+            return [0] * len(vectors)
+        model = AgglomerativeClustering(n_clusters=None, distance_threshold=self.distance_threshold,
+                                        metric="cosine", linkage="average")
+        return model.fit_predict(vectors).tolist()
+
+    def _keywords(self, documents: list[str]) -> list[list[str]]:
+        """Class-based TF-IDF: each point's texts as one document, words that set it apart."""
+        if not documents:
+            return []
+        try:
+            # Words of letters only: numbers, amounts and contraction stubs ("didn") name nothing.
+            vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True,
+                                         token_pattern=r"(?u)\b[^\W\d_]{3,}\b")
+            matrix = vectorizer.fit_transform(documents)
+        except ValueError:  # only stop words
+            return [[] for _ in documents]
+        vocabulary = np.array(vectorizer.get_feature_names_out())
+        return [vocabulary[np.argsort(-row.toarray().ravel(), kind="stable")[: self.keywords]].tolist()
+                if row.nnz else [] for row in matrix]
+
+    def _point(self, point_id: str, kind: str, signature: str, examples: list[str], representatives: list[str],
+               words: list[str], rows: pd.DataFrame, correct: dict[str, set[str]], variants: list[str]) -> dict:
+        right = {variant: sum(example in correct.get(variant, set()) for example in examples) for variant in variants}
+        fixed_by = [variant for variant in variants if right[variant] == len(examples)]
+        persistent = all(count == 0 for count in right.values())
+        if kind == "relabel":
+            action = "relabel"
+        elif fixed_by and all(parse_variant(variant).definitions for variant in fixed_by):
+            action = "add/clarify a definition"
+        elif fixed_by:
+            action = "prompt change"
+        else:
+            action = "fine-tune"
+        quoted = ", ".join(f"'{word}'" for word in words)
+        name = signature + (f": {quoted}" if quoted else "") + (" (other)" if kind == "other" else "")
+        fixes = f"fixed by {', '.join(fixed_by)}" if fixed_by else ("wrong in every variant" if persistent
+                                                                  else "no variant gets all of them right")
+        description = (f"{len(examples)} example(s) where {signature}" + (f", about {quoted}" if quoted else "")
+                       + f"; {fixes}; suggested action: {action}.")
+        return {
+            "point_id": point_id, "name": name, "description": description, "signature": signature,
+            "size": len(examples), "share_of_errors": 0.0, "example_ids": examples,
+            "representatives": representatives, "keywords": words,
+            "variants_affected": list(dict.fromkeys(rows["variant"])), "fixed_by": fixed_by,
+            "persistent": persistent, "action": action, "kind": kind,
+        }
+
+
+def _correct_examples(predictions: pd.DataFrame, errors: pd.DataFrame) -> dict[str, set[str]]:
+    """Per variant, the examples it answered with no error in any repeat."""
+    wrong = {(variant, example) for variant, example in zip(errors["variant"], errors["example_id"])}
+    result: dict[str, set[str]] = {}
+    for variant, example, prediction in zip(predictions["variant"], predictions["example_id"],
+                                            predictions["prediction"]):
+        if (variant, example) not in wrong and not is_missing(prediction):
+            result.setdefault(variant, set()).add(example)
+    return result
+
+
+def cluster_errors(errors: pd.DataFrame, predictions: pd.DataFrame, task: Task,
+                   label_issues: pd.DataFrame | None = None, **parameters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(points, assignments) of `ErrorClusterer(**parameters).fit(...)`: the verb for notebooks."""
+    clusterer = ErrorClusterer(**parameters).fit(errors, predictions, task, label_issues)
+    return clusterer.points_, clusterer.assignments_
+
