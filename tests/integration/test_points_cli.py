@@ -48,3 +48,5 @@ def test_points_are_written_to_the_run_folder(tmp_path):
     assert len(fraud) and (fraud["fixed_by"].map(len) == 0).all() and fraud["persistent"].all()
     assert points["share_of_errors"].sum() == pytest.approx(1.0) and len(by_signature) >= 3
     assert "training points" in done.stdout and isinstance(points.iloc[0]["example_ids"], list)
+    html = (run.path / "report.html").read_text()
+    assert html.count('class="card point"') == len(points) and 'id="chart-point_fixes"' in html

@@ -34,7 +34,8 @@ def run_of(answers: dict[str, dict[str, str | None]], texts: dict[str, str], gol
     dataset = validate_dataset(pd.DataFrame({"example_id": list(texts), "text": list(texts.values()),
                                              "label": [gold[e] for e in texts]}), TASK)
     rows = [{"variant": variant, "example_id": example, "repeat": 0, "prediction": answer,
-             "raw_response": str(answer), "parse_error": None if answer else "unreadable", "request_error": None}
+             "raw_response": str(answer), "parse_error": None if answer else "unreadable", "request_error": None,
+             "hallucinations": [], "latency_s": 0.1, "tokens_in": 10, "tokens_out": 2, "cost": 0.0}
             for variant, by_example in answers.items() for example, answer in by_example.items()]
     predictions = pd.DataFrame(rows)
     return predictions, dataset, find_errors(predictions, dataset, TASK)
@@ -150,3 +151,21 @@ def test_no_errors_gives_no_points_and_foreign_errors_are_refused():
         ErrorClusterer(encoder=encoder).fit(foreign, predictions, TASK)
     with pytest.raises(ValueError, match="error_type"):
         ErrorClusterer(encoder=encoder).fit(foreign.drop(columns="error_type"), predictions, TASK)
+
+
+def test_points_appear_in_the_report_with_charts_and_escaped_cards(tmp_path):
+    from workbench.reporting.sections import write_report
+
+    texts = {**TEXTS, "f1": "the fee <script>alert(1)</script> was wrong"}
+    predictions, dataset, errors = run_of(ANSWERS, texts, GOLD)
+    clusterer = ErrorClusterer(encoder=KeywordEncoder()).fit(errors, predictions, TASK,
+                                                             find_label_issues(predictions, dataset, TASK))
+    assert set(clusterer.map_.columns) == {"example_id", "signature", "point_id", "x", "y", "text"}
+    assert clusterer.points_.set_index("point_id").at["P1", "right_by_variant"]["definitions"] == 1.0
+    html = write_report(tmp_path / "r.html", TASK, dataset, predictions, points=clusterer.points_,
+                        point_map=clusterer.map_).read_text()
+    assert html.count('class="card point"') == len(clusterer.points_)
+    for chart in ("points", "point_fixes", "point_map"):
+        assert f'id="chart-{chart}"' in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "action: <b>add/clarify a definition</b>" in html

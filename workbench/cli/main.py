@@ -148,6 +148,9 @@ def _points(args: argparse.Namespace) -> int:
     write_frame(points, run.path / "points.parquet")
     write_frame(clusterer.assignments_, run.path / "point_assignments.parquet")
     write_frame(issues, run.path / "label_issues.parquet")
+    write_frame(clusterer.map_, run.path / "point_map.parquet")
+    report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
+                          title=f"{run.name}: prompt variants", points=points, point_map=clusterer.map_)
     if points.empty:
         print(f"run {run.run_id} has no errors: no training points")
         return 0
@@ -156,7 +159,8 @@ def _points(args: argparse.Namespace) -> int:
         print(shown.to_string(index=False))
     print(f"{len(errors)} errors in {len(points)} points ({int((points['kind'] == 'point').sum())} training points); "
           f"{int(issues['is_label_issue'].sum())} suspected label errors")
-    print(f"wrote {run.path}/points.parquet, point_assignments.parquet and label_issues.parquet")
+    print(f"wrote {run.path}/points.parquet, point_assignments.parquet, point_map.parquet and label_issues.parquet")
+    print(f"report with its training-points section: {report.resolve()}")
     return 0
 
 

@@ -31,8 +31,9 @@ from workbench.prompting.variants import parse_variant
 
 POINT_COLUMNS = [
     "point_id", "name", "description", "signature", "size", "share_of_errors", "example_ids", "representatives",
-    "keywords", "variants_affected", "fixed_by", "persistent", "action", "kind",
+    "keywords", "variants_affected", "fixed_by", "persistent", "action", "kind", "right_by_variant",
 ]
+MAP_COLUMNS = ["example_id", "signature", "point_id", "x", "y", "text"]
 ACTIONS = ("prompt change", "add/clarify a definition", "fine-tune", "relabel")
 
 
@@ -45,8 +46,10 @@ class ErrorClusterer:
     examples each point shows; `encoder` anything with ``encode(texts)`` (default: the packaged
     all-MiniLM-L6-v2, loaded on first use).
 
-    After `fit`: ``points_`` (one row per point, columns `POINT_COLUMNS`, see `fit`) and
-    ``assignments_`` (the errors given, with ``signature`` and ``point_id`` added).
+    After `fit`: ``points_`` (one row per point, columns `POINT_COLUMNS`, see `fit`),
+    ``assignments_`` (the errors given, with ``signature`` and ``point_id`` added) and ``map_``
+    (one row per clustered (example, signature): ``example_id``, ``signature``, ``point_id``,
+    ``x``, ``y`` (the embeddings' first two principal components) and ``text``, for a 2-D map).
     """
 
     def __init__(self, *, distance_threshold: float = 0.55, min_size: int = 2, representatives: int = 3,
@@ -73,7 +76,8 @@ class ErrorClusterer:
         (no variant answers any of them right), ``action`` (one of `ACTIONS`: a prompt change
         when a variant fixes it, a definition when only variants with definitions do, fine-tuning
         when it is persistent or no variant fixes it, relabelling for suspected label errors),
-        ``kind`` (``point``, ``other`` or ``relabel``).
+        ``kind`` (``point``, ``other`` or ``relabel``), ``right_by_variant`` (per variant, the share
+        of the point's examples it answers right; 1.0 means it fixes the point).
         """
         require_columns(errors, ["example_id", "variant", "error_type", "text"], "errors",
                         "pass the frame find_errors returns")
@@ -88,6 +92,7 @@ class ErrorClusterer:
             label_issues.loc[label_issues["is_label_issue"], "example_id"].astype(str))
         frame["point_id"] = None
         points: list[dict[str, Any]] = []
+        self.map_ = pd.DataFrame(columns=MAP_COLUMNS)
         if frame.empty:
             self.points_ = pd.DataFrame(columns=POINT_COLUMNS)
             self.assignments_ = frame
@@ -143,10 +148,27 @@ class ErrorClusterer:
             points.append(self._point("relabel", "relabel", "suspected label error", examples,
                                       examples[: self.representatives], [], frame[relabel], correct, variants))
         table = pd.DataFrame(points, columns=POINT_COLUMNS)
+        self.map_ = self._map(keys, vectors, frame, contexts)
         table["share_of_errors"] = [int((frame["point_id"] == point).sum()) / len(frame) for point in table["point_id"]]
         self.points_ = table
         self.assignments_ = frame
         return self
+
+    def _map(self, keys: list[tuple[str, str]], vectors: np.ndarray, frame: pd.DataFrame,
+             contexts: dict[tuple[str, str], str]) -> pd.DataFrame:
+        if not keys:
+            return pd.DataFrame(columns=MAP_COLUMNS)
+        from sklearn.decomposition import PCA
+
+        components = min(2, len(keys), vectors.shape[1])
+        flat = PCA(n_components=components).fit_transform(vectors) if len(keys) > 1 else np.zeros((1, 1))
+        flat = np.hstack([flat, np.zeros((len(keys), 2 - flat.shape[1]))]) if flat.shape[1] < 2 else flat
+        point_of = dict(zip(zip(frame["example_id"], frame["signature"]), frame["point_id"]))
+        return pd.DataFrame({
+            "example_id": [key[0] for key in keys], "signature": [key[1] for key in keys],
+            "point_id": [point_of[key] for key in keys], "x": flat[:, 0], "y": flat[:, 1],
+            "text": [contexts[key] for key in keys],
+        }, columns=MAP_COLUMNS)
 
     def _cluster(self, vectors: np.ndarray) -> list[int]:
         if len(vectors) < 2:
@@ -195,6 +217,7 @@ class ErrorClusterer:
             "representatives": representatives, "keywords": words,
             "variants_affected": list(dict.fromkeys(rows["variant"])), "fixed_by": fixed_by,
             "persistent": persistent, "action": action, "kind": kind,
+            "right_by_variant": {variant: right[variant] / len(examples) for variant in variants},
         }
 
 

@@ -64,6 +64,11 @@ CHART_CAPTIONS = {
     "quality_vs_cost": "Variants on the Pareto front (dotted line, labelled) are the sensible choices: "
                        "no other variant is both better and cheaper, or both better and faster.",
     "error_types": "What kind of mistakes each variant makes, counted over all repeats.",
+    "points": "Recurring failure modes (training points): errors grouped by what went wrong, then by what the "
+              "texts are about; the colour says what would fix each one.",
+    "point_fixes": "For each point, the share of its examples each prompt variant gets right: a full cell means "
+                   "that prompt already fixes the point; an empty row needs training data.",
+    "point_map": "Each error's text embedded and flattened to two dimensions: errors of one point sit together.",
     "reliability": "Self-consistency variants vote over several sampled answers; the share agreeing is their "
                    "confidence. Where a line runs under the diagonal, the variant is surer than it is right.",
 }
@@ -137,8 +142,29 @@ def render_report(sections: ReportSections, *, generated: str) -> str:
         "marks": any(view.highlights for view in views),  # the legend explains what the page uses
         "chips": any(view.labels for view in views),
         "plotly_js": Markup(get_plotlyjs()),
+        "points": point_cards(sections),
     }
     return environment().get_template("report.html.jinja").render(context)
+
+
+def point_cards(sections: ReportSections, representatives: int = 3) -> list[dict[str, Any]]:
+    """One card per training point: its name, description, what fixes it, and representative
+    examples with their gold answers shown as the kind shows them."""
+    if sections.points.empty:
+        return []
+    truth = sections.dataset.set_index("example_id")
+    kind = sections.task.kind
+    cards = []
+    for point in sections.points.to_dict("records"):
+        examples = []
+        for example_id in list(point["representatives"])[:representatives]:
+            if example_id not in truth.index:
+                continue
+            text = truth.at[example_id, "text"]
+            examples.append({"example_id": example_id, "text": text,
+                             "gold": kind.view(text, truth.at[example_id, kind.target_column])})
+        cards.append({**point, "examples": examples})
+    return cards
 
 
 def render_figure(name: str, figure: go.Figure) -> Markup:

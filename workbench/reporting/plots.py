@@ -459,3 +459,69 @@ def _escape(value: object) -> str:
 
 def _escaped(values: Sequence[object] | pd.Index) -> list[str]:
     return [_escape(value) for value in values]
+
+
+def plot_points(points: pd.DataFrame) -> go.Figure:
+    """Training points by size (distinct examples), coloured by the action that would fix them.
+
+    Reads `workbench.points.cluster.ErrorClusterer.points_`: ``point_id``, ``name``, ``size``,
+    ``signature``, ``action``.
+    """
+    if points.empty:
+        return _empty_figure("Training points", "No errors, so no training points.")
+    ordered = points.iloc[::-1]  # biggest at the top of a horizontal bar chart
+    fig = go.Figure()
+    for action, colour in zip(ACTION_ORDER, ACTION_COLOURS):
+        mine = ordered[ordered["action"] == action]
+        if mine.empty:
+            continue
+        fig.add_trace(go.Bar(
+            y=_escaped(mine["point_id"]), x=mine["size"], orientation="h", name=_escape(action), marker_color=colour,
+            customdata=np.stack([_escaped(mine["name"]), _escaped(mine["signature"])], axis=1),
+            hovertemplate="%{y}: %{customdata[0]}<br>%{customdata[1]}<br>%{x} examples<extra></extra>",
+        ))
+    fig.update_layout(barmode="stack", legend_title_text="what would fix it")
+    fig.update_xaxes(title_text="examples")
+    fig.update_yaxes(categoryorder="array", categoryarray=_escaped(ordered["point_id"]))
+    return _style(fig, "Training points by size", height=max(320, 120 + 26 * len(points)))
+
+
+def plot_point_fixes(points: pd.DataFrame) -> go.Figure:
+    """Points x variants: the share of each point's examples each variant answers right (1 = fixes it).
+
+    Reads ``point_id``, ``name`` and ``right_by_variant`` of `ErrorClusterer.points_`.
+    """
+    if points.empty:
+        return _empty_figure("Which variant fixes which point", "No training points.")
+    variants = list(dict.fromkeys(variant for shares in points["right_by_variant"] for variant in shares))
+    z = [[shares.get(variant, 0.0) for variant in variants] for shares in points["right_by_variant"]]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=_escaped(variants), y=_escaped(points["point_id"]), zmin=0, zmax=1, colorscale=SEQUENTIAL,
+        text=[[f"{value:.0%}" for value in row] for row in z], texttemplate="%{text}",
+        customdata=[[_escape(name)] * len(variants) for name in points["name"]],
+        hovertemplate="%{y} (%{customdata})<br>%{x}: %{z:.0%} right<extra></extra>", colorbar={"title": "right"},
+    ))
+    fig.update_yaxes(autorange="reversed")
+    return _style(fig, "Which variant fixes which point", height=max(320, 140 + 30 * len(points)))
+
+
+def plot_point_map(point_map: pd.DataFrame) -> go.Figure:
+    """The errors on a 2-D map of their embeddings (first two principal components), coloured by
+    point; the text is on hover. Reads `ErrorClusterer.map_`."""
+    if point_map.empty:
+        return _empty_figure("Errors on a map", "No errors to place.")
+    fig = go.Figure()
+    for index, (point_id, mine) in enumerate(point_map.groupby("point_id", sort=False)):
+        fig.add_trace(go.Scatter(
+            x=mine["x"], y=mine["y"], mode="markers", name=_escape(point_id),
+            marker={"size": 9, "color": VARIANT_COLOURS[index % len(VARIANT_COLOURS)]},
+            customdata=np.stack([_escaped(mine["signature"]), [_escape(text[:160]) for text in mine["text"]]], axis=1),
+            hovertemplate=_escape(point_id) + " · %{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+        ))
+    fig.update_xaxes(title_text="first component", showticklabels=False)
+    fig.update_yaxes(title_text="second component", showticklabels=False)
+    return _style(fig, "Errors on a map of their embeddings")
+
+
+ACTION_ORDER = ("prompt change", "add/clarify a definition", "fine-tune", "relabel")
+ACTION_COLOURS = ("#0072B2", "#009E73", "#D55E00", "#999999")

@@ -28,6 +28,9 @@ from workbench.reporting.plots import (
     plot_dataset_overview,
     plot_error_types,
     plot_per_label_f1,
+    plot_point_fixes,
+    plot_point_map,
+    plot_points,
     plot_quality_vs_cost,
     plot_reliability,
     plot_variant_comparison,
@@ -48,6 +51,7 @@ class ReportSections:
     name to its chart, in display order (a ``confusion`` chart only for kinds that have one).
     ``worst_errors`` is the table of `workbench.evaluation.errors.worst_errors`.
     ``interval_methods`` names the methods of the summary's intervals (``wilson``, ``bca_bootstrap``).
+    ``points`` holds the training points when they were given (else empty), ``dataset`` the gold rows.
     """
 
     title: str
@@ -65,6 +69,8 @@ class ReportSections:
     worst_errors: pd.DataFrame = field(default_factory=pd.DataFrame)
     score_columns: tuple[str, ...] = ()
     interval_methods: tuple[str, ...] = ()
+    points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dataset: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
 
 
@@ -76,12 +82,15 @@ def report_sections(
     title: str | None = None,
     baseline: str | None = None,
     max_errors: int = 30,
+    points: pd.DataFrame | None = None,
+    point_map: pd.DataFrame | None = None,
 ) -> ReportSections:
     """Compute every table and chart of a report from a run's predictions and its gold dataset.
 
     `predictions` has the columns of `workbench.prompting.runner.run_variants`; `dataset` those of
     `workbench.core.data.load_dataset`. `baseline` is the variant every other one is compared with
-    (default: the first in run order).
+    (default: the first in run order). `points` and `point_map` (`ErrorClusterer.points_` and
+    ``map_``, or the run folder's ``points.parquet``) add a training-points section.
     """
     if predictions.empty:
         raise ValueError("predictions are empty: run at least one variant before writing a report")
@@ -110,6 +119,11 @@ def report_sections(
     figures["quality_vs_cost"] = plot_quality_vs_cost(summarize_run(predictions, dataset, task),
                                                       task.kind.summary_column)
     figures["error_types"] = plot_error_types(errors, variants, task.kind.error_types)
+    if points is not None:
+        figures["points"] = plot_points(points)
+        figures["point_fixes"] = plot_point_fixes(points)
+        if point_map is not None:
+            figures["point_map"] = plot_point_map(point_map)
     reliability = reliability_table(predictions, dataset, task)
     if not reliability.empty:  # only self-consistency variants say how sure they are
         figures["reliability"] = plot_reliability(reliability)
@@ -123,6 +137,8 @@ def report_sections(
         worst_errors=worst_errors(errors, predictions, dataset, task, max_errors),
         score_columns=tuple(column for column in scores.columns if column != "variant"),
         interval_methods=tuple(dict.fromkeys(ci["method"])),
+        points=points if points is not None else pd.DataFrame(),
+        dataset=dataset,
     )
 
 
@@ -160,12 +176,15 @@ def write_report(
     title: str | None = None,
     baseline: str | None = None,
     max_errors: int = 30,
+    points: pd.DataFrame | None = None,
+    point_map: pd.DataFrame | None = None,
 ) -> Path:
     """Write the run's report to `path` as one HTML file that opens offline; returns the path.
 
     See `report_sections` for the inputs. Parent folders are created.
     """
-    sections = report_sections(task, dataset, predictions, title=title, baseline=baseline, max_errors=max_errors)
+    sections = report_sections(task, dataset, predictions, title=title, baseline=baseline, max_errors=max_errors,
+                               points=points, point_map=point_map)
     document = render_report(sections, generated=datetime.now().strftime("%Y-%m-%d %H:%M"))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
