@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     points = commands.add_parser("points", help="group a run's errors into training points; write them to the run folder")
     points.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
-    points.add_argument("--distance-threshold", type=float, default=0.55,
-                        help="cosine distance under which errors of one signature are grouped (default 0.55)")
+    points.add_argument("--distance-threshold", type=float, default=0.7,
+                        help="cosine distance under which errors of one signature are grouped (default 0.7)")
     points.add_argument("--min-size", type=int, default=2, help="fewest examples a point needs (default 2)")
 
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
