@@ -1,5 +1,6 @@
 """`workbench points <run folder>` on a real run folder with the real sentence encoder."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,16 +31,26 @@ def test_points_are_written_to_the_run_folder(tmp_path):
             else '{"label": "request"}'
 
     run = write_run(run_experiment(experiment, model=FakeModel(answer), progress=False), experiment.run_dir)
-    done = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(run.path)],
-                          capture_output=True, text=True, timeout=600)
+    # An annotator's snapshot says one complaint is really a request: that example becomes a suspected
+    # label error, kept out of the training points.
+    complaint = run.dataset.loc[run.dataset["label"] == "complaint", "example_id"].iloc[0]
+    snapshot = tmp_path / "snapshot.jsonl"
+    snapshot.write_text(json.dumps({"example_id": complaint, "annotator": "annotator", "status": "submitted",
+                                    "label": "request", "note": None, "suggested": None, "suggestion_agent": None,
+                                    "suggestion_score": None, "accepted_suggestion": False,
+                                    "submitted_at": "2026-12-01T10:00:00+00:00"}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(run.path),
+                           "--corrections", str(snapshot)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     points = read_frame(run.path / "points.parquet")
     assignments = read_frame(run.path / "point_assignments.parquet")
     issues = read_frame(run.path / "label_issues.parquet")
     assert set(assignments["example_id"]) == set(run.dataset["example_id"]) and assignments["point_id"].notna().all()
-    assert issues["is_label_issue"].sum() == 0  # the variants never agree on a wrong answer
+    # The variants never agree on a wrong answer; only the annotator's correction raises a suspicion.
+    assert issues.loc[issues["is_label_issue"], "example_id"].tolist() == [complaint]
+    assert complaint in points.set_index("point_id").at["relabel", "example_ids"]
     assert set(points["signature"]) <= {f"{gold} read as {said}" for gold in run.task.label_names
-                                        for said in ("request", "complaint")}
+                                        for said in ("request", "complaint")} | {"suspected label error"}
     by_signature = points.groupby("signature")
     complaint = points[points["signature"] == "complaint read as request"]
     assert (complaint["fixed_by"].map(lambda fixed: fixed == ["definitions"])).all()

@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     points.add_argument("--distance-threshold", type=float, default=0.7,
                         help="cosine distance under which errors of one signature are grouped (default 0.7)")
     points.add_argument("--min-size", type=int, default=2, help="fewest examples a point needs (default 2)")
+    points.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
+                        help="an annotation snapshot (annotations/<dataset>/<time>.jsonl from workbench's pull); "
+                             "examples whose gold an annotator changed become suspected label errors (repeatable)")
 
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
@@ -141,7 +144,12 @@ def _points(args: argparse.Namespace) -> int:
     source = Path(args.run)
     run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
     errors = find_errors(run.predictions, run.dataset, run.task)
-    issues = find_label_issues(run.predictions, run.dataset, run.task)
+    corrections = None
+    if args.corrections:
+        from workbench.annotation.snapshots import load_corrections
+
+        corrections = pd.concat([load_corrections(path, run.task) for path in args.corrections], ignore_index=True)
+    issues = find_label_issues(run.predictions, run.dataset, run.task, corrections)
     clusterer = ErrorClusterer(distance_threshold=args.distance_threshold, min_size=args.min_size)
     clusterer.fit(errors, run.predictions, run.task, issues)
     points = clusterer.points_
