@@ -151,6 +151,9 @@ def test_no_errors_gives_no_points_and_foreign_errors_are_refused():
         ErrorClusterer(encoder=encoder).fit(foreign, predictions, TASK)
     with pytest.raises(ValueError, match="error_type"):
         ErrorClusterer(encoder=encoder).fit(foreign.drop(columns="error_type"), predictions, TASK)
+    other_run = foreign.assign(error_type="wrong_label", example_id="zz9")
+    with pytest.raises(ValueError, match=r"not in the predictions, e.g. \['zz9'\]"):
+        ErrorClusterer(encoder=encoder).fit(other_run, predictions, TASK)
 
 
 def test_points_appear_in_the_report_with_charts_and_escaped_cards(tmp_path):

@@ -87,6 +87,10 @@ class ErrorClusterer:
         if unknown:
             raise ValueError(f"errors have error types {unknown} that a {task.kind} task does not make; "
                              f"they come from a run of another task")
+        stray = sorted(set(errors["example_id"]) - set(predictions["example_id"]))
+        if stray:
+            raise ValueError(f"{len(stray)} error example_id(s) are not in the predictions, e.g. {stray[:3]}: "
+                             "pass the errors of the same run (find_errors on these predictions)")
         frame = errors.reset_index(drop=True).copy()
         frame["signature"] = [task.kind.error_signature(row) for row in frame.to_dict("records")]
         flagged = set() if label_issues is None else set(
