@@ -113,6 +113,25 @@ def extract_json(raw: str, *, prefer_key: tuple[str, ...] = ()) -> Any:
     return None
 
 
+def extract_list(raw: str, keys: tuple[str, ...], name: str) -> tuple[Any, str | None, str | None]:
+    """``(value, parse_error, reasoning)`` for answers that hold a list: the value under the first
+    of `keys` in a JSON object (or a bare JSON array), with the object's ``reasoning`` if any.
+
+    `value` is None, with `parse_error` saying why, when there is no JSON or no such key; a value
+    that is not a list is returned as it is, for the kind to accept or refuse.
+    """
+    data = extract_json(raw, prefer_key=keys)
+    if isinstance(data, list):
+        return data, None, None
+    if not isinstance(data, dict):
+        return None, "no JSON object found in the answer", None
+    reasoning = data.get("reasoning") if isinstance(data.get("reasoning"), str) else None
+    value = first_present(data, keys)
+    if value is None:
+        return None, f"JSON answer has no {name!r} key (keys: {sorted(data)})", reasoning
+    return value, None, reasoning
+
+
 def normalise_label(value: Any, labels: tuple[str, ...]) -> str | None:
     """Match a label written by a model to the task's labels, ignoring case, spaces, dashes and
     underscores (``Sci fi/fantasy`` finds ``Sci-Fi/Fantasy``), and quotes and dots at the ends.

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
 
-from workbench.core.answers import ParsedAnswer, extract_json, first_present, is_missing, normalise_label
+from workbench.core.answers import ParsedAnswer, extract_list, is_missing, normalise_label
 from workbench.core.kinds.base import AnnotationQuestion, AnswerView, TaskKind, submitted_empty
 from workbench.core.kinds.classification import majority
 
@@ -59,17 +59,9 @@ class MultiLabelKind(TaskKind):
         return {"labels": list(example["labels"])}
 
     def parse(self, task, raw, text):
-        data = extract_json(raw, prefer_key=LABELS_KEYS)
-        reasoning = None
-        if isinstance(data, dict):
-            reasoning = data.get("reasoning") if isinstance(data.get("reasoning"), str) else None
-            value = first_present(data, LABELS_KEYS)
-            if value is None:
-                return ParsedAnswer(None, f"JSON answer has no 'labels' key (keys: {sorted(data)})", reasoning=reasoning)
-        elif isinstance(data, list):
-            value = data
-        else:
-            return ParsedAnswer(None, "no JSON object found in the answer")
+        value, problem, reasoning = extract_list(raw, LABELS_KEYS, "labels")
+        if problem is not None:
+            return ParsedAnswer(None, problem, reasoning=reasoning)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):

@@ -13,7 +13,7 @@ from workbench.core.answers import (
     ENTITIES_MAX,
     ENTITY_MAX_CHARS,
     ParsedAnswer,
-    extract_json,
+    extract_list,
     first_present,
     is_missing,
     normalise_label,
@@ -248,17 +248,9 @@ def _strict_counts(predicted: object, gold_spans: list[dict]) -> tuple[int, int,
 
 
 def _parse(task: Task, raw: str, text: str) -> ParsedAnswer:
-    data = extract_json(raw, prefer_key=ENTITIES_KEYS)
-    reasoning = None
-    if isinstance(data, dict):
-        reasoning = data.get("reasoning") if isinstance(data.get("reasoning"), str) else None
-        entities = first_present(data, ENTITIES_KEYS)
-        if entities is None:
-            return ParsedAnswer(None, f"JSON answer has no 'entities' key (keys: {sorted(data)})", reasoning=reasoning)
-    elif isinstance(data, list):
-        entities = data
-    else:
-        return ParsedAnswer(None, "no JSON object found in the answer")
+    entities, problem, reasoning = extract_list(raw, ENTITIES_KEYS, "entities")
+    if problem is not None:
+        return ParsedAnswer(None, problem, reasoning=reasoning)
     if not isinstance(entities, list):
         return ParsedAnswer(None, f"'entities' must be a list, got {type(entities).__name__}", reasoning=reasoning)
 
