@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import argilla as rg
 import httpx
@@ -26,12 +26,17 @@ from workbench.annotation.records import (
     METADATA,
     NOTE,
     NOTE_DESCRIPTION,
+    Field,
+    Metadata,
     RecordData,
     guidelines,
     question_options,
 )
 from workbench.core.kinds.base import AnnotationQuestion
 from workbench.core.task import Task
+
+if TYPE_CHECKING:
+    from workbench.annotation.reviews import ReviewLayout
 
 Client = rg.Argilla
 
@@ -148,7 +153,7 @@ def dataset_settings(task: Task, *, client: rg.Argilla | None = None, min_submit
     if min_submitted < 1:
         raise ValueError(f"min_submitted must be at least 1, got {min_submitted}")
     return rg.Settings(
-        fields=[rg.TextField(name=f.name, title=f.title, use_markdown=f.markdown, client=client) for f in FIELDS],
+        fields=_text_fields(FIELDS, client),
         questions=[
             _question(task.kind.annotation_question(task), client),
             rg.TextQuestion(name=NOTE.name, title=NOTE.title, required=False, description=NOTE_DESCRIPTION,
@@ -172,8 +177,12 @@ def _question(question: AnnotationQuestion, client: rg.Argilla | None):
                 description=question.description, client=client, **extra)
 
 
-def _metadata_properties(client: rg.Argilla | None) -> list:
-    return [_METADATA[prop.type](name=prop.name, title=prop.title, client=client) for prop in METADATA]
+def _metadata_properties(client: rg.Argilla | None, metadata: Sequence[Metadata] = METADATA) -> list:
+    return [_METADATA[prop.type](name=prop.name, title=prop.title, client=client) for prop in metadata]
+
+
+def _text_fields(fields: Sequence[Field], client: rg.Argilla | None) -> list:
+    return [rg.TextField(name=f.name, title=f.title, use_markdown=f.markdown, client=client) for f in fields]
 
 
 def dataset_for_push(
@@ -225,6 +234,96 @@ def _check_compatible(remote: rg.Dataset, task: Task, client: rg.Argilla) -> Non
         for prop in missing:
             remote.settings.metadata.add(prop)
         remote.update()
+
+
+# Review datasets (`workbench.annotation.reviews`): the caller's layout.
+def review_settings(layout: ReviewLayout, client: rg.Argilla | None = None) -> rg.Settings:
+    """Argilla settings for `layout`: its fields as text fields, each `Choice` as a
+    `LabelQuestion` and each `FreeText` as a `TextQuestion`, its metadata and guidelines."""
+    questions = []
+    for question in layout.questions:
+        if question.name in layout.choices:
+            questions.append(rg.LabelQuestion(name=question.name, labels=dict(question.options), title=question.title,
+                                              description=question.description or None, required=question.required,
+                                              client=client))
+        else:
+            questions.append(rg.TextQuestion(name=question.name, title=question.title, required=question.required,
+                                             description=question.description or None, client=client))
+    return rg.Settings(fields=_text_fields(layout.fields, client), questions=questions,
+                       metadata=_metadata_properties(client, layout.metadata), guidelines=layout.guidelines or None,
+                       distribution=rg.TaskDistribution(min_submitted=layout.min_submitted))
+
+
+def dataset_for_review(client: rg.Argilla, layout: ReviewLayout, name: str,
+                       workspace: str | None) -> tuple[rg.Dataset, bool]:
+    """The review dataset `name`, made with `layout` when missing; when there, checked against it
+    and its options' texts brought up to date. Returns (dataset, created)."""
+    existing = find_dataset(client, name, workspace)
+    if existing is not None and existing.serialize().get("status", "ready") != "ready":
+        existing.delete()  # left unpublished by a failed creation: it holds no records
+        existing = None
+    if existing is None:
+        settings = review_settings(layout, client)
+        created = rg.Dataset(name=name, workspace=resolve_workspace(client, workspace), settings=settings,
+                             client=client)
+        return created.create(), True
+    existing.get()
+    fields = {f.name for f in existing.settings.fields}
+    questions = {q.name: q for q in existing.settings.questions}
+    problems = [f"it has no field {f.name!r}" for f in layout.fields if f.name not in fields]
+    problems += [f"it has no question {q.name!r}" for q in layout.questions if q.name not in questions]
+    for choice in layout.choices.values():
+        found = questions.get(choice.name)
+        if found is None:
+            continue
+        values = _option_values(found)
+        new = [value for value in choice.options if value not in values]
+        if new:
+            problems.append(f"its question {choice.name!r} has no option {new} (Argilla cannot add options to a "
+                            f"question; it has {sorted(values)})")
+    if problems:
+        raise AnnotationError(f"Dataset {name!r} exists but does not fit this review: {'; '.join(problems)}. "
+                              "Push under another name or delete that dataset.")
+    for choice in layout.choices.values():
+        _update_option_texts(client, questions[choice.name], choice.options)
+    return existing, False
+
+
+def _option_values(question: Any) -> list[str]:
+    return [option["value"] for option in question.serialize()["settings"]["options"]]
+
+
+def _update_option_texts(client: rg.Argilla, question: Any, texts: dict[str, str]) -> None:
+    """Give the options of `question` the texts in `texts` (others keep theirs): the server
+    allows new texts but never new values or a different number of options."""
+    settings = question.serialize()["settings"]
+    options = [{**option, "text": texts.get(option["value"], option["text"])} for option in settings["options"]]
+    if options == settings["options"]:
+        return
+    client.http_client.patch(f"/api/v1/questions/{question.id}",
+                             json={"settings": {"type": settings["type"], "options": options}}).raise_for_status()
+
+
+def review_responses_json(client: rg.Argilla, layout: ReviewLayout, name: str,
+                          workspace: str | None) -> tuple[list[dict], dict[str, str], dict[str, str]]:
+    """For pulling a review: (every record of dataset `name` with its metadata, responses and
+    suggestions, question id -> name, user id -> username). Raises AnnotationError when the
+    dataset is missing, lacks the layout's questions, or the user may not read others' answers."""
+    remote = find_dataset(client, name, workspace)
+    if remote is None:
+        raise AnnotationError(f"No dataset {name!r} on Argilla at {client.api_url}; push the review first.")
+    remote.get()
+    missing = [q.name for q in layout.questions if q.name not in {q.name for q in remote.settings.questions}]
+    if missing:
+        raise AnnotationError(f"Dataset {name!r} has no question {missing}: it was not made for this review.")
+    try:
+        records = records_json(client, remote, include=("responses", "suggestions"))
+    except httpx.HTTPStatusError as error:
+        if error.response.status_code != 403:
+            raise
+        raise AnnotationError(f"User {client.me.username!r} may not read every annotator's responses in {name!r}: "
+                              "pull as an owner or an admin of its workspace.") from error
+    return records, {str(q.id): q.name for q in remote.settings.questions}, _usernames(client)
 
 
 # Records.

@@ -90,7 +90,7 @@ def push_predictions(
         optional = {column: None for column in ("raw_response", "parse_error", "request_error") if column not in mine}
         errors = find_errors(mine.assign(**optional), dataset, task)
     summaries = summarise_examples(task, predictions, dataset, variant=variant, errors=errors, order=order)
-    return _push(client, task, summaries, name=name, workspace=workspace, batch_size=batch_size,
+    return push_summaries(client, task, summaries, name=name, workspace=workspace, batch_size=batch_size,
                  min_submitted=min_submitted, progress=progress, on_batch=on_batch)
 
 
@@ -124,10 +124,10 @@ def push_errors(
         task, predictions, dataset, variant=variant, errors=mine, example_ids=mine["example_id"].astype(str).unique(),
         order=order,
     )
-    return _push(client, task, summaries, **options)
+    return push_summaries(client, task, summaries, **options)
 
 
-def _push(
+def push_summaries(
     client: Client,
     task: Task,
     summaries: pd.DataFrame,
@@ -139,6 +139,8 @@ def _push(
     progress: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> PushResult:
+    """Push one record per row of `summaries` (`summarise_examples`' frame, in its priority
+    order) to dataset `name` of the task's layout; `push_predictions` documents the options."""
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE} (the server's limit), got {batch_size}")
     if min_submitted < 1:
@@ -151,7 +153,7 @@ def _push(
     pushed = batches = 0
 
     def failed(error: BaseException) -> PushError:
-        return _push_error(client.api_url, name, error, pushed, total, batches, batches_total)
+        return push_failure(client.api_url, name, error, pushed, total, batches, batches_total)
 
     try:
         remote, created = _argilla.dataset_for_push(client, task, name, workspace, min_submitted)
@@ -188,7 +190,7 @@ def _push(
     )
 
 
-def _push_error(where: str, name: str, error: BaseException, pushed: int, total: int, batches: int,
+def push_failure(where: str, name: str, error: BaseException, pushed: int, total: int, batches: int,
                 batches_total: int) -> PushError:
     progress = f"{pushed} of {total} records ({batches} of {batches_total} batches) were pushed"
     if _argilla.is_unreachable(error):

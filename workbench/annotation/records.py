@@ -256,8 +256,9 @@ class Suggested:
 @dataclass(frozen=True)
 class RecordData:
     """One Argilla record without argilla: `id` is the example_id (so pushing again updates the
-    record instead of adding one); `fields` and `metadata` are keyed by `FIELDS` and `METADATA`
-    names; `suggestion` is None when the variant gave no usable answer."""
+    record instead of adding one; a review dataset chooses its own stable ids); `fields` and
+    `metadata` are keyed by `FIELDS` and `METADATA` names (or a `ReviewLayout`'s); `suggestion`
+    is None when the variant gave no usable answer."""
 
     id: str
     fields: dict[str, str]

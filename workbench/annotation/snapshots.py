@@ -80,7 +80,7 @@ def correction_rows(
                 "accepted_suggestion": bool(
                     status == "submitted" and suggested is not None and kind.same_answer(answer, suggested)
                 ),
-                "submitted_at": _utc(response.get("updated_at")),
+                "submitted_at": utc_time(response.get("updated_at")),
             })
     return rows
 
@@ -122,7 +122,7 @@ def write_snapshot(rows: list[dict], out_dir: str | Path, name: str) -> Path:
         partial.unlink(missing_ok=True)
 
 
-def _utc(value: str | None) -> str | None:
+def utc_time(value: str | None) -> str | None:
     """The server's naive UTC timestamp as ISO 8601 with its zone."""
     if not value:
         return None

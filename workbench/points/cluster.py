@@ -87,6 +87,10 @@ class ErrorClusterer:
         if unknown:
             raise ValueError(f"errors have error types {unknown} that a {task.kind} task does not make; "
                              f"they come from a run of another task")
+        foreign = sorted(_labels_named(errors) - set(task.label_names))
+        if foreign:
+            raise ValueError(f"errors name labels {foreign} that task {task.name!r} does not have "
+                             f"(its labels: {list(task.label_names)}); they come from a run of another task")
         stray = sorted(set(errors["example_id"]) - set(predictions["example_id"]))
         if stray:
             raise ValueError(f"{len(stray)} error example_id(s) are not in the predictions, e.g. {stray[:3]}: "
@@ -129,8 +133,8 @@ class ErrorClusterer:
         groups.sort(key=lambda group: (group[0] != "point", -len(group[2])))
         texts = dict(zip(frame["example_id"], frame["text"]))
         documents = [" ".join(texts[example] for example, _ in cluster) for _, _, cluster in groups]
-        top_words = self._keywords(documents)
-        correct = _correct_examples(predictions, frame)
+        top_words = class_keywords(documents, self.keywords)
+        correct = correct_examples(predictions, frame)
         variants = list(dict.fromkeys(predictions["variant"]))
         others = 0
         for (kind, signature, cluster), words in zip(groups, top_words):
@@ -145,12 +149,12 @@ class ErrorClusterer:
             representatives = list(dict.fromkeys(cluster[i][0] for i in nearest))[: self.representatives]
             mask = frame["example_id"].isin(examples) & (frame["signature"] == signature) & ~relabel
             frame.loc[mask, "point_id"] = point_id
-            points.append(self._point(point_id, kind, signature, examples, representatives, words,
+            points.append(point_row(point_id, kind, signature, examples, representatives, words,
                                       frame[mask], correct, variants))
         if relabel.any():
             examples = list(dict.fromkeys(frame.loc[relabel, "example_id"]))
             frame.loc[relabel, "point_id"] = "relabel"
-            points.append(self._point("relabel", "relabel", "suspected label error", examples,
+            points.append(point_row("relabel", "relabel", "suspected label error", examples,
                                       examples[: self.representatives], [], frame[relabel], correct, variants))
         table = pd.DataFrame(points, columns=POINT_COLUMNS)
         self.map_ = self._map(keys, vectors, frame, contexts)
@@ -182,51 +186,21 @@ class ErrorClusterer:
                                         metric="cosine", linkage="average")
         return model.fit_predict(vectors).tolist()
 
-    def _keywords(self, documents: list[str]) -> list[list[str]]:
-        """Class-based TF-IDF: each point's texts as one document, words that set it apart."""
-        if not documents:
-            return []
-        try:
-            # Words of letters only: numbers, amounts and contraction stubs ("didn") name nothing.
-            vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True,
-                                         token_pattern=r"(?u)\b[^\W\d_]{3,}\b")
-            matrix = vectorizer.fit_transform(documents)
-        except ValueError:  # only stop words
-            return [[] for _ in documents]
-        vocabulary = np.array(vectorizer.get_feature_names_out())
-        return [vocabulary[np.argsort(-row.toarray().ravel(), kind="stable")[: self.keywords]].tolist()
-                if row.nnz else [] for row in matrix]
-
-    def _point(self, point_id: str, kind: str, signature: str, examples: list[str], representatives: list[str],
-               words: list[str], rows: pd.DataFrame, correct: dict[str, set[str]], variants: list[str]) -> dict:
-        right = {variant: sum(example in correct.get(variant, set()) for example in examples) for variant in variants}
-        fixed_by = [variant for variant in variants if right[variant] == len(examples)]
-        persistent = all(count == 0 for count in right.values())
-        if kind == "relabel":
-            action = "relabel"
-        elif fixed_by and all(parse_variant(variant).definitions for variant in fixed_by):
-            action = "add/clarify a definition"
-        elif fixed_by:
-            action = "prompt change"
-        else:
-            action = "fine-tune"
-        quoted = ", ".join(f"'{word}'" for word in words)
-        name = signature + (f": {quoted}" if quoted else "") + (" (other)" if kind == "other" else "")
-        fixes = f"fixed by {', '.join(fixed_by)}" if fixed_by else ("wrong in every variant" if persistent
-                                                                  else "no variant gets all of them right")
-        description = (f"{len(examples)} example(s) where {signature}" + (f", about {quoted}" if quoted else "")
-                       + f"; {fixes}; suggested action: {action}.")
-        return {
-            "point_id": point_id, "name": name, "description": description, "signature": signature,
-            "size": len(examples), "share_of_errors": 0.0, "example_ids": examples,
-            "representatives": representatives, "keywords": words,
-            "variants_affected": list(dict.fromkeys(rows["variant"])), "fixed_by": fixed_by,
-            "persistent": persistent, "action": action, "kind": kind,
-            "right_by_variant": {variant: right[variant] / len(examples) for variant in variants},
-        }
+def _labels_named(errors: pd.DataFrame) -> set[str]:
+    """The labels the errors' gold answers name (a label, a span's label, a list of labels). Gold
+    answers were checked against their task when loaded, so a label foreign to this task means the
+    errors come from another task's run; a model's answers are not checked (a parser keeps them apart)."""
+    labels: set[str] = set()
+    for value in errors.get("gold", pd.Series(dtype=object)):
+        for part in value if isinstance(value, (list, tuple, np.ndarray)) else [value]:
+            if isinstance(part, dict):
+                part = part.get("label")
+            if isinstance(part, str) and part:
+                labels.add(part)
+    return labels
 
 
-def _correct_examples(predictions: pd.DataFrame, errors: pd.DataFrame) -> dict[str, set[str]]:
+def correct_examples(predictions: pd.DataFrame, errors: pd.DataFrame) -> dict[str, set[str]]:
     """Per variant, the examples it answered with no error in any repeat."""
     wrong = {(variant, example) for variant, example in zip(errors["variant"], errors["example_id"])}
     result: dict[str, set[str]] = {}
@@ -242,4 +216,53 @@ def cluster_errors(errors: pd.DataFrame, predictions: pd.DataFrame, task: Task,
     """(points, assignments) of `ErrorClusterer(**parameters).fit(...)`: the verb for notebooks."""
     clusterer = ErrorClusterer(**parameters).fit(errors, predictions, task, label_issues)
     return clusterer.points_, clusterer.assignments_
+
+
+def class_keywords(documents: list[str], count: int) -> list[list[str]]:
+    """Class-based TF-IDF: each point's texts as one document, the `count` words that set it apart."""
+    if not documents:
+        return []
+    try:
+        # Words of letters only: numbers, amounts and contraction stubs ("didn") name nothing.
+        vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True,
+                                     token_pattern=r"(?u)\b[^\W\d_]{3,}\b")
+        matrix = vectorizer.fit_transform(documents)
+    except ValueError:  # only stop words
+        return [[] for _ in documents]
+    vocabulary = np.array(vectorizer.get_feature_names_out())
+    return [vocabulary[np.argsort(-row.toarray().ravel(), kind="stable")[:count]].tolist()
+            if row.nnz else [] for row in matrix]
+
+
+def point_row(point_id: str, kind: str, signature: str, examples: list[str], representatives: list[str],
+              words: list[str], rows: pd.DataFrame, correct: dict[str, set[str]], variants: list[str]) -> dict:
+    """One row of the points table (`ErrorClusterer.fit` documents its columns; ``share_of_errors``
+    is left at 0 for the caller). `rows` are the point's error rows; `correct` holds, per variant,
+    the examples it answered right (`correct_examples`), from which fixed_by and action follow."""
+    right = {variant: sum(example in correct.get(variant, set()) for example in examples) for variant in variants}
+    fixed_by = [variant for variant in variants if right[variant] == len(examples)]
+    persistent = all(count == 0 for count in right.values())
+    if kind == "relabel":
+        action = "relabel"
+    elif fixed_by and all(parse_variant(variant).definitions for variant in fixed_by):
+        action = "add/clarify a definition"
+    elif fixed_by:
+        action = "prompt change"
+    else:
+        action = "fine-tune"
+    quoted = ", ".join(f"'{word}'" for word in words)
+    name = signature + (f": {quoted}" if quoted else "") + (" (other)" if kind == "other" else "")
+    fixes = f"fixed by {', '.join(fixed_by)}" if fixed_by else ("wrong in every variant" if persistent
+                                                              else "no variant gets all of them right")
+    description = (f"{len(examples)} example(s) where {signature}" + (f", about {quoted}" if quoted else "")
+                   + f"; {fixes}; suggested action: {action}.")
+    return {
+        "point_id": point_id, "name": name, "description": description, "signature": signature,
+        "size": len(examples), "share_of_errors": 0.0, "example_ids": examples,
+        "representatives": representatives, "keywords": words,
+        "variants_affected": list(dict.fromkeys(rows["variant"])), "fixed_by": fixed_by,
+        "persistent": persistent, "action": action, "kind": kind,
+        "right_by_variant": {variant: right[variant] / len(examples) for variant in variants},
+    }
+
 

@@ -9,6 +9,7 @@ label quality (in [0, 1], lower is more likely a label error) and listed apart.
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -16,9 +17,13 @@ from workbench.core.answers import is_missing
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 
+if TYPE_CHECKING:
+    from workbench.annotation._argilla import Client
+    from workbench.annotation.push import PushResult
+
 LABEL_ISSUE_COLUMNS = [
-    "example_id", "text", "gold", "consensus", "variants_against", "variants_total", "label_quality",
-    "annotator_changed", "is_label_issue",
+    "example_id", "text", "gold", "consensus", "consensus_variant", "variants_against", "variants_total",
+    "label_quality", "annotator_changed", "annotator_kept_gold", "is_label_issue",
 ]
 
 
@@ -30,19 +35,23 @@ def find_label_issues(
 
     Columns: ``example_id``, ``text``, ``gold`` and ``consensus`` (in words: `TaskKind.describe`;
     the consensus is the most common usable answer that differs from gold), ``variants_against``
-    (variants whose most common answer is that consensus), ``variants_total`` (variants with a usable
-    answer), ``label_quality`` (1 minus the share of all usable answers, over variants and repeats,
-    that equal the consensus: 0 when everything agrees against gold; lower is more suspicious),
-    ``annotator_changed`` (a submitted correction in `corrections` differs from gold) and
-    ``is_label_issue``: every variant with a usable answer (at least `min_variants` of them) agrees
-    on the consensus, or an annotator changed the gold answer. Three variants by default: two
-    prompts of one weak model agreeing on a wrong answer is more often a persistent mistake (a
-    training point) than a wrong gold label.
+    (variants whose most common answer is that consensus), ``consensus_variant`` (the first of them,
+    whose answer a verdict push suggests), ``variants_total`` (variants with a usable answer),
+    ``label_quality`` (1 minus the share of all usable answers, over variants and repeats, that
+    equal the consensus: 0 when everything agrees against gold; lower is more suspicious),
+    ``annotator_changed`` (a submitted correction in `corrections` differs from gold),
+    ``annotator_kept_gold`` (every submitted correction equals gold: the annotators' verdict is that
+    the gold stands) and ``is_label_issue``: an annotator changed the gold answer, or, unless the
+    annotators kept it, every variant with a usable answer (at least `min_variants` of them) agrees
+    on the consensus. Three variants by default: two prompts of one weak model agreeing on a wrong
+    answer is more often a persistent mistake (a training point) than a wrong gold label.
+    `corrections` may come from any dataset of this task: the correction dataset of `push_errors`
+    or the verdict dataset of `push_label_issues`.
     """
     require_columns(predictions, ["variant", "example_id", "prediction"], "predictions")
     kind = task.kind
     truth = dataset.set_index("example_id")
-    changed = _changed_by_annotators(corrections, truth[kind.target_column], task)
+    changed, kept = _verdicts(corrections, truth[kind.target_column], task)
     rows = []
     for example_id, group in predictions.groupby("example_id", sort=False):
         gold = truth.at[example_id, kind.target_column]
@@ -60,28 +69,60 @@ def find_label_issues(
             if keys:
                 majority[variant] = Counter(keys).most_common(1)[0][0]
         against = sum(key == consensus_key for key in majority.values())
+        agreeing = next((variant for variant, key in majority.items() if key == consensus_key), None)
         text = truth.at[example_id, "text"]
         quality = 1 - (counts.get(consensus_key, 0) / len(usable)) if usable else 1.0
-        unanimous = consensus_key is not None and len(majority) >= min_variants and against == len(majority)
+        unanimous = (consensus_key is not None and len(majority) >= min_variants and against == len(majority)
+                     and example_id not in kept)
         rows.append({
             "example_id": example_id, "text": text, "gold": kind.describe(text, gold),
             "consensus": None if consensus is None else kind.describe(text, consensus),
-            "variants_against": against, "variants_total": len(majority), "label_quality": float(quality),
-            "annotator_changed": example_id in changed, "is_label_issue": bool(unanimous or example_id in changed),
+            "consensus_variant": agreeing, "variants_against": against, "variants_total": len(majority), "label_quality": float(quality),
+            "annotator_changed": example_id in changed, "annotator_kept_gold": example_id in kept,
+            "is_label_issue": bool(unanimous or example_id in changed),
         })
     frame = pd.DataFrame(rows, columns=LABEL_ISSUE_COLUMNS)
     return frame.sort_values(["is_label_issue", "label_quality"], ascending=[False, True], kind="stable").reset_index(
         drop=True)
 
 
-def _changed_by_annotators(corrections: pd.DataFrame | None, gold: pd.Series, task: Task) -> set[str]:
+def _verdicts(corrections: pd.DataFrame | None, gold: pd.Series, task: Task) -> tuple[set[str], set[str]]:
+    """(examples whose gold some annotator changed, examples whose gold every annotator kept)."""
     if corrections is None or corrections.empty:
-        return set()
+        return set(), set()
     require_columns(corrections, ["example_id", "status", task.kind.target_column], "corrections",
                     "pass the frame pull_corrections returns for this task")
     submitted = corrections[corrections["status"] == "submitted"]
-    return {
-        str(example_id) for example_id, answer in zip(submitted["example_id"], submitted[task.kind.target_column])
-        if example_id in gold.index and not is_missing(answer)
-        and task.kind.answer_key(answer) != task.kind.answer_key(gold[example_id])
-    }
+    same: dict[str, list[bool]] = {}
+    for example_id, answer in zip(submitted["example_id"], submitted[task.kind.target_column]):
+        if example_id in gold.index and not is_missing(answer):
+            agrees = task.kind.answer_key(answer) == task.kind.answer_key(gold[example_id])
+            same.setdefault(str(example_id), []).append(agrees)
+    return ({e for e, votes in same.items() if not all(votes)}, {e for e, votes in same.items() if all(votes)})
+
+
+def push_label_issues(client: Client, task: Task, issues: pd.DataFrame, predictions: pd.DataFrame,
+                      dataset: pd.DataFrame, *, name: str, **options: Any) -> PushResult:
+    """Push the suspected label errors of `issues` (rows with ``is_label_issue``) to Argilla
+    dataset `name` for a verdict: the task's own correction layout, the consensus variant's
+    answer suggested, the gold answer not shown (a blind verdict), most suspicious first. Pull
+    the verdicts with `pull_corrections(client, task, name)` and pass them to
+    `find_label_issues(corrections=...)`: an annotator's different answer confirms the label
+    error, the gold answer kept clears it. `options`: `push_predictions`' workspace, batch_size,
+    min_submitted, progress. Raises ValueError when no example is flagged."""
+    from workbench.annotation.push import push_summaries
+    from workbench.annotation.records import prioritise, summarise_examples
+
+    flagged = issues[issues["is_label_issue"]].reset_index(drop=True)
+    if flagged.empty:
+        raise ValueError("no example is a suspected label error: nothing to push for a verdict")
+    variants = list(dict.fromkeys(predictions["variant"]))
+    chosen = [variant if isinstance(variant, str) and variant else variants[0]
+              for variant in flagged["consensus_variant"]]
+    parts = [summarise_examples(task, predictions, dataset, variant=variant, order=None,
+                                example_ids=list(flagged.loc[[c == variant for c in chosen], "example_id"]))
+             for variant in dict.fromkeys(chosen)]
+    rank = {example_id: position for position, example_id in enumerate(flagged["example_id"])}
+    summaries = pd.concat(parts, ignore_index=True)
+    summaries = prioritise(summaries.iloc[summaries["example_id"].map(rank).argsort(kind="stable")], None)
+    return push_summaries(client, task, summaries, name=name, **options)
