@@ -4,6 +4,8 @@
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
     workbench push runs/demo_complaints --variant few_shot     (a run folder, or the config that wrote it)
     workbench points runs/demo_complaints                      (training points from a run's errors)
+    workbench points runs/demo_complaints --push-review        (annotators review them in Argilla)
+    workbench points runs/demo_complaints --pull-review        (their answers update the points)
     workbench argilla up | down | status
 """
 
@@ -64,6 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     points.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
                         help="an annotation snapshot (annotations/<dataset>/<time>.jsonl from workbench's pull); "
                              "examples whose gold an annotator changed become suspected label errors (repeatable)")
+    review = points.add_mutually_exclusive_group()
+    review.add_argument("--push-review", action="store_true",
+                        help="also push the points to Argilla for review (<run>_points) and the suspected label "
+                             "errors for a verdict (<run>_label_issues)")
+    review.add_argument("--pull-review", action="store_true",
+                        help="do not cluster again: pull the annotators' answers to both datasets and apply them "
+                             "to the points in the run folder")
+    points.add_argument("--review-name", default=None,
+                        help="base name of the review datasets (default: the run's name)")
 
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
@@ -104,22 +115,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from workbench.annotation import AnnotationError, connect, push_errors
+    from workbench.annotation import AnnotationError, push_errors
     from workbench.evaluation.errors import find_errors
 
     source = Path(args.run)
     # The run folder is the artifact: pushing reads it and never calls the model again.
     run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
     errors = find_errors(run.predictions, run.dataset, run.task)
-    from workbench_argilla_embedded import ArgillaServerError, resolve_server
-
     try:
         # ARGILLA_API_URL + ARGILLA_API_KEY when set; otherwise the embedded server, started explicitly here.
-        try:
-            server = resolve_server()
-        except ArgillaServerError as exc:
-            raise AnnotationError(str(exc)) from exc
-        client = connect(server.api_url, server.api_key)
+        client, server = _argilla_client()
         result = push_errors(client, run.task, errors, run.predictions, run.dataset,
                              variant=args.variant, name=args.name or f"{run.name}_errors", order=args.order)
     except AnnotationError as exc:
@@ -143,12 +148,15 @@ def _points(args: argparse.Namespace) -> int:
 
     source = Path(args.run)
     run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
-    errors = find_errors(run.predictions, run.dataset, run.task)
     corrections = None
     if args.corrections:
         from workbench.annotation.snapshots import load_corrections
 
         corrections = pd.concat([load_corrections(path, run.task) for path in args.corrections], ignore_index=True)
+    base = args.review_name or run.name
+    if args.pull_review:
+        return _pull_point_review(args, run, corrections, f"{base}_points", f"{base}_label_issues")
+    errors = find_errors(run.predictions, run.dataset, run.task)
     issues = find_label_issues(run.predictions, run.dataset, run.task, corrections)
     clusterer = ErrorClusterer(distance_threshold=args.distance_threshold, min_size=args.min_size)
     clusterer.fit(errors, run.predictions, run.task, issues)
@@ -162,13 +170,100 @@ def _points(args: argparse.Namespace) -> int:
     if points.empty:
         print(f"run {run.run_id} has no errors: no training points")
         return 0
-    shown = points[["point_id", "size", "action", "name"]]
-    with pd.option_context("display.width", 160, "display.max_colwidth", 90):
-        print(shown.to_string(index=False))
+    _print_points(points)
     print(f"{len(errors)} errors in {len(points)} points ({int((points['kind'] == 'point').sum())} training points); "
           f"{int(issues['is_label_issue'].sum())} suspected label errors")
     print(f"wrote {run.path}/points.parquet, point_assignments.parquet, point_map.parquet and label_issues.parquet")
     print(f"report with its training-points section: {report.resolve()}")
+    if args.push_review:
+        return _push_point_review(run, points, clusterer.assignments_, issues, f"{base}_points",
+                                  f"{base}_label_issues")
+    return 0
+
+
+def _print_points(points: pd.DataFrame) -> None:
+    shown = points[["point_id", "size", "action", "name"]]
+    with pd.option_context("display.width", 160, "display.max_colwidth", 90):
+        print(shown.to_string(index=False))
+
+
+def _argilla_client():
+    """A client for ARGILLA_API_URL + ARGILLA_API_KEY when set, else for the embedded server
+    (started if it is not running); raises AnnotationError saying why there is none."""
+    from workbench.annotation import AnnotationError, connect
+    from workbench_argilla_embedded import ArgillaServerError, resolve_server
+
+    try:
+        server = resolve_server()
+    except ArgillaServerError as exc:
+        raise AnnotationError(str(exc)) from exc
+    return connect(server.api_url, server.api_key), server
+
+
+def _push_point_review(run, points: pd.DataFrame, assignments: pd.DataFrame, issues: pd.DataFrame,
+                       points_name: str, issues_name: str) -> int:
+    from workbench.annotation import AnnotationError
+    from workbench.points.label_issues import push_label_issues
+    from workbench.points.review import push_point_review
+
+    try:
+        client, _ = _argilla_client()
+        result = push_point_review(client, run.task, points, assignments, points_name)
+        print(f"pushed {result.records} errors with their proposed points to {result.dataset!r}: {result.url}")
+        if issues["is_label_issue"].any():
+            verdicts = push_label_issues(client, run.task, issues, run.predictions, run.dataset, name=issues_name,
+                                         progress=False)
+            print(f"pushed {verdicts.records} suspected label errors for a verdict to {verdicts.dataset!r}: "
+                  f"{verdicts.url}")
+    except AnnotationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("when annotators are done: workbench points <run> --pull-review")
+    return 0
+
+
+def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame | None, points_name: str,
+                       issues_name: str) -> int:
+    from workbench.annotation import AnnotationError, pull_corrections
+    from workbench.annotation._argilla import find_dataset
+    from workbench.experiments.runs import read_frame, write_frame
+    from workbench.points.label_issues import find_label_issues
+    from workbench.points.review import apply_point_review, pull_point_review
+
+    if not (run.path / "points.parquet").exists():
+        raise FileNotFoundError(f"{run.path} has no points.parquet: run `workbench points {args.run} --push-review` "
+                                "first, then let annotators review them")
+    points = read_frame(run.path / "points.parquet")
+    assignments = read_frame(run.path / "point_assignments.parquet")
+    try:
+        client, _ = _argilla_client()
+        reviews = pull_point_review(client, run.task, points, points_name)
+        verdicts = [] if corrections is None else [corrections]
+        if find_dataset(client, issues_name, None) is not None:
+            verdicts.append(pull_corrections(client, run.task, issues_name))
+    except AnnotationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    issues = find_label_issues(run.predictions, run.dataset, run.task,
+                               pd.concat(verdicts, ignore_index=True) if verdicts else None)
+    updated, moved = apply_point_review(points, assignments, reviews, run.predictions, run.task, label_issues=issues)
+    changed = int((moved["point_id"] != assignments["point_id"]).sum())
+    write_frame(updated, run.path / "points.parquet")
+    write_frame(moved, run.path / "point_assignments.parquet")
+    write_frame(issues, run.path / "label_issues.parquet")
+    point_map = read_frame(run.path / "point_map.parquet")
+    point_of = dict(zip(zip(moved["example_id"], moved["signature"]), moved["point_id"]))
+    point_map["point_id"] = [point_of.get(key) for key in zip(point_map["example_id"], point_map["signature"])]
+    write_frame(point_map, run.path / "point_map.parquet")
+    report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
+                          title=f"{run.name}: prompt variants", points=updated, point_map=point_map)
+    _print_points(updated)
+    submitted = int((reviews["status"] == "submitted").sum()) if not reviews.empty else 0
+    print(f"{submitted} answers from {points_name!r} (snapshot {reviews.attrs.get('snapshot_path')}): "
+          f"{changed} error rows changed point; {int((updated['name_source'] == 'annotators').sum())} points renamed; "
+          f"{int(issues['is_label_issue'].sum())} suspected label errors")
+    print(f"updated {run.path}/points.parquet, point_assignments.parquet, point_map.parquet and label_issues.parquet")
+    print(f"report: {report.resolve()}")
     return 0
 
 

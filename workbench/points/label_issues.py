@@ -77,7 +77,8 @@ def find_label_issues(
         rows.append({
             "example_id": example_id, "text": text, "gold": kind.describe(text, gold),
             "consensus": None if consensus is None else kind.describe(text, consensus),
-            "consensus_variant": agreeing, "variants_against": against, "variants_total": len(majority), "label_quality": float(quality),
+            "consensus_variant": agreeing, "variants_against": against, "variants_total": len(majority),
+            "label_quality": float(quality),
             "annotator_changed": example_id in changed, "annotator_kept_gold": example_id in kept,
             "is_label_issue": bool(unanimous or example_id in changed),
         })

@@ -46,3 +46,19 @@ def submit_responses(
             values[NOTE_QUESTION] = notes[example_id]
         created += _argilla.submit_response(client, record["id"], values, status=status)
     return created
+
+
+def submit_review_answers(
+    client: Client, dataset_id: str, answers: Mapping[str, Mapping[str, Any]], *, status: str = "submitted",
+) -> int:
+    """Answer records of a review dataset (`workbench.annotation.reviews`) as one annotator.
+
+    `answers` maps a record id (the id the review pushed, e.g. `workbench.points.review.member_id`)
+    to question name -> value as Argilla stores it (a `Choice` option value, a text). Only records
+    in this annotator's pending queue are answered; returns how many responses were created."""
+    created = 0
+    for record in _argilla.pending_records(client, str(dataset_id)):
+        values = answers.get(record.get("external_id"))
+        if values is not None:
+            created += _argilla.submit_response(client, record["id"], dict(values), status=status)
+    return created
