@@ -133,3 +133,17 @@ def test_review_rows_read_the_records_the_rest_api_lists():
                      "priority": 1, "annotator": "ann", "status": "submitted", POINT_QUESTION: "P3",
                      RENAME_QUESTION: "cards", "note": None, "suggested": {POINT_QUESTION: "P1"},
                      "submitted_at": "2026-12-01T10:00:00+00:00"}]
+
+
+def test_the_point_explorer_shows_each_points_card_and_its_errors():
+    from workbench.reporting.point_explorer import PointExplorer
+
+    clusterer, _, _ = fitted()
+    predictions, dataset, _ = run_of(ANSWERS, TEXTS, GOLD)
+    explorer = PointExplorer(clusterer.points_, clusterer.assignments_, TASK, dataset, predictions)
+    assert [value for _, value in explorer.point.options] == list(clusterer.points_["point_id"])
+    assert "P1 · " in explorer.card.value and "the fee was wrong" in explorer.card.value
+    assert explorer.count.value == "1 of 6 errors"  # f1, f2, f3, each wrong in zero_shot and few_shot
+    explorer.action.value = "relabel"
+    assert [value for _, value in explorer.point.options] == [RELABEL] and "g1" in explorer.card.value
+    assert "card stolen" in explorer.error.value and "fraud" in explorer.error.value

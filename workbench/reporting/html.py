@@ -150,12 +150,19 @@ def render_report(sections: ReportSections, *, generated: str) -> str:
 def point_cards(sections: ReportSections, representatives: int = 3) -> list[dict[str, Any]]:
     """One card per training point: its name, description, what fixes it, and representative
     examples with their gold answers shown as the kind shows them."""
-    if sections.points.empty:
+    return point_card_data(sections.points, sections.dataset, sections.task.kind, representatives)
+
+
+def point_card_data(points: pd.DataFrame, dataset: pd.DataFrame, kind: TaskKind,
+                    representatives: int = 3) -> list[dict[str, Any]]:
+    """The values the ``point_card`` macro shows, one dict per row of `points` (the points table:
+    ``point_id``, ``name``, ``description``, ``size``, ``share_of_errors``, ``action``,
+    ``fixed_by``, ``representatives``); `dataset` gives the examples' ``text`` and gold target."""
+    if points.empty:
         return []
-    truth = sections.dataset.set_index("example_id")
-    kind = sections.task.kind
+    truth = dataset.set_index("example_id")
     cards = []
-    for point in sections.points.to_dict("records"):
+    for point in points.to_dict("records"):
         examples = []
         for example_id in list(point["representatives"])[:representatives]:
             if example_id not in truth.index:
