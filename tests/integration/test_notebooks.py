@@ -11,7 +11,8 @@ pytestmark = pytest.mark.integration
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 # The same notebooks on the other task kinds, with no code changed: only the CONFIG parameter.
 OTHER_KINDS = [("01_prompt_variants.ipynb", "../configs/demo_adverse_events.yaml"),
-               ("02_evaluate.ipynb", "../configs/demo_app_reviews.yaml")]
+               ("02_evaluate.ipynb", "../configs/demo_app_reviews.yaml"),
+               ("04_training_points.ipynb", "../configs/demo_adverse_events.yaml")]
 CASES = [(path, None) for path in NOTEBOOKS] + [
     (path, config) for path in NOTEBOOKS for name, config in OTHER_KINDS if path.name == name]
 
@@ -30,13 +31,13 @@ def test_notebook_runs_top_to_bottom(path, config, tmp_path, request):
     overrides: dict[str, object] = {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run")}
     if config:
         overrides["CONFIG"] = config
-    if path.name.startswith("03_"):
+    if path.name.startswith(("03_", "04_")):
         argilla = request.getfixturevalue("argilla")  # the real embedded server, started once per session
         overrides.update(
             ARGILLA_API_URL=argilla["info"].api_url, ARGILLA_API_KEY=argilla["keys"]["owner"],
             ANNOTATOR_API_KEY=argilla["keys"]["annotator"], ANNOTATIONS_DIR=str(tmp_path / "annotations"),
-            DATASET_NAME=f"notebook_{tmp_path.name}"[:60],
         )
+        overrides["DATASET_NAME" if path.name.startswith("03_") else "REVIEW_NAME"] = f"notebook_{tmp_path.name}"[:50]
     notebook = with_parameters(nbformat.read(path, as_version=4), overrides)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
@@ -45,6 +46,11 @@ def test_notebook_runs_top_to_bottom(path, config, tmp_path, request):
     if path.name.startswith("03_"):
         snapshots = list((tmp_path / "annotations").glob("*/*.jsonl"))
         assert len(snapshots) == 1 and snapshots[0].read_text().strip()
+    if path.name.startswith("04_"):
+        # The point review went to Argilla and came back (a snapshot), and the report has the points.
+        assert list((tmp_path / "annotations").glob("*_points/*.jsonl"))
+        html = (tmp_path / "run" / "report.html").read_text()
+        assert 'class="card point"' in html and 'id="chart-point_map"' in html
     if path.name.startswith("02_"):
         html = (tmp_path / "run" / "report.html").read_text()
         # Every variant of the notebook's parameters made it into the summary and its charts.
