@@ -51,6 +51,8 @@ _LAZY = {
     "pull_point_review": "workbench.points.review",
     "apply_point_review": "workbench.points.review",
     "PointExplorer": "workbench.reporting.point_explorer",
+    "name_points": "workbench.points.naming",
+    "description_fit": "workbench.points.naming",
     "load_experiment": "workbench.experiments.config",
     "Run": "workbench.experiments.runs",
     "run_experiment": "workbench.experiments.runs",

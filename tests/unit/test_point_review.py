@@ -147,3 +147,36 @@ def test_the_point_explorer_shows_each_points_card_and_its_errors():
     explorer.action.value = "relabel"
     assert [value for _, value in explorer.point.options] == [RELABEL] and "g1" in explorer.card.value
     assert "card stolen" in explorer.error.value and "fraud" in explorer.error.value
+
+
+def test_llm_names_are_cached_and_checked_against_their_members(tmp_path):
+    from workbench.points.naming import name_points
+    from workbench.testing.fake_model import FakeModel
+
+    clusterer, _, _ = fitted()
+    points, assignments = clusterer.points_, clusterer.assignments_
+
+    def answer(request):
+        texts = request.messages[1]["content"].split("Texts of the group")[1]
+        if "fee" in texts:
+            return '{"name": "Fee complaints read as requests", "description": "Complaints about a fee charged."}'
+        if "fraud" in request.messages[1]["content"].split("What went wrong")[1].splitlines()[0]:
+            return "I cannot name this group."  # no JSON: the point keeps its keyword name
+        return '{"name": "Fee trouble", "description": "A fee was wrong."}'  # fluent, and wrong for cards
+
+    model = FakeModel(answer)
+    named = name_points(points, assignments, TASK, model, cache=tmp_path / "cache.sqlite", encoder=KeywordEncoder())
+    table = named.set_index("point_id")
+    assert table.at["P1", "name"] == "Fee complaints read as requests" and table.at["P1", "name_source"] == "llm"
+    assert table.at["P3", "name"] == points.set_index("point_id").at["P3", "name"]
+    assert "no name in the answer" in table.at["P3", "naming_error"]
+    assert table.at["P1", "llm_fit"] == 1.0  # every fee error is nearer "a fee charged" than the others
+    # The card point's fluent but wrong name fits worse than its keywords: it keeps the keyword name.
+    card = table.loc["P2"]
+    assert card["llm_fit"] < 0.5 < card["keyword_fit"] and card["llm_name"] == "Fee trouble"
+    assert card["name_source"] == "keywords" and "fits its members less well" in card["naming_error"]
+    kept = name_points(points, assignments, TASK, model, cache=tmp_path / "cache.sqlite", encoder=KeywordEncoder(),
+                       keep_better_fit=False).set_index("point_id")
+    assert kept.at["P2", "name"] == "Fee trouble" and kept.at["P2", "name_source"] == "llm"
+    assert table.loc[["other-1", "relabel"], "name_source"].eq("keywords").all()
+    assert len(model.calls) == 3  # the second time every answer came from the cache

@@ -262,7 +262,8 @@ def _rebuild(table: pd.DataFrame, frame: pd.DataFrame, predictions: pd.DataFrame
         row["reviewed"] = int(reviewed.get(pid, 0))
         row["share_of_errors"] = len(mine) / len(frame)
         rows.append(row)
-    return pd.DataFrame(rows, columns=REVIEWED_POINT_COLUMNS)
+    # Columns added by later steps (an LLM's names) are kept; a point described again has none.
+    return pd.DataFrame(rows, columns=list(dict.fromkeys(REVIEWED_POINT_COLUMNS + list(table.columns))))
 
 
 def _next_number(ids: set[str], prefix: str) -> int:

@@ -205,6 +205,29 @@ def run_variants(
     return frame
 
 
+def send_requests(
+    model: Model,
+    requests: Sequence[ChatRequest],
+    *,
+    cache: ResponseCache | str | Path | None = None,
+    retry: RetryPolicy | None = None,
+    progress: bool = False,
+) -> list[Completion | str]:
+    """Send `requests` that are not prompt variants over a dataset (a point's name, a check) as
+    the runner sends its own: cached by the same key, retried, `model.max_concurrency` at a time.
+    Returns, per request in order, its `Completion`, or a string saying why it failed; a
+    `FatalModelError` stops everything, as in a run."""
+    store = ResponseCache(cache) if isinstance(cache, (str, Path)) else cache
+    identity = model.identity
+    keys = [cache_key(identity, request) for request in requests]
+    found = store.get_many(keys) if store is not None else {}
+    pending = {key: request for key, request in zip(keys, requests) if key not in found}
+    answers, failures, _ = _run_sync(_send_all(model, pending, store, identity, max(1, model.max_concurrency),
+                                               retry or RetryPolicy(), progress))
+    answers.update(found)
+    return [answers.get(key, failures.get(key, "no answer")) for key in keys]
+
+
 def _prediction_row(
     task: Task, job: _Job, completion: Completion | None, failure: str | None, from_cache: bool, price: Any
 ) -> dict[str, Any]:
