@@ -16,7 +16,10 @@ Three parts, in one run (prints figures; not a test: no asserts):
    family (highest F1 over example ids) gives recall and precision; over --seeds seeds, the means
    and how often one point recovers the family (recall >= 0.8 and precision >= 0.8).
    ErrorClusterer is fitted with ``label_issues=None``, so the family is not set aside as
-   suspected gold errors.
+   suspected gold errors. Then a harder case: two planted families with one signature (complaints
+   about fees, and complaints about the app or website, all read as requests), which the signature
+   cannot separate: per family the best point's recall and precision, and how often both are
+   recovered by two different points.
 3. Scale. --errors synthetic classification errors (one per example; texts from the
    complaint_triage train+test texts with small variations; 6 signatures): wall time of `fit`,
    of `SentenceEncoder().encode` on the same contexts (timed separately), of a fit whose encoder
@@ -180,17 +183,22 @@ def family_agreement(label: str, run, vectors_for) -> None:
 
 
 def planted_predictions(dataset: pd.DataFrame, labels: list[str], family: set[str], wrong: str,
-                        seed: int) -> pd.DataFrame:
+                        seed: int, also: dict[str, str] | None = None) -> pd.DataFrame:
+    """Every variant answers `wrong` on `family` (and `also`: example -> wrong label, a second
+    planted family), each other example is wrong in one variant with probability 0.15."""
     rng = random.Random(seed)
     variants = ["zero_shot", "few_shot", "cot"]
+    also = also or {}
     noisy = {example: rng.choice(variants) for example in dataset["example_id"]
-             if example not in family and rng.random() < 0.15}
+             if example not in family and example not in also and rng.random() < 0.15}
     rows = []
     for variant in variants:
         for example, gold in zip(dataset["example_id"], dataset["label"]):
             answer = gold
             if example in family:
                 answer = wrong
+            elif example in also:
+                answer = also[example]
             elif noisy.get(example) == variant:
                 answer = random.Random(f"{seed}-{example}").choice([label for label in labels if label != gold])
             rows.append({"variant": variant, "example_id": example, "repeat": 0, "prediction": answer,
@@ -239,6 +247,52 @@ def planted_failure(seeds: int, vectors_for) -> None:
                 errored.append(len(points))
             print(f"    {method:<20} {np.mean(errored):>11.1f} {np.mean(recalls):>7.2f} {np.mean(precisions):>9.2f} "
                   f"{f'{recovered}/{seeds}':>9} {np.mean(counts):>6.1f} {np.mean(noises):>6.0%}")
+
+
+def best_match(members: dict[str, set[str]], family: set[str]) -> tuple[str | None, float, float]:
+    """The real point (not an "other" one) with the highest F1 over example ids: (point, recall, precision)."""
+    candidates = {point: m for point, m in members.items() if "other" not in point}
+    if not candidates:
+        return None, 0.0, 0.0
+    point = max(candidates, key=lambda p: 2 * len(candidates[p] & family) / (len(candidates[p]) + len(family)))
+    found = candidates[point] & family
+    return point, len(found) / len(family), len(found) / max(len(candidates[point]), 1)
+
+
+def planted_pair(seeds: int, vectors_for) -> None:
+    """Two families with one signature (complaints about fees, and about the app or website, both
+    read as requests): the signature alone cannot tell them apart, the content has to."""
+    task = load_task(ROOT / "data/complaint_triage/task.yaml")
+    dataset = load_dataset(ROOT / "data/complaint_triage/test.jsonl", task)
+    labels = list(task.label_names)
+    lowered = dataset["text"].str.lower()
+    complaint = dataset["label"] == "complaint"
+    digital = lowered.str.contains("app|online|website|login|log in")
+    fees = set(dataset.loc[complaint & lowered.str.contains("fee|charge") & ~digital, "example_id"])
+    apps = set(dataset.loc[complaint & digital & ~lowered.str.contains("fee|charge"), "example_id"])
+    print(f"\nplanted pair: two families in one signature ('complaint read as request'): fees ({len(fees)} "
+          f"examples) and the app or website ({len(apps)} examples); 3 variants, noise p=0.15, {seeds} seeds")
+    print(f"    {'method':<20} {'fees R/P':>11} {'app R/P':>11} {'both apart':>10} {'points':>6}")
+    for method in METHODS:
+        scores, apart, counts = {"fees": [], "apps": []}, 0, []
+        for seed in range(seeds):
+            predictions = planted_predictions(dataset, labels, fees, "request", seed,
+                                              also={example: "request" for example in apps})
+            errors = find_errors(predictions, dataset, task)
+            points, _ = example_points(errors, predictions, task, method, vectors_for)
+            members: dict[str, set[str]] = {}
+            for example, point in points.items():
+                members.setdefault(point, set()).add(example)
+            found = {name: best_match(members, family) for name, family in (("fees", fees), ("apps", apps))}
+            for name, (_, recall, precision) in found.items():
+                scores[name].append((recall, precision))
+            recovered = {name: point for name, (point, recall, precision) in found.items()
+                         if recall >= 0.8 and precision >= 0.8}
+            apart += len(recovered) == 2 and recovered["fees"] != recovered["apps"]
+            counts.append(len(members))
+        cell = {name: "{:.2f}/{:.2f}".format(*np.mean(values, axis=0)) for name, values in scores.items()}
+        print(f"    {method:<20} {cell['fees']:>11} {cell['apps']:>11} {f'{apart}/{seeds}':>10} "
+              f"{np.mean(counts):>6.1f}")
 
 
 def synthetic_errors(count: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -326,6 +380,7 @@ def main() -> None:
           "precision >= 0.8)")
     task = load_task(ROOT / "data/complaint_triage/task.yaml")
     planted_failure(args.seeds, make_vectors_for(task, encoder))
+    planted_pair(args.seeds, make_vectors_for(task, encoder))
     if args.errors > 0:
         print("\npart 3: scale")
         scale(args.errors)
