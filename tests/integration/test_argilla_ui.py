@@ -214,3 +214,42 @@ def test_annotator_sees_suggested_entities(argilla, client, page, ae_task):
     cells = page.js("[...document.querySelectorAll('table td')].map(td => td.innerText.trim())")
     assert cells == ["few_shot (suggested)", "“Lisinopril” DRUG; “dry cough” ADVERSE_EVENT"]
     page.screenshot(ARTIFACTS / "argilla_annotator_ner.png")
+
+
+def test_annotator_reviews_a_training_point_in_the_ui(argilla, client, page):
+    """The point review as an annotator meets it: the error, the proposed point pre-selected with
+    the other points as options, and a rename typed into the text question and submitted."""
+    from unit.test_points import TASK, fitted
+
+    from workbench.points.review import POINT_QUESTION, RENAME_QUESTION, pull_point_review, push_point_review
+
+    clusterer, _, _ = fitted()
+    points, assignments = clusterer.points_, clusterer.assignments_
+    name = "ui-points"
+    push_point_review(client, TASK, points, assignments, name)
+    first = points.iloc[0]
+    text = assignments.set_index("example_id").loc[first["representatives"][0], "text"]
+    text = text.iloc[0] if not isinstance(text, str) else text
+    open_dataset(page, argilla["info"].api_url, name, text)
+    # The UI names each checkbox after the option's text and ids it <question>_<value>.
+    found = page.wait_for(f"!!document.querySelector('input[type=checkbox][id={POINT_QUESTION}_{first['point_id']}]:checked')")
+    assert found, (page.js("[...document.querySelectorAll('input')].map(i => [i.type, i.name, i.id, i.checked])"),
+                   page.text()[:1500])
+    shown = page.text()
+    assert first["name"] in shown and "none: it fits none of these points" in shown and "What went wrong" in shown
+    page.screenshot(ARTIFACTS / "argilla_annotator_point_review.png")
+
+    # The text questions are contenteditable paragraphs, in question order: the rename comes first.
+    # Focus it and type, as a person does (CDP inserts the text as keyboard input).
+    assert page.js("(() => { const box = document.querySelector('[contenteditable=true]'); box.focus(); "
+                   "return document.activeElement === box; })()")
+    page.command("Input.insertText", text="fee charged, read as a request")
+    page.js("[...document.querySelectorAll('button')].find(b => b.innerText.includes('Submit')).click()")
+    deadline = time.monotonic() + 30
+    reviews = pull_point_review(client, TASK, points, name, out_dir=None)
+    while reviews.empty and time.monotonic() < deadline:
+        time.sleep(0.3)
+        reviews = pull_point_review(client, TASK, points, name, out_dir=None)
+    row = reviews.iloc[0].to_dict()
+    assert (row["annotator"], row[POINT_QUESTION], row[RENAME_QUESTION]) == (
+        "annotator", first["point_id"], "fee charged, read as a request")

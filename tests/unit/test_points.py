@@ -172,3 +172,13 @@ def test_points_appear_in_the_report_with_charts_and_escaped_cards(tmp_path):
         assert f'id="chart-{chart}"' in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "action: <b>add/clarify a definition</b>" in html
+
+
+def test_keywords_are_words_of_the_points_own_texts():
+    from workbench.points.cluster import class_keywords
+
+    documents = ["hello there", "card blocked again", "blocked card"]
+    keywords = class_keywords(documents, 3)
+    assert keywords[0] == ["hello"]  # "there" is a stop word; other points' words have no weight here
+    for words, document in zip(keywords, documents):
+        assert words and all(word in document for word in words)

@@ -230,8 +230,12 @@ def class_keywords(documents: list[str], count: int) -> list[list[str]]:
     except ValueError:  # only stop words
         return [[] for _ in documents]
     vocabulary = np.array(vectorizer.get_feature_names_out())
-    return [vocabulary[np.argsort(-row.toarray().ravel(), kind="stable")[:count]].tolist()
-            if row.nnz else [] for row in matrix]
+    keywords = []
+    for row in matrix:
+        weights = row.toarray().ravel()
+        top = np.argsort(-weights, kind="stable")[:count]
+        keywords.append(vocabulary[top[weights[top] > 0]].tolist())  # words the point's texts contain
+    return keywords
 
 
 def point_row(point_id: str, kind: str, signature: str, examples: list[str], representatives: list[str],
