@@ -134,9 +134,7 @@ def _push(args: argparse.Namespace) -> int:
           f"to {result.dataset!r}")
     print(f"open {result.url}")
     if server.embedded:
-        from workbench_argilla_embedded.manage import DEFAULT_HOME
-
-        print(f"log in as 'annotator' (or 'owner'); passwords are in {Path(DEFAULT_HOME).resolve()}/credentials.json")
+        _print_embedded_login()
     return 0
 
 
@@ -207,7 +205,7 @@ def _push_point_review(run, points: pd.DataFrame, assignments: pd.DataFrame, iss
     from workbench.points.review import push_point_review
 
     try:
-        client, _ = _argilla_client()
+        client, server = _argilla_client()
         result = push_point_review(client, run.task, points, assignments, points_name)
         print(f"pushed {result.records} errors with their proposed points to {result.dataset!r}: {result.url}")
         if issues["is_label_issue"].any():
@@ -218,8 +216,16 @@ def _push_point_review(run, points: pd.DataFrame, assignments: pd.DataFrame, iss
     except AnnotationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if server.embedded:
+        _print_embedded_login()
     print("when annotators are done: workbench points <run> --pull-review")
     return 0
+
+
+def _print_embedded_login() -> None:
+    from workbench_argilla_embedded.manage import DEFAULT_HOME
+
+    print(f"log in as 'annotator' (or 'owner'); passwords are in {Path(DEFAULT_HOME).resolve()}/credentials.json")
 
 
 def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame | None, points_name: str,
