@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("workbench.evaluation",),
     ("workbench.reporting", "workbench.annotation"),
     ("workbench.points",),
+    ("workbench.trainingdata",),
     ("workbench.finetune",),
     ("workbench.experiments",),
     ("workbench.cli",),

@@ -1,10 +1,24 @@
-"""Checks on the DataFrames passed between stages."""
+"""Checks on the DataFrames passed between stages, and how a stage's frames are stored.
+
+Frames are stored as Parquet; object cells holding lists or dicts (spans, messages, example ids)
+are written as JSON text and read back as the same values, with the JSON columns named in the
+file's schema metadata.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workbench.core.answers import is_missing
+
+_JSON_COLUMNS_KEY = b"workbench.json_columns"
 
 
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, hint: str = "") -> None:
@@ -12,3 +26,37 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, hint
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise ValueError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}" + (f"; {hint}" if hint else ""))
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` as Parquet, object cells holding lists or dicts as JSON text (see module doc)."""
+    encoded = frame.copy()
+    json_columns = [column for column in frame.columns if frame[column].dtype == object
+                    and frame[column].map(lambda value: isinstance(value, (list, dict, tuple))).any()]
+    for column in json_columns:
+        encoded[column] = frame[column].map(lambda value: json.dumps(_plain(value), ensure_ascii=False))
+    table = pa.Table.from_pandas(encoded, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), _JSON_COLUMNS_KEY: json.dumps(json_columns).encode()}
+    partial = path.with_name(path.name + ".partial")
+    pq.write_table(table.replace_schema_metadata(metadata), partial)
+    partial.replace(path)  # a reader never sees half a file
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """Read a file written by `write_frame` back into the same DataFrame."""
+    table = pq.read_table(path)
+    json_columns = json.loads((table.schema.metadata or {}).get(_JSON_COLUMNS_KEY, b"[]"))
+    frame = table.to_pandas()
+    for column in json_columns:
+        frame[column] = pd.Series([json.loads(value) for value in frame[column]], index=frame.index, dtype=object)
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return None if is_missing(value) else value

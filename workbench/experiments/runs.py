@@ -32,11 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
-from workbench.core.answers import is_missing
+from workbench.core.frames import read_frame, write_frame  # noqa: F401  (where callers found them first)
 from workbench.core.task import Task, task_from_dict, task_to_dict
 from workbench.evaluation.efficiency import summarize_run
 from workbench.experiments.config import Experiment
@@ -46,7 +44,6 @@ from workbench.prompting.runner import run_variants
 from workbench.prompting.templates import TEMPLATE_DIR, template_file
 from workbench.prompting.variants import parse_variant
 
-_JSON_COLUMNS_KEY = b"workbench.json_columns"
 _LIBRARIES = ("pandas", "numpy", "scikit-learn", "scipy", "openai", "llama_cpp_python")
 
 
@@ -160,30 +157,6 @@ def load_run(path: str | Path) -> Run:
     )
 
 
-def write_frame(frame: pd.DataFrame, path: Path) -> None:
-    """Write `frame` as Parquet, object cells holding lists or dicts as JSON text (see module doc)."""
-    encoded = frame.copy()
-    json_columns = [column for column in frame.columns if frame[column].dtype == object
-                    and frame[column].map(lambda value: isinstance(value, (list, dict, tuple))).any()]
-    for column in json_columns:
-        encoded[column] = frame[column].map(lambda value: json.dumps(_plain(value), ensure_ascii=False))
-    table = pa.Table.from_pandas(encoded, preserve_index=False)
-    metadata = {**(table.schema.metadata or {}), _JSON_COLUMNS_KEY: json.dumps(json_columns).encode()}
-    partial = path.with_name(path.name + ".partial")
-    pq.write_table(table.replace_schema_metadata(metadata), partial)
-    partial.replace(path)  # a reader never sees half a file
-
-
-def read_frame(path: Path) -> pd.DataFrame:
-    """Read a file written by `write_frame` back into the same DataFrame."""
-    table = pq.read_table(path)
-    json_columns = json.loads((table.schema.metadata or {}).get(_JSON_COLUMNS_KEY, b"[]"))
-    frame = table.to_pandas()
-    for column in json_columns:
-        frame[column] = pd.Series([json.loads(value) for value in frame[column]], index=frame.index, dtype=object)
-    return frame
-
-
 def redacted_config(source: dict[str, Any]) -> dict[str, Any]:
     """The experiment config with credentials in the model's URL removed (user:password@, query)."""
     config = dict(source)
@@ -192,16 +165,6 @@ def redacted_config(source: dict[str, Any]) -> dict[str, Any]:
         model["base_url"] = redact_url(model["base_url"])
     config["model"] = model
     return config
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return None if is_missing(value) else value
 
 
 def _templates(experiment: Experiment) -> dict[str, dict[str, str]]:

@@ -1,0 +1,355 @@
+"""Training examples and held-out test cases for each training point, in one canonical frame.
+
+For every training point (`workbench.points`), rows come from these sources, marked in ``source``:
+
+- ``members``: the point's own errors (one row per example), split into train and test halves,
+  seeded and stratified by signature. Members that are near-duplicates of each other stay on one
+  side, so that the split cannot leak. A point with fewer than `min_members_to_split` members is
+  too small to split: its members all train, and its test cases come from its neighbours.
+- ``corrections``: members whose answer annotators corrected in Argilla; the consensus of their
+  submitted answers replaces the gold target (most common answer; a tie goes to the latest answer,
+  since annotators tend to settle a disputed case last).
+- ``neighbours``: examples of a labelled `pool` (usually the train split) nearest to the point's
+  members by sentence embedding (k nearest per member, closest first), with their gold targets;
+  they fill the test cases up to `min_test` and the rest train. A pool example that nearly repeats
+  a test case is not used.
+- ``targeted`` and ``generated``: rows made elsewhere (annotators labelling what the point needs;
+  validated synthetic texts) and added with `add_examples`.
+- ``regression``: test examples in no point (``point_id`` "regression"), to detect harm elsewhere.
+
+Every example has one split in the whole frame: an example that is a test case of one point is
+never a training example of another. The ``target`` is the gold-form answer; ``answer`` is that
+target in the JSON the prompt asks for (`TaskKind.format_answer`), and ``messages`` the chat the
+prompting stage renders for the chosen variant plus that answer. No reasoning is written for
+chain-of-thought variants: the answer alone is the target, because a reasoning made up here would
+teach the model our words rather than the client's definitions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.core.answers import is_missing
+from workbench.core.frames import require_columns, write_frame
+from workbench.core.task import Task
+from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.prompting.templates import render_messages
+from workbench.prompting.variants import PromptVariant, parse_variant
+from workbench.trainingdata.leakage import (
+    NEAR_DUPLICATE_COSINE,
+    check_no_leaks,
+    find_leaks,
+    leakage_report,
+    normalise_text,
+    similarity,
+)
+
+TRAINING_COLUMNS = ["point_id", "split", "source", "example_id", "text", "target", "answer", "messages",
+                    "synthetic", "signature", "distance"]
+SOURCES = ("members", "corrections", "neighbours", "targeted", "generated", "regression")
+REGRESSION = "regression"
+
+
+@dataclass
+class TrainingData:
+    """What `build_training_data` made.
+
+    ``examples``: the canonical frame, one row per (point, example), columns `TRAINING_COLUMNS`:
+    ``point_id``, ``split`` ("train" or "test"), ``source`` (one of `SOURCES`), ``example_id``,
+    ``text``, ``target`` (gold form: a label, ``{start, end, label}`` spans, a list of labels),
+    ``answer`` (the target as the prompt's JSON), ``messages`` (system, user, assistant),
+    ``synthetic`` (True for generated texts), ``signature`` (what went wrong, for members; else
+    None), ``distance`` (neighbours: cosine distance to the nearest member; else None).
+    ``leakage``: per point ``point_id``, ``train``, ``test``, ``leaks`` (0 in a built set).
+    ``notes``: what a reader should know (points too small to split, points with no test case).
+    ``variant``: the prompt variant the messages were rendered with.
+    """
+
+    examples: pd.DataFrame
+    leakage: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    variant: str = "zero_shot"
+
+    def counts(self) -> pd.DataFrame:
+        """Rows per point, split and source (a table for notes and reports)."""
+        return self.examples.groupby(["point_id", "split", "source"]).size().unstack(fill_value=0)
+
+    def write(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``examples.parquet`` and ``leakage.csv`` to `folder`; refuses to replace them
+        unless `overwrite`."""
+        folder = Path(folder)
+        targets = [folder / "examples.parquet", folder / "leakage.csv"]
+        existing = [str(path) for path in targets if path.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"{', '.join(existing)} exist: pass overwrite=True (--overwrite) to replace them, "
+                                  "or write to another folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_frame(self.examples, targets[0])
+        self.leakage.to_csv(targets[1], index=False)
+        return folder
+
+
+def build_training_data(
+    points: pd.DataFrame, assignments: pd.DataFrame, dataset: pd.DataFrame, task: Task, *,
+    pool: pd.DataFrame | None = None, corrections: pd.DataFrame | None = None, variant: str = "zero_shot",
+    neighbours_per_member: int = 3, max_neighbours: int = 8, min_test: int = 2, min_members_to_split: int = 2,
+    regression_size: int = 50, kinds: Sequence[str] = ("point", "other"), seed: int = 0,
+    encoder: Encoder | None = None, threshold: float = NEAR_DUPLICATE_COSINE, template_dir: str | Path | None = None,
+) -> TrainingData:
+    """Training examples and test cases for every point of `points` whose ``kind`` is in `kinds`
+    (suspected label errors are not trained on), from its members in `assignments`, the
+    annotators' `corrections` (`pull_corrections`' frame), and its neighbours in `pool` (a
+    labelled frame: ``example_id``, ``text``, the task's target column). `dataset` is the run's
+    evaluated data (its examples in no point form the regression set, up to `regression_size`).
+    `variant` renders the messages (it must not show few-shot examples: a tuned model answers
+    without them). Raises ValueError naming the point or row that cannot be used, LeakageError
+    when a test case still leaks.
+    """
+    require_columns(points, ["point_id", "kind", "example_ids"], "points", "pass ErrorClusterer's points_")
+    require_columns(assignments, ["example_id", "signature", "point_id"], "assignments",
+                    "pass ErrorClusterer's assignments_")
+    require_columns(dataset, ["example_id", "text", task.kind.target_column], "dataset")
+    chosen = _check_variant(variant)
+    encoder = encoder or SentenceEncoder()
+    rng = random.Random(seed)
+    truth = dataset.drop_duplicates("example_id").set_index("example_id")
+    corrected = consensus_corrections(corrections, task)
+    wanted = points[points["kind"].isin(kinds)]
+    if wanted.empty:
+        raise ValueError(f"no points of kind {list(kinds)} to build training data for (points: "
+                         f"{dict(Counter(points['kind']))}): cluster a run with errors first")
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    member_texts: dict[str, list[str]] = {}
+    # Near-duplicate members of any points are one group, on one side of the split.
+    every_member = list(dict.fromkeys(assignments.loc[assignments["point_id"].isin(wanted["point_id"]), "example_id"]))
+    unknown = [e for e in every_member if e not in truth.index]
+    if unknown:
+        raise ValueError(f"example(s) {unknown[:3]} of the points are not in the dataset; pass the run's dataset")
+    groups = _near_duplicate_groups([str(truth.at[e, "text"]) for e in every_member], encoder, threshold)
+    group_of = dict(zip(every_member, groups))
+    group_side: dict[int, str] = {}
+    for point in wanted.to_dict("records"):
+        point_id = str(point["point_id"])
+        members = assignments[assignments["point_id"] == point_id].drop_duplicates("example_id")
+        if members.empty:
+            raise ValueError(f"point {point_id} has no members in the assignments: pass the assignments of the same "
+                             "clustering (or review) as the points")
+        texts = [str(truth.at[e, "text"]) for e in members["example_id"]]
+        member_texts[point_id] = texts
+        split = _split_members(list(members["example_id"]), list(members["signature"]), group_of, group_side, rng,
+                               min_members_to_split)
+        if len(members) < min_members_to_split:
+            notes.append(f"{point_id} has {len(members)} member(s): too small to split; its members train and its "
+                         "test cases come from neighbours")
+        for example_id, signature, text in zip(members["example_id"], members["signature"], texts):
+            target, source = truth.at[example_id, task.kind.target_column], "members"
+            if example_id in corrected:
+                target, source = corrected[example_id], "corrections"
+            rows.append(_row(point_id, split[example_id], source, example_id, text, target, signature, None))
+    splits = {row["example_id"]: row["split"] for row in rows}  # one split per example, for every point
+    if pool is not None:
+        rows += _neighbours(rows, member_texts, pool, task, splits, encoder, threshold, neighbours_per_member,
+                            max_neighbours, min_test, exclude=set(truth.index))
+    in_points = {row["example_id"] for row in rows}
+    rest = [e for e in truth.index if e not in in_points]
+    for example_id in rng.sample(rest, min(regression_size, len(rest))) if regression_size else []:
+        rows.append(_row(REGRESSION, "test", REGRESSION, example_id, str(truth.at[example_id, "text"]),
+                         truth.at[example_id, task.kind.target_column], None, None))
+    frame = _finish(rows, task, chosen, template_dir)
+    for point_id in wanted["point_id"]:
+        if not ((frame["point_id"] == point_id) & (frame["split"] == "test")).any():
+            notes.append(f"{point_id} has no test case: give a labelled pool (neighbours) or annotate more examples")
+    leaks = find_leaks(frame, encoder, threshold)
+    report = leakage_report(frame, leaks)
+    if not leaks.empty:
+        check_no_leaks(frame, encoder, threshold)  # raises, naming the first pair
+    return TrainingData(frame, report, notes, chosen.name)
+
+
+def consensus_corrections(corrections: pd.DataFrame | None, task: Task) -> dict[str, Any]:
+    """example_id -> the annotators' consensus answer over their submitted corrections: the most
+    common answer; a tie goes to the latest submitted of the tied answers."""
+    if corrections is None or corrections.empty:
+        return {}
+    column = task.kind.target_column
+    require_columns(corrections, ["example_id", "status", column], "corrections",
+                    "pass the frame pull_corrections returns for this task")
+    submitted = corrections[corrections["status"] == "submitted"]
+    if "submitted_at" in submitted.columns:
+        submitted = submitted.assign(_at=pd.to_datetime(submitted["submitted_at"], utc=True)).sort_values(
+            "_at", kind="stable")
+    result = {}
+    for example_id, group in submitted.groupby("example_id", sort=False):
+        answers = [a for a in group[column] if not is_missing(a)]
+        if not answers:
+            continue
+        keys = [task.kind.answer_key(a) for a in answers]
+        counts = Counter(keys)
+        best = max(counts.values())
+        latest = next(i for i in range(len(keys) - 1, -1, -1) if counts[keys[i]] == best)
+        result[str(example_id)] = answers[latest]
+    return result
+
+
+def add_examples(data: TrainingData, rows: pd.DataFrame, task: Task, *, encoder: Encoder | None = None,
+                 threshold: float = NEAR_DUPLICATE_COSINE, template_dir: str | Path | None = None) -> TrainingData:
+    """`data` with `rows` added (``point_id``, ``split``, ``source`` ("targeted" or "generated"),
+    ``example_id``, ``text``, ``target``; ``synthetic`` optional), rendered like the rest and
+    checked for leakage again."""
+    require_columns(rows, ["point_id", "split", "source", "example_id", "text", "target"], "rows")
+    unknown = sorted(set(rows["source"]) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"rows have unknown sources {unknown}; use one of {SOURCES}")
+    clash = _split_clashes(data.examples, rows)
+    if clash:
+        raise ValueError(f"example {clash} is a test case in one place and training data in another: give it one split")
+    extra = [_row(r["point_id"], r["split"], r["source"], r["example_id"], r["text"], r["target"], None, None,
+                  bool(r.get("synthetic", r["source"] == "generated"))) for r in rows.to_dict("records")]
+    frame = pd.concat([data.examples, _finish(extra, task, parse_variant(data.variant), template_dir)],
+                      ignore_index=True)
+    encoder = encoder or SentenceEncoder()
+    check_no_leaks(frame, encoder, threshold)
+    return TrainingData(frame, leakage_report(frame, find_leaks(frame, encoder, threshold)), list(data.notes),
+                        data.variant)
+
+
+def _check_variant(variant: str) -> PromptVariant:
+    chosen = parse_variant(variant)
+    if chosen.few_shot:
+        raise ValueError(f"variant {variant!r} shows few-shot examples; render training data with a variant without "
+                         "them (zero_shot, definitions, cot...): a tuned model should answer without examples")
+    return chosen
+
+
+def _row(point_id: str, split: str, source: str, example_id: str, text: str, target: Any, signature: str | None,
+         distance: float | None, synthetic: bool = False) -> dict[str, Any]:
+    return {"point_id": point_id, "split": split, "source": source, "example_id": str(example_id), "text": text,
+            "target": target, "synthetic": synthetic, "signature": signature, "distance": distance}
+
+
+def _split_members(examples: list[str], signatures: list[str], group_of: dict[str, int],
+                   group_side: dict[int, str], rng: random.Random, min_members: int) -> dict[str, str]:
+    """A split per member. Near-duplicates (one group in `group_of`, over every point's members)
+    share a side, kept in `group_side` once a point has chosen it. The rest is dealt in halves,
+    stratified by signature: groups in signature order, shuffled within a signature, each going to
+    the side this point has fewer of (larger groups first). A point under `min_members` trains on all its members."""
+    if len(examples) < min_members:
+        for example in examples:
+            group_side.setdefault(group_of[example], "train")
+        return {example: group_side[group_of[example]] for example in examples}
+    by_group: dict[int, list[int]] = {}
+    for position, example in enumerate(examples):
+        by_group.setdefault(group_of[example], []).append(position)
+    # Larger groups first within a signature, so that the halves come out even.
+    ordered = sorted(by_group.items(), key=lambda item: (signatures[item[1][0]], -len(item[1]), rng.random()))
+    counts: Counter = Counter()
+    for group, members in ordered:
+        if group not in group_side:
+            group_side[group] = "test" if counts["test"] < counts["train"] else "train"
+        counts[group_side[group]] += len(members)
+    return {example: group_side[group_of[example]] for example in examples}
+
+
+def _near_duplicate_groups(texts: list[str], encoder: Encoder, threshold: float) -> list[int]:
+    """A group number per text: texts joined (transitively) when equal or at `threshold` or above."""
+    scores = similarity(encoder, texts, texts)
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    normal = [normalise_text(text) for text in texts]
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            if scores[i, j] >= threshold or normal[i] == normal[j]:
+                parent[root(j)] = root(i)
+    return [root(i) for i in range(len(texts))]
+
+
+def _neighbours(rows: list[dict], member_texts: dict[str, list[str]], pool: pd.DataFrame, task: Task,
+                splits: dict[str, str], encoder: Encoder, threshold: float, per_member: int, limit: int,
+                min_test: int, exclude: set[str]) -> list[dict[str, Any]]:
+    require_columns(pool, ["example_id", "text", task.kind.target_column], "pool",
+                    "pass a labelled frame, e.g. the train split from load_dataset")
+    outside = ~pool["example_id"].astype(str).isin(exclude)
+    candidates = pool[outside].drop_duplicates("example_id").reset_index(drop=True)
+    if candidates.empty:
+        return []
+    pool_texts = list(candidates["text"].astype(str))
+
+    def near(split: str) -> np.ndarray:
+        """Which pool examples equal or nearly repeat a member of `split`."""
+        texts = [row["text"] for row in rows if row["split"] == split]
+        if not texts:
+            return np.zeros(len(pool_texts), dtype=bool)
+        normal = {normalise_text(text) for text in texts}
+        close = similarity(encoder, pool_texts, texts).max(axis=1) >= threshold
+        return close | np.array([normalise_text(text) in normal for text in pool_texts])
+
+    # A pool example that nearly repeats a member test case would leak if it trained: never use it.
+    # One that nearly repeats a training member may train, but never test.
+    near_test, near_train = near("test"), near("train")
+    ranked: dict[str, list[int]] = {}
+    for point_id, texts in member_texts.items():
+        scores = similarity(encoder, texts, pool_texts)  # members x pool
+        nearest: dict[int, float] = {}
+        for member_scores in scores:
+            for j in np.argsort(-member_scores, kind="stable")[:per_member]:
+                nearest[int(j)] = max(nearest.get(int(j), -1.0), float(member_scores[j]))
+        order = sorted(nearest, key=lambda j: -nearest[j])
+        usable = [j for j in order if not near_test[j]]
+        ranked[point_id] = [(j, 1 - nearest[j]) for j in usable[:limit]]
+    ids = [str(e) for e in candidates["example_id"]]
+    # First the points short of test cases take their nearest free neighbours as tests; then every
+    # other neighbour trains. An example keeps its split for every point it neighbours.
+    for point_id, neighbours in ranked.items():
+        have_test = sum(1 for row in rows if row["point_id"] == point_id and row["split"] == "test")
+        for j, _ in neighbours:
+            if have_test >= min_test:
+                break
+            if ids[j] not in splits and not near_train[j]:
+                splits[ids[j]] = "test"
+                have_test += 1
+    added = []
+    for point_id, neighbours in ranked.items():
+        for j, distance in neighbours:
+            split = splits.setdefault(ids[j], "train")
+            added.append(_row(point_id, split, "neighbours", ids[j], pool_texts[j],
+                              candidates.at[j, task.kind.target_column], None, round(distance, 4)))
+    return added
+
+
+def _finish(rows: list[dict[str, Any]], task: Task, variant: PromptVariant,
+            template_dir: str | Path | None) -> pd.DataFrame:
+    """The rows with ``answer`` and ``messages`` rendered; a target the kind cannot format is named."""
+    for row in rows:
+        example = {"example_id": row["example_id"], "text": row["text"], task.kind.target_column: row["target"]}
+        try:
+            row["answer"] = task.kind.format_answer(task, example)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"point {row['point_id']}, example {row['example_id']}: the target {row['target']!r} "
+                             f"cannot be written as a {task.kind} answer ({error}); fix the gold or the correction"
+                             ) from error
+        prompt = render_messages(task, variant, row["text"], template_dir=template_dir)
+        row["messages"] = [*prompt, {"role": "assistant", "content": row["answer"]}]
+    return pd.DataFrame(rows, columns=TRAINING_COLUMNS)
+
+
+def _split_clashes(examples: pd.DataFrame, rows: pd.DataFrame) -> str | None:
+    seen = dict(zip(examples["example_id"], examples["split"]))
+    for example_id, split in zip(rows["example_id"].astype(str), rows["split"]):
+        if seen.setdefault(example_id, split) != split:
+            return example_id
+    return None

@@ -1,0 +1,108 @@
+"""Leakage between training examples and test cases: equal texts, and near-duplicates by embedding.
+
+A test case that equals or nearly repeats a training example measures memory, not learning. Texts
+are compared after normalising case and white space (equal) and by the cosine similarity of their
+sentence embeddings (near-duplicate at `NEAR_DUPLICATE_COSINE` or above).
+
+The threshold was calibrated on the demo data (`benchmarks/leakage_threshold.py`, all three demo
+tasks): light edits of a text (case and punctuation, a word dropped, two words swapped, numbers
+changed, the first sentence alone) keep a median cosine of 0.986 to the original, and 93.5% of
+them reach 0.85; distinct examples never do: every test example's nearest training example is at
+0.795 at most (99th percentile 0.746). So 0.85 flags most edits and no distinct pair; the edits it
+misses are mostly a long text cut to its first sentence, which is no longer the same example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from workbench.points.encoder import Encoder
+
+NEAR_DUPLICATE_COSINE = 0.85
+LEAK_COLUMNS = ["test_point", "test_example", "train_point", "train_example", "cosine", "equal_text", "test_text",
+                "train_text"]
+
+
+class LeakageError(ValueError):
+    """A test case equals or nearly repeats a training example; `pairs` lists them (`LEAK_COLUMNS`)."""
+
+    def __init__(self, message: str, pairs: pd.DataFrame):
+        super().__init__(message)
+        self.pairs = pairs
+
+
+def normalise_text(text: str) -> str:
+    """The text compared for equality: case folded, white space collapsed."""
+    return " ".join(str(text).casefold().split())
+
+
+def similarity(encoder: Encoder, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
+    """Cosine similarity of every text of `first` (rows) with every text of `second` (columns)."""
+    if not len(first) or not len(second):
+        return np.zeros((len(first), len(second)))
+    vectors = _unit(encoder.encode(list(first) + list(second)))
+    return vectors[: len(first)] @ vectors[len(first):].T
+
+
+def find_leaks(examples: pd.DataFrame, encoder: Encoder, threshold: float = NEAR_DUPLICATE_COSINE) -> pd.DataFrame:
+    """Pairs of a test row and a training row of `examples` (the training-data frame: ``point_id``,
+    ``split``, ``example_id``, ``text``) that are the same example, have equal texts, or whose
+    cosine similarity is at least `threshold`, across all points. Columns `LEAK_COLUMNS`."""
+    test = examples[examples["split"] == "test"].drop_duplicates(["point_id", "example_id"]).reset_index(drop=True)
+    train = examples[examples["split"] == "train"].drop_duplicates(["point_id", "example_id"]).reset_index(drop=True)
+    if test.empty or train.empty:
+        return pd.DataFrame(columns=LEAK_COLUMNS)
+    test_texts = test["text"].map(normalise_text)
+    train_texts = train["text"].map(normalise_text)
+    unique_test, unique_train = list(dict.fromkeys(test_texts)), list(dict.fromkeys(train_texts))
+    scores = similarity(encoder, unique_test, unique_train)
+    test_position = {text: i for i, text in enumerate(unique_test)}
+    train_position = {text: i for i, text in enumerate(unique_train)}
+    rows = []
+    for i, (test_text, test_row) in enumerate(zip(test_texts, test.itertuples())):
+        for j, (train_text, train_row) in enumerate(zip(train_texts, train.itertuples())):
+            cosine = float(scores[test_position[test_text], train_position[train_text]])
+            equal = test_text == train_text or test_row.example_id == train_row.example_id
+            if equal or cosine >= threshold:
+                rows.append({"test_point": test_row.point_id, "test_example": test_row.example_id,
+                             "train_point": train_row.point_id, "train_example": train_row.example_id,
+                             "cosine": round(cosine, 4), "equal_text": equal, "test_text": test_row.text,
+                             "train_text": train_row.text})
+    return pd.DataFrame(rows, columns=LEAK_COLUMNS)
+
+
+def leakage_report(examples: pd.DataFrame, leaks: pd.DataFrame) -> pd.DataFrame:
+    """Per point: ``point_id``, ``train`` and ``test`` (rows), ``leaks`` (its test cases that leak)."""
+    counts = examples.groupby(["point_id", "split"]).size().unstack(fill_value=0)
+    for split in ("train", "test"):
+        if split not in counts.columns:
+            counts[split] = 0
+    leaking = leaks.groupby("test_point")["test_example"].nunique() if not leaks.empty else pd.Series(dtype=int)
+    report = pd.DataFrame({"point_id": counts.index, "train": counts["train"].to_numpy(),
+                           "test": counts["test"].to_numpy()})
+    report["leaks"] = [int(leaking.get(point, 0)) for point in report["point_id"]]
+    order = list(dict.fromkeys(examples["point_id"]))
+    return report.set_index("point_id").loc[order].reset_index()
+
+
+def check_no_leaks(examples: pd.DataFrame, encoder: Encoder, threshold: float = NEAR_DUPLICATE_COSINE) -> None:
+    """Raise LeakageError naming the first offending pair when any test case leaks."""
+    leaks = find_leaks(examples, encoder, threshold)
+    if leaks.empty:
+        return
+    first = leaks.iloc[0]
+    why = "the same text" if first["equal_text"] else f"cosine {first['cosine']:.3f} >= {threshold}"
+    raise LeakageError(
+        f"{len(leaks)} test case(s) leak into training data: test {first['test_example']} of {first['test_point']} "
+        f"and training example {first['train_example']} of {first['train_point']} ({why}): "
+        f"{first['test_text']!r} vs {first['train_text']!r}. Drop one of them or move both to the same split.",
+        leaks)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=float)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
