@@ -6,6 +6,7 @@
     workbench points runs/demo_complaints                      (training points from a run's errors)
     workbench points runs/demo_complaints --push-review        (annotators review them in Argilla)
     workbench points runs/demo_complaints --pull-review        (their answers update the points)
+    workbench data runs/demo_complaints                        (training data and test cases per point)
     workbench argilla up | down | status
 """
 
@@ -76,6 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     points.add_argument("--review-name", default=None,
                         help="base name of the review datasets (default: the run's name)")
 
+    data = commands.add_parser("data", help="build training examples and held-out test cases for each training point")
+    data.add_argument("run", help="a run folder with points (after `workbench points`), or its experiment config")
+    data.add_argument("--pool", default=None,
+                      help="a labelled dataset file to take neighbours from (default: the run's few-shot pool)")
+    data.add_argument("--no-pool", action="store_true", help="use no neighbours: members and corrections only")
+    data.add_argument("--variant", default="zero_shot",
+                      help="the prompt variant the training messages are rendered with (default zero_shot)")
+    data.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
+                      help="an annotation snapshot whose corrections replace gold targets (repeatable)")
+    data.add_argument("--overwrite", action="store_true", help="replace training data written before")
+
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
     args = parser.parse_args(argv)
@@ -87,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _push(args)
         if args.command == "points":
             return _points(args)
+        if args.command == "data":
+            return _data(args)
         return _preview(args)
     except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -270,6 +284,44 @@ def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame 
           f"{int(issues['is_label_issue'].sum())} suspected label errors")
     print(f"updated {run.path}/points.parquet, point_assignments.parquet, point_map.parquet and label_issues.parquet")
     print(f"report: {report.resolve()}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from workbench.core.data import load_dataset
+    from workbench.experiments.runs import read_frame
+    from workbench.trainingdata.examples import build_training_data
+    from workbench.trainingdata.openai_jsonl import write_test_cases
+
+    source = Path(args.run)
+    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    if not (run.path / "points.parquet").exists():
+        raise FileNotFoundError(f"{run.path} has no points.parquet: run `workbench points {args.run}` first")
+    points = read_frame(run.path / "points.parquet")
+    assignments = read_frame(run.path / "point_assignments.parquet")
+    pool = None if args.no_pool else (load_dataset(args.pool, run.task) if args.pool else run.examples)
+    corrections = None
+    if args.corrections:
+        from workbench.annotation.snapshots import load_corrections
+
+        corrections = pd.concat([load_corrections(path, run.task) for path in args.corrections], ignore_index=True)
+    folder = run.path / "training_data"
+    cases = folder / "test_cases.jsonl"
+    if cases.exists() and not args.overwrite:
+        raise FileExistsError(f"{folder} holds training data already: pass --overwrite to replace it")
+    data = build_training_data(points, assignments, run.dataset, run.task, pool=pool, corrections=corrections,
+                               variant=args.variant)
+    data.write(folder, overwrite=args.overwrite)
+    write_test_cases(data.examples, cases, run.task, overwrite=args.overwrite)
+    table = data.leakage.merge(data.counts().reset_index().groupby("point_id").sum(numeric_only=True),
+                               on="point_id", how="left")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table.to_string(index=False))
+    for note in data.notes:
+        print(f"note: {note}")
+    print(f"{len(data.examples)} rows: {int((data.examples['split'] == 'train').sum())} train, "
+          f"{int((data.examples['split'] == 'test').sum())} test; leaks: {int(data.leakage['leaks'].sum())}")
+    print(f"wrote {folder}/examples.parquet, leakage.csv and test_cases.jsonl (a dataset `workbench run` evaluates)")
     return 0
 
 
