@@ -48,7 +48,7 @@ def train_and_score(export, frame, task, test, tmp_path, name):
     scores = score(predictions, test, task)
     print(f"\nspaCy {export.pipeline} baseline on {name}: {STEPS} steps, trained in {trained_s:.1f} s, "
           f"{len(test)} test examples\n{scores.to_string(index=False)}")
-    assert model_dir.name in {"model-best", "model-last"}
+    assert model_dir.name == "model-last"  # never chosen on the test cases it is scored on
     assert len(predictions) == len(test) and set(predictions["example_id"]) == set(test["example_id"])
     assert (predictions["repeat"] == 0).all() and predictions["parse_error"].isna().all()
     find_errors(predictions, test, task)  # the error table accepts the rows too

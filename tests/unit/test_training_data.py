@@ -155,3 +155,12 @@ def test_writing_never_replaces_without_being_asked(tmp_path):
 
     again = read_frame(tmp_path / "examples.parquet")
     assert again["messages"].iloc[0] == data.examples["messages"].iloc[0]
+
+
+def test_the_regression_set_is_topped_up_from_the_pool_when_every_example_erred():
+    data, _, _ = built(pool=POOL, regression_size=3, max_neighbours=1)  # leaves pool examples unused
+    regression = data.examples[data.examples["point_id"] == REGRESSION]
+    assert len(regression) == 3 and {"ok1", "ok2"} <= set(regression["example_id"])
+    pool_ids = set(regression["example_id"]) - {"ok1", "ok2"}
+    assert pool_ids <= set(POOL["example_id"]) and data.leakage["leaks"].sum() == 0
+    assert not set(data.examples.loc[data.examples["point_id"] != REGRESSION, "example_id"]) & pool_ids

@@ -7,6 +7,7 @@
     workbench points runs/demo_complaints --push-review        (annotators review them in Argilla)
     workbench points runs/demo_complaints --pull-review        (their answers update the points)
     workbench data runs/demo_complaints                        (training data and test cases per point)
+    workbench export runs/demo_complaints [--train-spacy 200]  (OpenAI JSONL, HF datasets, spaCy baseline)
     workbench argilla up | down | status
 """
 
@@ -88,6 +89,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="an annotation snapshot whose corrections replace gold targets (repeatable)")
     data.add_argument("--overwrite", action="store_true", help="replace training data written before")
 
+    export = commands.add_parser("export", help="export a run's training data for trainers (after `workbench data`)")
+    export.add_argument("run", help="a run folder with training_data/ (after `workbench data`), or its config")
+    export.add_argument("--format", action="append", choices=["openai", "hf", "spacy"], default=None,
+                        help="what to write (repeatable; default: all three)")
+    export.add_argument("--out", default=None, help="folder for the exports (default: <run>/exports)")
+    export.add_argument("--overwrite", action="store_true", help="replace exports written before")
+    export.add_argument("--price", type=float, default=None,
+                        help="the provider's training price per million tokens, for a cost estimate")
+    export.add_argument("--min-examples", type=int, default=10,
+                        help="fewest training examples the chat file may hold (OpenAI: 10)")
+    export.add_argument("--train-spacy", type=int, default=0, metavar="STEPS",
+                        help="also train the spaCy baseline for STEPS steps and score it on each point's test cases")
+
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
     args = parser.parse_args(argv)
@@ -101,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _points(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "export":
+            return _export(args)
         return _preview(args)
     except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -322,6 +338,55 @@ def _data(args: argparse.Namespace) -> int:
     print(f"{len(data.examples)} rows: {int((data.examples['split'] == 'train').sum())} train, "
           f"{int((data.examples['split'] == 'test').sum())} test; leaks: {int(data.leakage['leaks'].sum())}")
     print(f"wrote {folder}/examples.parquet, leakage.csv and test_cases.jsonl (a dataset `workbench run` evaluates)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from workbench.experiments.runs import read_frame
+
+    source = Path(args.run)
+    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    stored = run.path / "training_data" / "examples.parquet"
+    if not stored.exists():
+        raise FileNotFoundError(f"{run.path} has no training_data/examples.parquet: run `workbench data {args.run}` first")
+    examples = read_frame(stored)
+    out = Path(args.out) if args.out else run.path / "exports"
+    formats = args.format or ["openai", "hf", "spacy"]
+    if "openai" in formats:
+        from workbench.trainingdata.openai_jsonl import write_chat_jsonl
+
+        train = write_chat_jsonl(examples, out / "openai" / "train.jsonl", price_per_million=args.price,
+                                 min_examples=args.min_examples, overwrite=args.overwrite)
+        print(f"openai: {train.summary()}")
+        if (examples["split"] == "test").any():  # the validation file a fine-tuning job may take
+            test = write_chat_jsonl(examples, out / "openai" / "validation.jsonl", split="test", min_examples=1,
+                                    overwrite=args.overwrite)
+            print(f"openai: {test.summary()}")
+    if "hf" in formats:
+        from workbench.trainingdata.export_hf import save_dataset, to_chat_dataset, to_token_classification
+
+        chat = save_dataset(to_chat_dataset(examples, run.task), out / "hf_chat", overwrite=args.overwrite)
+        print(f"hf: chat rows for supervised fine-tuning in {chat} (datasets.load_from_disk)")
+        try:
+            tokens = to_token_classification(examples, run.task)
+        except ValueError:
+            tokens = None  # not a span kind: the chat rows are its only Hugging Face export
+        if tokens is not None:
+            print(f"hf: tokens with IOB2 tags in {save_dataset(tokens, out / 'hf_tokens', overwrite=args.overwrite)}")
+    if "spacy" in formats:
+        from workbench.trainingdata.export_spacy import spacy_predictions, train_spacy, write_docbins
+
+        spacy_export = write_docbins(examples, run.task, out / "spacy", overwrite=args.overwrite)
+        print(f"spacy: {spacy_export.docs} docs ({spacy_export.pipeline}) in {spacy_export.train_path.parent}; "
+              f"{spacy_export.unaligned} span(s) not on token boundaries left out (alignment mode strict)")
+        if args.train_spacy:
+            from workbench.trainingdata.scoring import score_points
+
+            model = train_spacy(spacy_export, out / "spacy" / "model", max_steps=args.train_spacy)
+            scores = score_points(spacy_predictions(model, examples, run.task), examples, run.task)
+            with pd.option_context("display.width", 160, "display.precision", 3):
+                print(scores.drop(columns=["variant"]).to_string(index=False))
+            print(f"spacy: baseline trained for {args.train_spacy} steps in {model}")
     return 0
 
 

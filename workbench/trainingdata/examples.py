@@ -15,7 +15,8 @@ For every training point (`workbench.points`), rows come from these sources, mar
   a test case is not used.
 - ``targeted`` and ``generated``: rows made elsewhere (annotators labelling what the point needs;
   validated synthetic texts) and added with `add_examples`.
-- ``regression``: test examples in no point (``point_id`` "regression"), to detect harm elsewhere.
+- ``regression``: test examples in no point (``point_id`` "regression"), to detect harm elsewhere:
+  the run's examples no point holds, topped up from unused pool examples when too few.
 
 Every example has one split in the whole frame: an example that is a test case of one point is
 never a training example of another. The ``target`` is the gold-form answer; ``answer`` is that
@@ -159,11 +160,7 @@ def build_training_data(
     if pool is not None:
         rows += _neighbours(rows, member_texts, pool, task, splits, encoder, threshold, neighbours_per_member,
                             max_neighbours, min_test, exclude=set(truth.index))
-    in_points = {row["example_id"] for row in rows}
-    rest = [e for e in truth.index if e not in in_points]
-    for example_id in rng.sample(rest, min(regression_size, len(rest))) if regression_size else []:
-        rows.append(_row(REGRESSION, "test", REGRESSION, example_id, str(truth.at[example_id, "text"]),
-                         truth.at[example_id, task.kind.target_column], None, None))
+    rows += _regression(rows, truth, pool, task, regression_size, rng, encoder, threshold)
     frame = _finish(rows, task, chosen, template_dir)
     for point_id in wanted["point_id"]:
         if not ((frame["point_id"] == point_id) & (frame["split"] == "test")).any():
@@ -329,6 +326,28 @@ def _neighbours(rows: list[dict], member_texts: dict[str, list[str]], pool: pd.D
             added.append(_row(point_id, split, "neighbours", ids[j], pool_texts[j],
                               candidates.at[j, task.kind.target_column], None, round(distance, 4)))
     return added
+
+
+def _regression(rows: list[dict[str, Any]], truth: pd.DataFrame, pool: pd.DataFrame | None, task: Task, size: int,
+                rng: random.Random, encoder: Encoder, threshold: float) -> list[dict[str, Any]]:
+    """Up to `size` test cases in no point: the run's examples no point holds, then, when those
+    are too few (a run where every example went wrong somewhere), unused pool examples that do
+    not nearly repeat a training row."""
+    if not size:
+        return []
+    used = {row["example_id"] for row in rows}
+    column = task.kind.target_column
+    rest = [e for e in truth.index if e not in used]
+    chosen = [(e, str(truth.at[e, "text"]), truth.at[e, column]) for e in rng.sample(rest, min(size, len(rest)))]
+    if len(chosen) < size and pool is not None:
+        spare = pool[~pool["example_id"].astype(str).isin(used | set(truth.index))].drop_duplicates("example_id")
+        train = [row["text"] for row in rows if row["split"] == "train"]
+        if len(spare) and train:
+            spare = spare[similarity(encoder, list(spare["text"].astype(str)), train).max(axis=1) < threshold]
+        picked = rng.sample(range(len(spare)), min(size - len(chosen), len(spare)))
+        chosen += [(str(spare["example_id"].iloc[i]), str(spare["text"].iloc[i]), spare[column].iloc[i])
+                   for i in sorted(picked)]
+    return [_row(REGRESSION, "test", REGRESSION, e, text, target, None, None) for e, text, target in chosen]
 
 
 def _finish(rows: list[dict[str, Any]], task: Task, variant: PromptVariant,

@@ -111,10 +111,13 @@ def train_spacy(
     timeout_s: float | None = None,
 ) -> Path:
     """Run ``python -m spacy train`` on an export (in a subprocess, on CPU) and return the folder
-    of the trained pipeline: ``model-best`` (best score on the test docs), else ``model-last``.
+    of the pipeline after its last step, ``model-last``.
 
-    `max_steps` is spaCy's ``training.max_steps`` (batches); the test docs are evaluated about
-    five times along the way (``training.eval_frequency``). Raises ValueError when a split has no
+    spaCy needs a dev set and keeps as ``model-best`` the pipeline that scored best on it; the
+    dev set here is the test cases, so ``model-best`` would be chosen on the very cases it is then
+    scored on. ``model-last`` is not, which keeps its test scores honest. `max_steps` is spaCy's
+    ``training.max_steps`` (batches); the test docs are evaluated about five times along the way
+    (``training.eval_frequency``), which only logs. Raises ValueError when a split has no
     docs, RuntimeError with the end of spaCy's output when training fails or runs past `timeout_s`.
     """
     empty = [split for split, count in export.docs.items() if count == 0]
@@ -138,10 +141,9 @@ def train_spacy(
     if result.returncode != 0:
         raise RuntimeError(f"spacy train failed (exit status {result.returncode}); its last output:\n"
                            f"{(result.stdout + result.stderr)[-3000:]}")
-    for name in ("model-best", "model-last"):
-        if (output_dir / name / "config.cfg").exists():
-            return output_dir / name
-    raise RuntimeError(f"spacy train finished but wrote no model-best or model-last in {output_dir}; "
+    if (output_dir / "model-last" / "config.cfg").exists():
+        return output_dir / "model-last"
+    raise RuntimeError(f"spacy train finished but wrote no model-last in {output_dir}; "
                        f"its last output:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
