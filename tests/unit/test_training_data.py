@@ -2,6 +2,8 @@
 and messages in the prompt's own format. A bag-of-words encoder stands in for the sentence encoder:
 texts that share words are similar, equal texts have cosine 1."""
 
+import json
+
 import pandas as pd
 import pytest
 from sklearn.feature_extraction.text import HashingVectorizer
@@ -164,3 +166,30 @@ def test_the_regression_set_is_topped_up_from_the_pool_when_every_example_erred(
     pool_ids = set(regression["example_id"]) - {"ok1", "ok2"}
     assert pool_ids <= set(POOL["example_id"]) and data.leakage["leaks"].sum() == 0
     assert not set(data.examples.loc[data.examples["point_id"] != REGRESSION, "example_id"]) & pool_ids
+
+
+def test_generated_texts_are_kept_only_when_an_independent_labelling_agrees(tmp_path):
+    from workbench.testing.fake_model import FakeModel
+    from workbench.trainingdata.generated import generate_examples
+
+    data, _, _ = built()
+    existing = data.examples["text"].iloc[0]
+    generator = FakeModel(json.dumps({"examples": [
+        {"text": "they took a service fee from my savings without asking", "answer": {"label": "complaint"}},
+        {"text": "a transfer fee appeared twice this month", "answer": {"label": "complaint"}},
+        {"text": existing.upper(), "answer": {"label": "complaint"}},  # repeats an existing text
+        {"text": "fee question", "answer": {"label": "refund"}},          # not a label of the task
+        {"answer": {"label": "complaint"}},                                # no text
+    ]}))
+    validator = FakeModel(lambda request: '{"label": "request"}' if "twice" in request.messages[1]["content"]
+                          else '{"label": "complaint"}')
+    made = generate_examples(data.examples, TASK, generator, validator, points=["P1"], encoder=WordsEncoder(),
+                             cache=tmp_path / "cache.sqlite")
+    assert list(made.accepted["text"]) == ["they took a service fee from my savings without asking"]
+    assert made.accepted["synthetic"].all() and set(made.accepted["source"]) == {"generated"}
+    reasons = dict(zip(made.rejected["text"].fillna("(none)"), made.rejected["reason"]))
+    assert reasons["a transfer fee appeared twice this month"] == "the validator answered otherwise"
+    assert reasons[existing.upper().strip()] == "equals or nearly repeats an existing text"
+    assert "cannot be read" in reasons["fee question"] and "not an example with a text" in reasons["(none)"]
+    grown = add_examples(data, made.accepted, TASK, encoder=WordsEncoder())
+    assert grown.examples["synthetic"].sum() == 1 and grown.leakage["leaks"].sum() == 0
