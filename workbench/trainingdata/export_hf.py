@@ -150,7 +150,9 @@ def _dataset_dict(frame: pd.DataFrame, features: Any, row) -> DatasetDict:
 
 def _messages(record: dict[str, Any]) -> list[dict[str, str]]:
     messages = _plain(record["messages"])
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in messages):
+    well_formed = isinstance(messages, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m)
+                                                     for m in messages)
+    if not well_formed:
         raise ValueError(
             f"row {record['example_id']!r} of point {record['point_id']!r} has messages {str(messages)[:120]!r}; "
             "expected a list of {'role', 'content'} dicts"

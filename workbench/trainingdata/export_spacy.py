@@ -72,7 +72,8 @@ def write_docbins(
                     "pass the canonical training-data frame (one row per point and example)")
     unknown = sorted(set(frame["split"].astype(str)) - set(SPLITS))
     if unknown:
-        raise ValueError(f"the training-data frame has split value(s) {unknown}; spaCy export writes only {list(SPLITS)}")
+        raise ValueError(f"the training-data frame has split value(s) {unknown}; spaCy export writes only "
+                         f"{list(SPLITS)}")
     if frame.empty:
         raise ValueError("the training-data frame has no rows; there is nothing to export")
     out_dir = Path(out_dir)
@@ -147,7 +148,8 @@ def train_spacy(
                        f"its last output:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
-def spacy_predictions(model_dir: str | Path, frame: pd.DataFrame, task: Task, *, variant: str = "spacy") -> pd.DataFrame:
+def spacy_predictions(model_dir: str | Path, frame: pd.DataFrame, task: Task, *,
+                      variant: str = "spacy") -> pd.DataFrame:
     """The trained pipeline's answers on the frame's test rows, as the runner's prediction rows.
 
     Columns are `workbench.prompting.runner.PREDICTION_COLUMNS`: ``variant``, ``example_id``,

@@ -100,8 +100,8 @@ def write_chat_jsonl(
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it, or choose another path")
     rows = examples[examples["split"] == split]
     if len(rows) < min_examples:
-        raise ChatFormatError(f"{len(rows)} {split} example(s), fewer than the {min_examples} a fine-tuning file needs: "
-                              "add examples (a labelled pool gives neighbours) or lower min_examples for a provider "
+        raise ChatFormatError(f"{len(rows)} {split} example(s), fewer than the {min_examples} a fine-tuning file "
+                              "needs: add examples (a labelled pool gives neighbours) or lower min_examples for a provider "
                               "that takes fewer")
     counts = [check_chat_example(list(messages), f"row {index} (point {point}, example {example})", token_limit)
               for index, (point, example, messages) in enumerate(zip(rows["point_id"], rows["example_id"],
