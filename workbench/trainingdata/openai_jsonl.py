@@ -101,8 +101,8 @@ def write_chat_jsonl(
     rows = examples[examples["split"] == split]
     if len(rows) < min_examples:
         raise ChatFormatError(f"{len(rows)} {split} example(s), fewer than the {min_examples} a fine-tuning file "
-                              "needs: add examples (a labelled pool gives neighbours) or lower min_examples for a provider "
-                              "that takes fewer")
+                              "needs: add examples (a labelled pool gives neighbours) or lower min_examples for "
+                              "a provider that takes fewer")
     counts = [check_chat_example(list(messages), f"row {index} (point {point}, example {example})", token_limit)
               for index, (point, example, messages) in enumerate(zip(rows["point_id"], rows["example_id"],
                                                                      rows["messages"]))]
