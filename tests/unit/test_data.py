@@ -131,3 +131,16 @@ def test_task_labels_must_be_unique_ignoring_case():
     with pytest.raises(TaskSpecError, match="'Drug' and 'DRUG' cannot be told apart"):
         task_from_dict({"name": "t", "kind": "ner", "labels": [
             {"name": "Drug", "definition": "x"}, {"name": "DRUG", "definition": "y"}]})
+
+
+def test_texts_to_label_need_no_gold_column_but_a_present_one_is_checked():
+    from workbench.core.data import DatasetError, validate_dataset
+    from workbench.core.task import task_from_dict
+
+    task = task_from_dict({"name": "t", "kind": "classification", "labels": [{"name": "a"}, {"name": "b"}]})
+    texts = pd.DataFrame({"example_id": ["u1"], "text": ["hello"]})
+    assert list(validate_dataset(texts, task, labelled=False).columns) == ["example_id", "text"]
+    with pytest.raises(DatasetError, match="missing column"):
+        validate_dataset(texts, task)
+    with pytest.raises(DatasetError, match="u1"):
+        validate_dataset(texts.assign(label=["c"]), task, labelled=False)

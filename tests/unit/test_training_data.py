@@ -193,3 +193,23 @@ def test_generated_texts_are_kept_only_when_an_independent_labelling_agrees(tmp_
     assert "cannot be read" in reasons["fee question"] and "not an example with a text" in reasons["(none)"]
     grown = add_examples(data, made.accepted, TASK, encoder=WordsEncoder())
     assert grown.examples["synthetic"].sum() == 1 and grown.leakage["leaks"].sum() == 0
+
+
+def test_targeted_candidates_are_the_unlabelled_texts_nearest_each_point():
+    from workbench.trainingdata.targeted import targeted_candidates, targeted_rows
+
+    data, _, _ = built()
+    unlabelled = pd.DataFrame({"example_id": ["u1", "u2", "u3", "u4"],
+                               "text": ["one more fee charged for nothing", "my card was blocked abroad",
+                                        "the card got declined in the shop", "the FEE was wrong"]})
+    candidates = targeted_candidates(data.examples, unlabelled, per_point=2, encoder=WordsEncoder())
+    by_point = candidates.groupby("point_id")["example_id"].apply(list).to_dict()
+    assert by_point["P1"] == ["u1"]  # u4 repeats a member's text: it could leak, so it is never offered
+    assert "u2" not in set(candidates["example_id"])  # equal to a card member's text
+    assert "u3" in by_point["P2"] and candidates["distance"].between(0, 1).all()
+    corrections = pd.DataFrame({"example_id": ["u1", "u3"], "status": ["submitted"] * 2,
+                                "label": ["complaint", "complaint"]})
+    rows = targeted_rows(candidates, corrections, data.examples, TASK, min_test=10)
+    assert list(rows["example_id"]) == ["u1", "u3"] and set(rows["split"]) == {"test"}
+    grown = add_examples(data, rows, TASK, encoder=WordsEncoder())
+    assert set(grown.examples.loc[grown.examples["source"] == "targeted", "example_id"]) == {"u1", "u3"}

@@ -80,10 +80,13 @@ def load_dataset(source: str | Path | pd.DataFrame, task: Task) -> pd.DataFrame:
     return validate_dataset(frame, task, source=name)
 
 
-def validate_dataset(frame: pd.DataFrame, task: Task, *, source: str = "dataset") -> pd.DataFrame:
-    """Validate a DataFrame against `task` and return a normalised copy (see `load_dataset`)."""
+def validate_dataset(frame: pd.DataFrame, task: Task, *, source: str = "dataset",
+                     labelled: bool = True) -> pd.DataFrame:
+    """Validate a DataFrame against `task` and return a normalised copy (see `load_dataset`).
+    With `labelled` False the gold column may be absent (texts to label); when present it is checked."""
     target = task.kind.target_column
-    missing = [column for column in ("example_id", "text", target) if column not in frame.columns]
+    required = ("example_id", "text", target) if labelled or target in frame.columns else ("example_id", "text")
+    missing = [column for column in required if column not in frame.columns]
     if missing:
         raise DatasetError(
             source,
@@ -122,10 +125,11 @@ def validate_dataset(frame: pd.DataFrame, task: Task, *, source: str = "dataset"
         elif not text.strip():
             problems.append(f"{where}: field 'text' is empty")
 
-    targets, target_problems = task.kind.validate_targets(list(frame[target]), list(frame["text"]), task)
-    for row, (example_id, found) in enumerate(zip(example_ids, target_problems)):
-        problems.extend(f"row {row} (example_id={example_id!r}): {problem}" for problem in found)
-    frame[target] = targets
+    if target in frame.columns:
+        targets, target_problems = task.kind.validate_targets(list(frame[target]), list(frame["text"]), task)
+        for row, (example_id, found) in enumerate(zip(example_ids, target_problems)):
+            problems.extend(f"row {row} (example_id={example_id!r}): {problem}" for problem in found)
+        frame[target] = targets
 
     if problems:
         raise DatasetError(source, problems)

@@ -89,7 +89,7 @@ def build_requests(
     Returns columns ``variant``, ``example_id``, ``messages`` (list of chat messages) and
     ``schema`` (the answer's JSON schema).
     """
-    dataset = validate_dataset(dataset, task)
+    dataset = validate_dataset(dataset, task, labelled=False)
     rows = [
         {"variant": variant.name, "example_id": example_id, "messages": messages, "schema": schema}
         for variant, example_id, _text, messages, schema in _render_all(
@@ -145,7 +145,7 @@ def run_variants(
     options = options or GenerationOptions()
     retry = retry or RetryPolicy()
     prices = prices or PriceTable()
-    dataset = validate_dataset(dataset, task)
+    dataset = validate_dataset(dataset, task, labelled=False)  # the runner labels texts; gold is for scoring
     identity = model.identity
     sampled = options.temperature > 0
 
