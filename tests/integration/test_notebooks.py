@@ -12,7 +12,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 # The same notebooks on the other task kinds, with no code changed: only the CONFIG parameter.
 OTHER_KINDS = [("01_prompt_variants.ipynb", "../configs/demo_adverse_events.yaml"),
                ("02_evaluate.ipynb", "../configs/demo_app_reviews.yaml"),
-               ("04_training_points.ipynb", "../configs/demo_adverse_events.yaml")]
+               ("04_training_points.ipynb", "../configs/demo_adverse_events.yaml"),
+               ("05_training_data.ipynb", "../configs/demo_adverse_events.yaml")]
 CASES = [(path, None) for path in NOTEBOOKS] + [
     (path, config) for path in NOTEBOOKS for name, config in OTHER_KINDS if path.name == name]
 
@@ -31,13 +32,13 @@ def test_notebook_runs_top_to_bottom(path, config, tmp_path, request):
     overrides: dict[str, object] = {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run")}
     if config:
         overrides["CONFIG"] = config
-    if path.name.startswith(("03_", "04_")):
+    if path.name.startswith(("03_", "04_", "05_")):
         argilla = request.getfixturevalue("argilla")  # the real embedded server, started once per session
         overrides.update(
             ARGILLA_API_URL=argilla["info"].api_url, ARGILLA_API_KEY=argilla["keys"]["owner"],
             ANNOTATOR_API_KEY=argilla["keys"]["annotator"], ANNOTATIONS_DIR=str(tmp_path / "annotations"),
         )
-        overrides["DATASET_NAME" if path.name.startswith("03_") else "REVIEW_NAME"] = f"notebook_{tmp_path.name}"[:50]
+        overrides["REVIEW_NAME" if path.name.startswith("04_") else "DATASET_NAME"] = f"notebook_{tmp_path.name}"[:50]
     notebook = with_parameters(nbformat.read(path, as_version=4), overrides)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
@@ -46,6 +47,12 @@ def test_notebook_runs_top_to_bottom(path, config, tmp_path, request):
     if path.name.startswith("03_"):
         snapshots = list((tmp_path / "annotations").glob("*/*.jsonl"))
         assert len(snapshots) == 1 and snapshots[0].read_text().strip()
+    if path.name.startswith("05_"):
+        # The training data, its exports and the test cases are written, and a spaCy baseline trained.
+        run = tmp_path / "run"
+        assert (run / "exports" / "openai" / "train.jsonl").read_text().strip()
+        assert (run / "exports" / "spacy" / "model" / "model-last").is_dir()
+        assert (run / "training_data" / "test_cases.jsonl").read_text().strip()
     if path.name.startswith("04_"):
         # The point review went to Argilla and came back (a snapshot), and the report has the points.
         assert list((tmp_path / "annotations").glob("*_points/*.jsonl"))

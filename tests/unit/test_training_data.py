@@ -213,3 +213,16 @@ def test_targeted_candidates_are_the_unlabelled_texts_nearest_each_point():
     assert list(rows["example_id"]) == ["u1", "u3"] and set(rows["split"]) == {"test"}
     grown = add_examples(data, rows, TASK, encoder=WordsEncoder())
     assert set(grown.examples.loc[grown.examples["source"] == "targeted", "example_id"]) == {"u1", "u3"}
+
+
+def test_the_training_data_chart_has_train_right_and_test_left_by_source():
+    from workbench.reporting.plots import plot_training_data
+
+    data, _, _ = built(pool=POOL)
+    figure = plot_training_data(data.examples)
+    bars = {(trace.name, sign): trace for trace in figure.data for sign in {int(x > 0) for x in trace.x}}
+    test_fees = int(((data.examples["point_id"] == "P1") & (data.examples["split"] == "test")
+                     & (data.examples["source"] == "members")).sum())
+    members_test = bars[("members", 0)]
+    assert dict(zip(members_test.y, members_test.x))["P1"] == -test_fees
+    assert [trace.showlegend for trace in figure.data if trace.name == "members"] == [True, False]

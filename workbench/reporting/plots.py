@@ -525,3 +525,37 @@ def plot_point_map(point_map: pd.DataFrame) -> go.Figure:
 
 ACTION_ORDER = ("prompt change", "add/clarify a definition", "fine-tune", "relabel")
 ACTION_COLOURS = ("#0072B2", "#009E73", "#D55E00", "#999999")
+
+
+SOURCE_ORDER = ("members", "corrections", "neighbours", "targeted", "generated", "regression")
+
+
+def plot_training_data(examples: pd.DataFrame) -> go.Figure:
+    """Rows per training point, train (right) and test (left, negative), stacked by source.
+
+    Reads the training-data frame (`workbench.trainingdata.examples.TrainingData.examples`):
+    ``point_id``, ``split``, ``source``.
+    """
+    if examples.empty:
+        return _empty_figure("Training data", "No training data.")
+    counts = examples.groupby(["point_id", "split", "source"]).size().rename("rows").reset_index()
+    order = list(dict.fromkeys(examples["point_id"]))[::-1]
+    fig = go.Figure()
+    palette = dict(zip(SOURCE_ORDER, ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#9d9d9d"]))
+    for source in [s for s in SOURCE_ORDER if s in set(counts["source"])]:
+        shown = False  # one legend entry per source, for its train and test bars together
+        for split, sign in (("train", 1), ("test", -1)):
+            mine = counts[(counts["source"] == source) & (counts["split"] == split)]
+            if mine.empty:
+                continue
+            fig.add_trace(go.Bar(
+                y=_escaped(mine["point_id"]), x=sign * mine["rows"], orientation="h", name=_escape(source),
+                legendgroup=source, showlegend=not shown,
+                marker_color=palette[source], customdata=mine["rows"],
+                hovertemplate=f"%{{y}}: %{{customdata}} {split} rows from {_escape(source)}<extra></extra>",
+            ))
+            shown = True
+    fig.update_layout(barmode="relative", legend_title_text="source")
+    fig.update_xaxes(title_text="← test cases · training examples →")
+    fig.update_yaxes(categoryorder="array", categoryarray=_escaped(order))
+    return _style(fig, "Training data per point", height=max(320, 120 + 22 * len(order)))
