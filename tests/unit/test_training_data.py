@@ -226,3 +226,15 @@ def test_the_training_data_chart_has_train_right_and_test_left_by_source():
     members_test = bars[("members", 0)]
     assert dict(zip(members_test.y, members_test.x))["P1"] == -test_fees
     assert [trace.showlegend for trace in figure.data if trace.name == "members"] == [True, False]
+
+
+def test_a_chain_of_thought_answer_cites_the_clients_definitions_first():
+    data, _, _ = built(variant="cot")
+    row = data.examples.iloc[0]
+    answer = json.loads(row["answer"])
+    assert list(answer) == ["reasoning", "label"] and answer["label"] == row["target"]
+    definition = {label.name: label.definition for label in TASK.labels}[row["target"]]
+    assert answer["reasoning"] == f"{row['target']}: {definition}."
+    from workbench.core.answers import parse_answer
+
+    assert parse_answer(TASK, row["answer"], row["text"]).prediction == row["target"]  # the parser reads it back

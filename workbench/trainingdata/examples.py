@@ -21,13 +21,15 @@ For every training point (`workbench.points`), rows come from these sources, mar
 Every example has one split in the whole frame: an example that is a test case of one point is
 never a training example of another. The ``target`` is the gold-form answer; ``answer`` is that
 target in the JSON the prompt asks for (`TaskKind.format_answer`), and ``messages`` the chat the
-prompting stage renders for the chosen variant plus that answer. No reasoning is written for
-chain-of-thought variants: the answer alone is the target, because a reasoning made up here would
-teach the model our words rather than the client's definitions.
+prompting stage renders for the chosen variant plus that answer. For a chain-of-thought variant,
+whose answer schema puts ``reasoning`` first, the reasoning is built from the task file: the
+client's definition of each label the answer uses, quoted ("DRUG: a medicine named by brand or
+generic name..."), so that the model learns to cite the definitions rather than our words.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.core.answers import is_missing
+from workbench.core.answers import REASONING_MAX_CHARS, is_missing
 from workbench.core.frames import require_columns, write_frame
 from workbench.core.task import Task
 from workbench.points.encoder import Encoder, SentenceEncoder
@@ -350,13 +352,32 @@ def _regression(rows: list[dict[str, Any]], truth: pd.DataFrame, pool: pd.DataFr
     return [_row(REGRESSION, "test", REGRESSION, e, text, target, None, None) for e, text, target in chosen]
 
 
+def definition_reasoning(task: Task, target: Any) -> str:
+    """The reasoning of a chain-of-thought training answer: the definitions of the labels `target`
+    uses, quoted from the task, within the prompt's reasoning limit."""
+    used = list(dict.fromkeys(task.kind.target_labels(target)))
+    definitions = {label.name: label.definition for label in task.labels}
+    if not used:
+        text = "No part of the text matches any label's definition."
+    else:
+        text = " ".join(f"{label}: {definitions.get(label) or 'the everyday meaning of the name'}." for label in used)
+    return text if len(text) <= REASONING_MAX_CHARS else text[: REASONING_MAX_CHARS - 1] + "…"
+
+
+def _answer(task: Task, variant: PromptVariant, example: dict[str, Any], target: Any) -> str:
+    if not variant.cot:
+        return task.kind.format_answer(task, example)
+    reasoning = {"reasoning": definition_reasoning(task, target)}
+    return json.dumps(reasoning | task.kind.answer_object(task, example), ensure_ascii=False)
+
+
 def _finish(rows: list[dict[str, Any]], task: Task, variant: PromptVariant,
             template_dir: str | Path | None) -> pd.DataFrame:
     """The rows with ``answer`` and ``messages`` rendered; a target the kind cannot format is named."""
     for row in rows:
         example = {"example_id": row["example_id"], "text": row["text"], task.kind.target_column: row["target"]}
         try:
-            row["answer"] = task.kind.format_answer(task, example)
+            row["answer"] = _answer(task, variant, example, row["target"])
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"point {row['point_id']}, example {row['example_id']}: the target {row['target']!r} "
                              f"cannot be written as a {task.kind} answer ({error}); fix the gold or the correction"
