@@ -11,8 +11,9 @@ For every training point (`workbench.points`), rows come from these sources, mar
   since annotators tend to settle a disputed case last).
 - ``neighbours``: examples of a labelled `pool` (usually the train split) nearest to the point's
   members by sentence embedding (k nearest per member, closest first), with their gold targets;
-  they fill the test cases up to `min_test` and the rest train. A pool example that nearly repeats
-  a test case is not used.
+  they fill the test cases up to `min_test` (sharing a test case between points where they can,
+  and using at most half the pool for tests) and the rest train. A pool example that nearly
+  repeats a test case is not used.
 - ``targeted`` and ``generated``: rows made elsewhere (annotators labelling what the point needs;
   validated synthetic texts) and added with `add_examples`.
 - ``regression``: test examples in no point (``point_id`` "regression"), to detect harm elsewhere:
@@ -162,7 +163,9 @@ def build_training_data(
     if pool is not None:
         rows += _neighbours(rows, member_texts, pool, task, splits, encoder, threshold, neighbours_per_member,
                             max_neighbours, min_test, exclude=set(truth.index))
-    rows += _regression(rows, truth, pool, task, regression_size, rng, encoder, threshold)
+    # Examples of points not built here (suspected label errors) are errors too: not regression cases.
+    rows += _regression(rows, truth, pool, task, regression_size, rng, encoder, threshold,
+                        erred=set(assignments["example_id"].astype(str)))
     frame = _finish(rows, task, chosen, template_dir)
     for point_id in wanted["point_id"]:
         if not ((frame["point_id"] == point_id) & (frame["split"] == "test")).any():
@@ -313,14 +316,20 @@ def _neighbours(rows: list[dict], member_texts: dict[str, list[str]], pool: pd.D
     ids = [str(e) for e in candidates["example_id"]]
     # First the points short of test cases take their nearest free neighbours as tests; then every
     # other neighbour trains. An example keeps its split for every point it neighbours.
+    # At most half the pool becomes test cases: the pool is there mostly to teach. A neighbour
+    # already a test case of another point counts for this one too.
+    test_budget = len(candidates) // 2
     for point_id, neighbours in ranked.items():
         have_test = sum(1 for row in rows if row["point_id"] == point_id and row["split"] == "test")
         for j, _ in neighbours:
             if have_test >= min_test:
                 break
-            if ids[j] not in splits and not near_train[j]:
+            if splits.get(ids[j]) == "test":
+                have_test += 1
+            elif ids[j] not in splits and not near_train[j] and test_budget > 0:
                 splits[ids[j]] = "test"
                 have_test += 1
+                test_budget -= 1
     added = []
     for point_id, neighbours in ranked.items():
         for j, distance in neighbours:
@@ -331,7 +340,7 @@ def _neighbours(rows: list[dict], member_texts: dict[str, list[str]], pool: pd.D
 
 
 def _regression(rows: list[dict[str, Any]], truth: pd.DataFrame, pool: pd.DataFrame | None, task: Task, size: int,
-                rng: random.Random, encoder: Encoder, threshold: float) -> list[dict[str, Any]]:
+                rng: random.Random, encoder: Encoder, threshold: float, erred: set[str]) -> list[dict[str, Any]]:
     """Up to `size` test cases in no point: the run's examples no point holds, then, when those
     are too few (a run where every example went wrong somewhere), unused pool examples that do
     not nearly repeat a training row."""
@@ -339,7 +348,7 @@ def _regression(rows: list[dict[str, Any]], truth: pd.DataFrame, pool: pd.DataFr
         return []
     used = {row["example_id"] for row in rows}
     column = task.kind.target_column
-    rest = [e for e in truth.index if e not in used]
+    rest = [e for e in truth.index if e not in used and e not in erred]
     chosen = [(e, str(truth.at[e, "text"]), truth.at[e, column]) for e in rng.sample(rest, min(size, len(rest)))]
     if len(chosen) < size and pool is not None:
         spare = pool[~pool["example_id"].astype(str).isin(used | set(truth.index))].drop_duplicates("example_id")
