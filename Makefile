@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml Makefile
 
 # Runs the three demo experiments, one per task kind (each writes runs/<name>/ with report.html),
 # starts the embedded Argilla and pushes each run's errors to it for annotators, read from the run
-# folders (no model call). Argilla keeps running: `workbench argilla down`.
+# folders (no model call); then groups the errors into training points (pushed for review), and
+# for the classification and NER demos builds training data per point, exports it and trains the
+# spaCy baseline. Argilla keeps running: `workbench argilla down`.
 demo: install argilla-venv
 	$(BIN)/workbench run configs/demo_complaints.yaml
 	$(BIN)/workbench run configs/demo_adverse_events.yaml
@@ -32,6 +34,13 @@ demo: install argilla-venv
 	$(BIN)/workbench push runs/demo_complaints --variant few_shot
 	$(BIN)/workbench push runs/demo_adverse_events --variant few_shot
 	$(BIN)/workbench push runs/demo_app_reviews --variant few_shot
+	$(BIN)/workbench points runs/demo_complaints --push-review
+	$(BIN)/workbench points runs/demo_adverse_events --push-review
+	$(BIN)/workbench points runs/demo_app_reviews --push-review
+	$(BIN)/workbench data runs/demo_complaints --overwrite
+	$(BIN)/workbench data runs/demo_adverse_events --overwrite
+	$(BIN)/workbench export runs/demo_complaints --overwrite --train-spacy 200
+	$(BIN)/workbench export runs/demo_adverse_events --overwrite --train-spacy 200
 
 # Headless Chromium renders the HTML report (and, later, Argilla's UI) in the tests.
 chromium:
