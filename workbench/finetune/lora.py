@@ -1,0 +1,229 @@
+"""LoRA fine-tuning of the base model on chat rows, with checkpoints it resumes from.
+
+A plain PyTorch loop over peft's LoRA model rather than transformers' Trainer or TRL's SFTTrainer:
+the rows are already prompt/answer chats with the loss masked to the answer (`tokens`), and the
+loop makes exact resumption simple. Everything that decides a step is a function of the seed and
+the step number (each epoch's row order is drawn from ``seed + epoch``) or is saved in the
+checkpoint (adapter weights, optimizer, schedule, torch's random state, the losses so far), so a
+training killed at any moment and started again continues from its last checkpoint and reaches
+the same weights it would have reached without the interruption.
+
+The folder written (`output_dir`): ``checkpoints/step-<n>.pt`` (the last two kept), and at the end
+``adapter/`` (peft's `save_pretrained`: ``adapter_config.json``, ``adapter_model.safetensors``)
+and ``training.json`` (settings, base model identity, the SHA-256 of the training rows, the loss
+curve, supervised tokens, device, seconds, library versions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.finetune.base_model import base_identity, load_base
+from workbench.finetune.tokens import data_hash, pad_batch, tokenize_rows
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """What decides a LoRA training run. `max_steps` (when set) overrides `epochs`; a step is one
+    batch of `batch_size` rows; `checkpoint_every` steps a checkpoint is written."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    learning_rate: float = 1e-3
+    epochs: int = 3
+    max_steps: int | None = None
+    batch_size: int = 4
+    max_length: int = 1024
+    warmup_steps: int = 0
+    seed: int = 0
+    checkpoint_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.epochs < 1 or self.checkpoint_every < 1:
+            raise ValueError("batch_size, epochs and checkpoint_every must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+
+
+@dataclass
+class TrainedAdapter:
+    """A finished training: where the adapter is, and what made it (see the module docstring)."""
+
+    path: Path
+    steps: int
+    losses: list[float]
+    data_hash: str
+    supervised_tokens: int
+    resumed_from: int | None
+    seconds: float
+    settings: LoraSettings
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint in the output folder was made for other rows or settings."""
+
+
+def total_steps(rows: int, settings: LoraSettings) -> int:
+    return settings.max_steps or settings.epochs * math.ceil(rows / settings.batch_size)
+
+
+def batch_rows(step: int, rows: int, settings: LoraSettings) -> list[int]:
+    """The row indices of (0-based) `step`: epoch ``step // steps_per_epoch``, in an order drawn
+    from ``seed + epoch``; the same on every run and after a resume."""
+    per_epoch = math.ceil(rows / settings.batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng(settings.seed + epoch).permutation(rows)
+    return order[position * settings.batch_size:(position + 1) * settings.batch_size].tolist()
+
+
+def train_lora(
+    chats: Sequence[Sequence[dict[str, str]]], output_dir: str | Path, *, settings: LoraSettings | None = None,
+    names: Sequence[str] | None = None, device: str | None = None, progress: bool = True,
+    base: Callable[[], tuple[Any, Any]] | None = None, after_step: Callable[[int, float], None] | None = None,
+) -> TrainedAdapter:
+    """Train a LoRA adapter on `chats` (system, user, assistant; e.g. the train rows' ``messages``
+    of `TrainingData.examples`), resuming from the newest checkpoint in `output_dir` when there
+    is one. `names` name the rows in error messages; `base` returns (model, tokenizer) (default:
+    the embedded SmolLM2 on `device`); `after_step(step, loss)` is called after every step.
+    Raises TrainingRowError before training when a row is unusable, CheckpointMismatch when the
+    folder's checkpoint was made for other rows or settings."""
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from tqdm.auto import tqdm
+
+    settings = settings or LoraSettings()
+    if not chats:
+        raise ValueError("no training rows: build training data first (workbench data)")
+    output_dir = Path(output_dir)
+    checkpoints = output_dir / "checkpoints"
+    digest = data_hash(chats)
+    started = time.monotonic()
+    model, tokenizer = (base or (lambda: load_base(device=device)))()
+    rows = tokenize_rows(tokenizer, chats, names or [f"row {i}" for i in range(len(chats))], settings.max_length)
+    torch.manual_seed(settings.seed)
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(model, config)
+    device_name = str(next(model.parameters()).device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
+    steps = total_steps(len(rows), settings)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear(settings.warmup_steps, steps))
+    losses: list[float] = []
+    start, resumed = 0, None
+    latest = _latest_checkpoint(checkpoints)
+    if latest is not None:
+        state = torch.load(latest, map_location=device_name, weights_only=False)
+        _check_same(state, digest, settings, latest)
+        set_peft_model_state_dict(model, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        losses, start = list(state["losses"]), int(state["step"])
+        resumed = start
+    model.train()
+    pad = tokenizer.pad_token_id
+    bar = tqdm(total=steps, initial=start, desc="LoRA", unit="step", disable=not progress)
+    for step in range(start, steps):
+        batch = pad_batch([rows[i] for i in batch_rows(step, len(rows), settings)], pad)
+        tensors = {key: torch.tensor(value, device=device_name) for key, value in batch.items()}
+        loss = model(**tensors).loss
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if after_step is not None:
+            after_step(step + 1, losses[-1])
+        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == steps:
+            _save_checkpoint(checkpoints, step + 1, {
+                "step": step + 1, "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "losses": losses,
+                "data_hash": digest, "settings": asdict(settings)})
+    bar.close()
+    model.eval()
+    adapter_dir = output_dir / "adapter"
+    model.save_pretrained(adapter_dir)
+    supervised = sum(row.supervised for row in rows)
+    record = {
+        "settings": asdict(settings), "base": base_identity() if base is None else {"file": "custom"},
+        "data_hash": digest, "rows": len(rows), "supervised_tokens": supervised, "steps": steps,
+        "losses": losses, "resumed_from": resumed, "device": device_name,
+        "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
+    }
+    _write_json(output_dir / "training.json", record)
+    return TrainedAdapter(adapter_dir, steps, losses, digest, supervised, resumed, record["seconds"], settings, record)
+
+
+def _linear(warmup: int, steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+    return factor
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("step-*.pt")) if folder.exists() else []
+    return found[-1] if found else None
+
+
+def _save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int = 2) -> None:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.pt"
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)  # a checkpoint is whole or absent, even when the process is killed
+    for old in sorted(folder.glob("step-*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def _check_same(state: dict[str, Any], digest: str, settings: LoraSettings, path: Path) -> None:
+    if state.get("data_hash") != digest:
+        raise CheckpointMismatch(f"{path} was made for other training rows (data hash {state.get('data_hash')}, "
+                                 f"now {digest}); train into another folder, or delete this one to start again")
+    saved = state.get("settings", {})
+    differs = {key: (saved.get(key), value) for key, value in asdict(settings).items()
+               if _plain(saved.get(key)) != _plain(value)}
+    if differs:
+        raise CheckpointMismatch(f"{path} was made with other settings {differs} (saved, now); train into another "
+                                 "folder, or delete this one to start again")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata
+
+    found = {}
+    for package in ("torch", "transformers", "peft"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found

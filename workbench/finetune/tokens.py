@@ -1,0 +1,85 @@
+"""Chat rows as token ids for supervised fine-tuning, with the loss on the answer tokens only.
+
+A training row is a chat (`workbench.trainingdata`: system, user, assistant). The prompt is the
+chat template applied to every message but the last, with the generation prompt; the row is the
+template applied to the whole chat. The prompt's tokens get the label -100 (no loss), the answer's
+tokens, its end-of-turn marker included, get their own ids: the model learns to answer, and to
+stop, and nothing of the prompt. Every row must start with a system message: SmolLM2's chat
+template writes its own ("You are a helpful AI assistant named SmolLM...") when there is none, which
+the tuned model would then expect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE = -100  # the label PyTorch's cross-entropy leaves out
+
+
+class TrainingRowError(ValueError):
+    """A training row cannot be used; the message names the row and what to do."""
+
+
+@dataclass(frozen=True)
+class TokenizedRow:
+    """One row: `input_ids`, `labels` (IGNORE on the prompt), and how many tokens are supervised."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def supervised(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
+
+def tokenize_chat(tokenizer: Any, messages: Sequence[dict[str, str]], where: str, max_length: int) -> TokenizedRow:
+    """`messages` (system, user..., assistant last) as a `TokenizedRow`. Raises TrainingRowError
+    naming `where` when the chat has no system message first, does not end with the assistant's
+    answer, or is longer than `max_length` tokens (checked before any training starts)."""
+    messages = [dict(message) for message in messages]
+    if not messages or messages[0].get("role") != "system":
+        raise TrainingRowError(f"{where}: the chat must start with a system message (the chat template would "
+                               "otherwise insert its own); render rows with the workbench's templates")
+    if messages[-1].get("role") != "assistant" or not str(messages[-1].get("content", "")).strip():
+        raise TrainingRowError(f"{where}: the chat must end with the assistant's answer it teaches")
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    whole = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not whole.startswith(prompt):
+        raise TrainingRowError(f"{where}: the chat template does not render the prompt as the start of the whole "
+                               "chat, so the answer cannot be told apart; use a model whose template does")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(whole[len(prompt):], add_special_tokens=False)["input_ids"]
+    ids = prompt_ids + answer_ids
+    if len(ids) > max_length:
+        raise TrainingRowError(f"{where}: {len(ids)} tokens, more than the {max_length} the training allows; "
+                               "shorten the text, raise max_length (within the model's context) or drop the row")
+    return TokenizedRow(ids, [IGNORE] * len(prompt_ids) + list(answer_ids))
+
+
+def tokenize_rows(tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]], names: Sequence[str],
+                  max_length: int) -> list[TokenizedRow]:
+    """Every chat tokenized, all checked before returning (the first bad one raises)."""
+    return [tokenize_chat(tokenizer, chat, name, max_length) for chat, name in zip(chats, names)]
+
+
+def data_hash(chats: Sequence[Sequence[dict[str, str]]]) -> str:
+    """SHA-256 of the training chats, in order: what an adapter was trained on."""
+    digest = hashlib.sha256()
+    for chat in chats:
+        digest.update(json.dumps([dict(m) for m in chat], sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def pad_batch(rows: Sequence[TokenizedRow], pad_id: int) -> dict[str, list[list[int]]]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (IGNORE on padding)."""
+    width = max(len(row.input_ids) for row in rows)
+    return {
+        "input_ids": [row.input_ids + [pad_id] * (width - len(row.input_ids)) for row in rows],
+        "attention_mask": [[1] * len(row.input_ids) + [0] * (width - len(row.input_ids)) for row in rows],
+        "labels": [row.labels + [IGNORE] * (width - len(row.labels)) for row in rows],
+    }
