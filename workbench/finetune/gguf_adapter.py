@@ -1,0 +1,115 @@
+"""A peft LoRA adapter converted to llama.cpp's GGUF adapter format, with llama.cpp's own converter.
+
+The tuned model then runs on the same runtime as its base (`LlamaCppModel(lora_path=...)`
+in-process, or ``python -m llama_cpp.server --model <base gguf> --lora_path <adapter gguf>``), so a
+before/after difference is the training and not the runtime.
+
+The converter (``convert_lora_to_gguf.py``, with the ``conversion`` package and ``gguf-py`` it
+imports) ships in the llama-cpp-python source distribution on PyPI, which is what the installed
+llama.cpp was built from. `converter` fetches that exact version's source distribution from the
+package index once (``pip download``), keeps only those files in a cache folder, and reuses them.
+The converter reads the base model's configuration from a folder (`save_base_config` writes it
+from the transformers-loaded model: ``config.json`` without the GGUF quantization entry, which
+the converter refuses, and the tokenizer); the base weights are not needed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CONVERTER = "convert_lora_to_gguf.py"
+_KEEP = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+
+
+class AdapterConversionError(RuntimeError):
+    """The adapter could not be converted; the message says why and what to do."""
+
+
+def cache_dir() -> Path:
+    """Where fetched tools are kept: $WORKBENCH_CACHE, else ~/.cache/workbench."""
+    return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
+
+
+def converter(folder: str | Path | None = None) -> Path:
+    """Path of llama.cpp's LoRA converter for the installed llama-cpp-python, fetched on first use
+    into `folder` (default: ``<cache_dir>/llama_cpp_convert/<version>``). Raises
+    AdapterConversionError when llama-cpp-python is not installed or the package index cannot be
+    reached."""
+    try:
+        version = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError as error:
+        raise AdapterConversionError("llama-cpp-python is not installed: run the README's set-up command") from error
+    target = Path(folder) if folder else cache_dir() / "llama_cpp_convert" / version
+    if (target / CONVERTER).exists():
+        return target / CONVERTER
+    with tempfile.TemporaryDirectory() as scratch:
+        fetched = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+             "--dest", scratch, f"llama-cpp-python=={version}"], capture_output=True, text=True)
+        archives = list(Path(scratch).glob("llama_cpp_python-*.tar.gz"))
+        if fetched.returncode != 0 or not archives:
+            raise AdapterConversionError(
+                f"could not fetch the llama-cpp-python {version} source distribution, which holds llama.cpp's LoRA "
+                f"converter, from the package index ({fetched.stderr.strip()[-500:]}); check the connection to PyPI, "
+                f"or unpack that source distribution's vendor/llama.cpp into {target}")
+        partial = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
+        with tarfile.open(archives[0]) as archive:
+            for member in archive.getmembers():
+                inside = member.name.split("/vendor/llama.cpp/", 1)
+                if len(inside) == 2 and inside[1].startswith(_KEEP) and (member.isfile() or member.isdir()):
+                    member.name = inside[1]
+                    archive.extract(member, partial, filter="data")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        partial.replace(target)
+    return target / CONVERTER
+
+
+def save_base_config(model: Any, tokenizer: Any, folder: str | Path) -> Path:
+    """The base model's configuration and tokenizer as the converter reads them (no weights)."""
+    folder = Path(folder)
+    base = getattr(model, "get_base_model", lambda: model)()
+    config = base.config.to_dict()
+    config.pop("quantization_config", None)  # "gguf": the converter refuses quantized configs
+    config["architectures"] = config.get("architectures") or [type(base).__name__]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def convert_adapter(adapter_dir: str | Path, out_file: str | Path, base_config: str | Path, *,
+                    outtype: str = "f32", tool: str | Path | None = None, timeout_s: float = 600) -> Path:
+    """Convert the peft adapter in `adapter_dir` (``adapter_config.json``,
+    ``adapter_model.safetensors``) to `out_file` (GGUF), against the base configuration in
+    `base_config` (`save_base_config`). Raises AdapterConversionError with the converter's own
+    words when it fails."""
+    adapter_dir, out_file = Path(adapter_dir), Path(out_file)
+    missing = [name for name in ("adapter_config.json", "adapter_model.safetensors")
+               if not (adapter_dir / name).exists()]
+    if missing:
+        raise AdapterConversionError(f"{adapter_dir} lacks {missing}: pass the adapter folder train_lora wrote")
+    if not (Path(base_config) / "config.json").exists():
+        raise AdapterConversionError(f"{base_config} has no config.json: write it with save_base_config first")
+    script = Path(tool) if tool else converter()
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_file.with_name(out_file.name + ".partial")
+    done = subprocess.run([sys.executable, str(script), "--base", str(base_config), "--outtype", outtype,
+                           "--outfile", str(partial), str(adapter_dir)], capture_output=True, text=True,
+                          timeout=timeout_s, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0 or not partial.exists():
+        partial.unlink(missing_ok=True)
+        raise AdapterConversionError(f"llama.cpp's converter failed on {adapter_dir} (exit {done.returncode}):\n"
+                                     f"{(done.stdout + done.stderr)[-2500:]}")
+    partial.replace(out_file)
+    return out_file
