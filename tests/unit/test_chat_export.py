@@ -57,3 +57,13 @@ def test_the_test_cases_are_a_dataset_the_workbench_loads(tmp_path):
     first = json.loads(path.read_text().splitlines()[0])
     assert first["tags"] == [f"point:{p}" for p in first["points"]]
     assert "regression" in {p for points in loaded["points"] for p in points}
+
+
+def test_an_example_several_points_share_is_written_once(tmp_path):
+    import pandas as pd
+
+    data, _, _ = built()
+    train = data.examples[data.examples["split"] == "train"]
+    shared = pd.concat([data.examples, train.head(2).assign(point_id="P9")], ignore_index=True)
+    export = write_chat_jsonl(shared, tmp_path / "train.jsonl", min_examples=1)
+    assert export.examples == train["example_id"].nunique() == len(read_chat_jsonl(export.path))

@@ -177,6 +177,13 @@ def build_training_data(
     return TrainingData(frame, report, notes, chosen.name)
 
 
+def one_row_per_example(examples: pd.DataFrame) -> pd.DataFrame:
+    """The frame with one row per (split, example): what a trainer should see. An example that
+    several points share (a neighbour, an example with errors of two signatures) would otherwise
+    be trained on once per point; it keeps its first point's row."""
+    return examples.drop_duplicates(["split", "example_id"]).reset_index(drop=True)
+
+
 def consensus_corrections(corrections: pd.DataFrame | None, task: Task) -> dict[str, Any]:
     """example_id -> the annotators' consensus answer over their submitted corrections: the most
     common answer; a tie goes to the latest submitted of the tied answers."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.core.frames import require_columns
+from workbench.trainingdata.examples import one_row_per_example
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -136,6 +137,7 @@ def _dataset_dict(frame: pd.DataFrame, features: Any, row) -> DatasetDict:
 
     if frame.empty:
         raise ValueError("the training-data frame has no rows; there is nothing to export")
+    frame = one_row_per_example(frame)  # a trainer sees an example once, under its first point
     splits = list(dict.fromkeys(frame["split"].astype(str)))
     # Train before test, whatever order the rows come in; any other split after them, as found.
     ordered = [name for name in SPLIT_ORDER if name in splits] + [name for name in splits if name not in SPLIT_ORDER]

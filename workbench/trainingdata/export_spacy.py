@@ -24,6 +24,7 @@ import pandas as pd
 
 from workbench.core.frames import require_columns
 from workbench.prompting.runner import PREDICTION_COLUMNS
+from workbench.trainingdata.examples import one_row_per_example
 from workbench.trainingdata.export_hf import gold_example
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def write_docbins(
         raise FileExistsError(f"{out_dir} already exists and is not empty; pass overwrite=True to replace "
                               "its train.spacy, test.spacy and config.cfg, or choose another folder")
 
+    frame = one_row_per_example(frame)  # a trainer sees an example once, under its first point
     nlp = spacy.blank(lang)
     bins, unaligned, has_cats = {}, [], False
     for split in SPLITS:

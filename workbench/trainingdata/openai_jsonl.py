@@ -26,6 +26,7 @@ import pandas as pd
 
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
+from workbench.trainingdata.examples import one_row_per_example
 
 ROLES = ("system", "user", "assistant")
 MIN_EXAMPLES = 10  # OpenAI refuses a training file with fewer
@@ -89,7 +90,8 @@ def write_chat_jsonl(
     overwrite: bool = False,
 ) -> ChatExport:
     """Write the `split` rows of `examples` (the training-data frame: ``point_id``, ``example_id``,
-    ``split``, ``messages``) as chat fine-tuning JSONL, one ``{"messages": [...]}`` per line, each
+    ``split``, ``messages``) as chat fine-tuning JSONL, one ``{"messages": [...]}`` per line and
+    example (`one_row_per_example`), each
     checked first (nothing is written when one fails). `price_per_million`: the provider's training
     price per million tokens, for a cost estimate over `epochs`. Refuses an existing `path`
     unless `overwrite`, and fewer than `min_examples` rows."""
@@ -98,7 +100,7 @@ def write_chat_jsonl(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it, or choose another path")
-    rows = examples[examples["split"] == split]
+    rows = one_row_per_example(examples[examples["split"] == split])
     if len(rows) < min_examples:
         raise ChatFormatError(f"{len(rows)} {split} example(s), fewer than the {min_examples} a fine-tuning file "
                               "needs: add examples (a labelled pool gives neighbours) or lower min_examples for "
