@@ -129,3 +129,27 @@ def test_the_tuned_adapter_converts_to_gguf_and_answers_in_llama_cpp(base, tmp_p
     answer = tuned.complete_sync(request).text
     assert json.loads(answer) == {"label": "complaint"}, answer  # learnt on four rows, six epochs
     assert plain.complete_sync(request).text != answer
+
+    # As people deploy it: llama.cpp's OpenAI-compatible server with --lora_path, through the openai SDK.
+    import asyncio
+
+    from conftest import free_port, wait_for_http
+
+    from workbench.models.llama_cpp import embedded_model_path
+    from workbench.models.openai_compatible import OpenAICompatibleModel
+
+    port, log = free_port(), tmp_path / "server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
+                                   "--lora_path", str(adapter), "--model_alias", "smollm2-tuned", "--host",
+                                   "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "512"],
+                                  stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", server, timeout_s=120, log=log)
+        served = OpenAICompatibleModel("smollm2-tuned", base_url=f"http://127.0.0.1:{port}/v1", api_key=None,
+                                       structured_output="none")
+        completion = asyncio.run(served.complete(request))
+        assert json.loads(completion.text) == {"label": "complaint"}, completion.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
