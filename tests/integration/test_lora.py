@@ -153,3 +153,14 @@ def test_the_tuned_adapter_converts_to_gguf_and_answers_in_llama_cpp(base, tmp_p
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_an_adapter_on_another_base_is_refused_before_it_runs(tmp_path):
+    from workbench.finetune.base_model import AdapterBaseMismatch, base_identity, check_adapter_base
+
+    record = tmp_path / "training.json"
+    record.write_text(json.dumps({"base": base_identity()}))
+    check_adapter_base(record)  # the embedded model: fine
+    record.write_text(json.dumps({"base": {"file": "other.gguf", "sha256": "0" * 64}}))
+    with pytest.raises(AdapterBaseMismatch, match="trained on other.gguf"):
+        check_adapter_base(record)

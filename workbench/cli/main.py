@@ -8,6 +8,7 @@
     workbench points runs/demo_complaints --pull-review        (their answers update the points)
     workbench data runs/demo_complaints                        (training data and test cases per point)
     workbench export runs/demo_complaints [--train-spacy 200]  (OpenAI JSONL, HF datasets, spaCy baseline)
+    workbench finetune runs/demo_complaints [--epochs 3]       (LoRA on the embedded model; before/after per point)
     workbench argilla up | down | status
 """
 
@@ -25,7 +26,7 @@ from workbench.core.data import DatasetError
 from workbench.core.task import TaskSpecError
 from workbench.experiments.config import load_experiment
 from workbench.experiments.runs import load_run, run_experiment, write_run
-from workbench.models.base import FatalModelError
+from workbench.models.base import FatalModelError, GenerationOptions
 from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
 from workbench.prompting.variants import parse_variant
@@ -102,6 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--train-spacy", type=int, default=0, metavar="STEPS",
                         help="also train the spaCy baseline for STEPS steps and score it on each point's test cases")
 
+    tune = commands.add_parser("finetune", help="LoRA-tune the embedded model on a run's training data, run it in "
+                                                "llama.cpp and compare it with the base on every point's test cases")
+    tune.add_argument("run", help="a run folder with training_data/ (after `workbench data`), or its config")
+    tune.add_argument("--epochs", type=int, default=3)
+    tune.add_argument("--steps", type=int, default=None, help="train for this many steps instead of --epochs")
+    tune.add_argument("--learning-rate", type=float, default=1e-3)
+    tune.add_argument("--rank", type=int, default=8, help="LoRA rank r (alpha is 2r)")
+    tune.add_argument("--batch-size", type=int, default=4)
+    tune.add_argument("--no-compare", action="store_true", help="train and convert only")
+
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
     args = parser.parse_args(argv)
@@ -117,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "finetune":
+            return _finetune(args)
         return _preview(args)
     except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -348,7 +361,8 @@ def _export(args: argparse.Namespace) -> int:
     run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
     stored = run.path / "training_data" / "examples.parquet"
     if not stored.exists():
-        raise FileNotFoundError(f"{run.path} has no training_data/examples.parquet: run `workbench data {args.run}` first")
+        raise FileNotFoundError(f"{run.path} has no training_data/examples.parquet: run "
+                                f"`workbench data {args.run}` first")
     examples = read_frame(stored)
     out = Path(args.out) if args.out else run.path / "exports"
     formats = args.format or ["openai", "hf", "spacy"]
@@ -387,6 +401,59 @@ def _export(args: argparse.Namespace) -> int:
             with pd.option_context("display.width", 160, "display.precision", 3):
                 print(scores.drop(columns=["variant"]).to_string(index=False))
             print(f"spacy: baseline trained for {args.train_spacy} steps in {model}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    import json
+
+    from workbench.experiments.runs import read_frame, write_frame
+    from workbench.finetune.base_model import check_adapter_base, load_base
+    from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
+    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.models.llama_cpp import LlamaCppModel
+    from workbench.trainingdata.examples import one_row_per_example
+
+    source = Path(args.run)
+    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    stored = run.path / "training_data" / "examples.parquet"
+    if not stored.exists():
+        raise FileNotFoundError(f"{run.path} has no training_data/examples.parquet: run "
+                                f"`workbench data {args.run}` first")
+    model_config = dict(run.config.get("model") or {"kind": "embedded"})
+    if model_config.get("kind", "embedded") != "embedded":
+        raise ValueError(f"run {run.name} used a {model_config.get('kind')!r} model; local LoRA fine-tuning tunes the "
+                         "embedded model: run the experiment with `model: {kind: embedded}` first")
+    examples = read_frame(stored)
+    build = json.loads((run.path / "training_data" / "build.json").read_text()) \
+        if (run.path / "training_data" / "build.json").exists() else {"variant": "zero_shot"}
+    train = one_row_per_example(examples[examples["split"] == "train"])
+    folder = run.path / "finetune" / "lora"
+    settings = LoraSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
+                            max_steps=args.steps, batch_size=args.batch_size)
+    model, tokenizer = load_base(model_config.get("model_path"))
+    trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
+                         names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
+    adapter = convert_adapter(trained.path, folder / "adapter.gguf", save_base_config(model, tokenizer,
+                                                                                      folder / "base_config"))
+    resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
+    print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
+          f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
+    if args.no_compare:
+        return 0
+    from workbench.finetune.before_after import before_after
+
+    check_adapter_base(folder / "training.json", model_config.get("model_path"))
+    n_ctx = int(model_config.get("n_ctx", 4096))
+    base = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx)
+    tuned = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx, lora_path=adapter)
+    result = before_after(examples, run.task, base, tuned, variant=build["variant"], cache=run.path / "cache.sqlite",
+                          options=GenerationOptions(**(run.config.get("options") or {})))
+    result.table.to_csv(run.path / "finetune" / "before_after.csv", index=False)
+    write_frame(result.predictions, run.path / "finetune" / "predictions.parquet")
+    with pd.option_context("display.width", 180, "display.precision", 3, "display.max_columns", 20):
+        print(result.table.to_string(index=False))
+    print(f"wrote {run.path}/finetune/before_after.csv and predictions.parquet")
     return 0
 
 

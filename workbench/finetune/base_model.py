@@ -49,3 +49,23 @@ def base_identity(gguf: str | Path | None = None) -> dict[str, str]:
     """What an adapter was trained on top of: the GGUF's file name and SHA-256."""
     path = Path(gguf) if gguf is not None else embedded_model_path()
     return {"file": path.name, "sha256": file_sha256(str(path))}
+
+
+class AdapterBaseMismatch(ValueError):
+    """An adapter was trained on another base model than the one it is about to run on."""
+
+
+def check_adapter_base(training_record: str | Path, gguf: str | Path | None = None) -> None:
+    """Raise AdapterBaseMismatch when the adapter whose ``training.json`` is `training_record` was
+    trained on a base other than `gguf` (default: the embedded model), by the files' SHA-256: a
+    LoRA adapter on the wrong base loads without complaint and answers nonsense."""
+    import json
+
+    record = json.loads(Path(training_record).read_text(encoding="utf-8"))
+    trained_on = record.get("base") or {}
+    here = base_identity(gguf)
+    if trained_on.get("sha256") != here["sha256"]:
+        raise AdapterBaseMismatch(
+            f"the adapter of {training_record} was trained on {trained_on.get('file')} "
+            f"(sha256 {str(trained_on.get('sha256'))[:12]}...), not on {here['file']} "
+            f"(sha256 {here['sha256'][:12]}...): run it on the base it was trained on, or train it again on this one")

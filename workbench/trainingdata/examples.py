@@ -87,8 +87,8 @@ class TrainingData:
         return self.examples.groupby(["point_id", "split", "source"]).size().unstack(fill_value=0)
 
     def write(self, folder: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``examples.parquet`` and ``leakage.csv`` to `folder`; refuses to replace them
-        unless `overwrite`."""
+        """Write ``examples.parquet``, ``leakage.csv`` and ``build.json`` (the variant the messages
+        were rendered with, and the notes) to `folder`; refuses to replace them unless `overwrite`."""
         folder = Path(folder)
         targets = [folder / "examples.parquet", folder / "leakage.csv"]
         existing = [str(path) for path in targets if path.exists()]
@@ -98,6 +98,8 @@ class TrainingData:
         folder.mkdir(parents=True, exist_ok=True)
         write_frame(self.examples, targets[0])
         self.leakage.to_csv(targets[1], index=False)
+        (folder / "build.json").write_text(json.dumps({"variant": self.variant, "notes": self.notes}, indent=2),
+                                           encoding="utf-8")
         return folder
 
 
