@@ -411,7 +411,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune.base_model import check_adapter_base, load_base
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
     from workbench.finetune.lora import LoraSettings, train_lora
-    from workbench.models.llama_cpp import LlamaCppModel
+    from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
     from workbench.trainingdata.examples import one_row_per_example
 
     source = Path(args.run)
@@ -433,6 +433,7 @@ def _finetune(args: argparse.Namespace) -> int:
                             max_steps=args.steps, batch_size=args.batch_size)
     model, tokenizer = load_base(model_config.get("model_path"))
     trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
+                         base_gguf=model_config.get("model_path") or embedded_model_path(),
                          names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
     adapter = convert_adapter(trained.path, folder / "adapter.gguf", save_base_config(model, tokenizer,
                                                                                       folder / "base_config"))

@@ -4,8 +4,9 @@ held-out test cases, the regression set and all test cases, with paired tests.
 Both models answer the same test cases with the same prompt variant (the one the training rows
 were rendered with), through the same runner and cache. For every group of test cases the tuned
 model is compared with the base on the cases both answered by the evaluation stage's paired test
-(`compare_variants`: McNemar's exact test for accuracy, a paired bootstrap otherwise); the p-values
-of the per-point comparisons are Holm-adjusted together, and the verdict rests on the adjusted one.
+(`compare_variants`: McNemar's test for accuracy, a paired bootstrap otherwise); the p-values of
+the per-point comparisons are Holm-adjusted together (the regression set and all test cases are
+tests of their own), and the verdict rests on the adjusted one.
 A point has few test cases: most comparisons are small samples, and the table says so.
 """
 
@@ -21,6 +22,7 @@ from workbench.evaluation.significance import compare_variants, holm
 from workbench.models.base import GenerationOptions, Model
 from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import run_variants
+from workbench.trainingdata.examples import REGRESSION
 from workbench.trainingdata.scoring import ALL, SMALL, gold_of
 
 BEFORE_AFTER_COLUMNS = ["point_id", "cases", "metric", "base", "tuned", "difference", "low", "high", "p_value",
@@ -59,8 +61,9 @@ def before_after(examples: pd.DataFrame, task: Task, base: Model, tuned: Model, 
                      "tuned": result.a, "difference": result.difference, "low": result.low, "high": result.high,
                      "p_value": result.p_value, "method": result.method, "small": result.examples < SMALL})
     table = pd.DataFrame(rows)
-    # The per-point comparisons are one family; the overall one is a single test of its own.
-    family = table["point_id"] != ALL
+    # The per-point comparisons are one family; the regression set and all test cases are each a
+    # single test of their own.
+    family = ~table["point_id"].isin([ALL, REGRESSION])
     table["p_adjusted"] = table["p_value"]
     table.loc[family, "p_adjusted"] = holm(list(table.loc[family, "p_value"]))
     table["verdict"] = [_verdict(d, p) for d, p in zip(table["difference"], table["p_adjusted"])]

@@ -92,11 +92,14 @@ def train_lora(
     chats: Sequence[Sequence[dict[str, str]]], output_dir: str | Path, *, settings: LoraSettings | None = None,
     names: Sequence[str] | None = None, device: str | None = None, progress: bool = True,
     base: Callable[[], tuple[Any, Any]] | None = None, after_step: Callable[[int, float], None] | None = None,
+    base_gguf: str | Path | None = None,
 ) -> TrainedAdapter:
     """Train a LoRA adapter on `chats` (system, user, assistant; e.g. the train rows' ``messages``
     of `TrainingData.examples`), resuming from the newest checkpoint in `output_dir` when there
     is one. `names` name the rows in error messages; `base` returns (model, tokenizer) (default:
-    the embedded SmolLM2 on `device`); `after_step(step, loss)` is called after every step.
+    the GGUF `base_gguf`, else the embedded SmolLM2, on `device`), and `base_gguf` is the file it
+    was loaded from, whose hash ``training.json`` records; `after_step(step, loss)` is called
+    after every step.
     Raises TrainingRowError before training when a row is unusable, CheckpointMismatch when the
     folder's checkpoint was made for other rows or settings."""
     import torch
@@ -110,7 +113,7 @@ def train_lora(
     checkpoints = output_dir / "checkpoints"
     digest = data_hash(chats)
     started = time.monotonic()
-    model, tokenizer = (base or (lambda: load_base(device=device)))()
+    model, tokenizer = (base or (lambda: load_base(base_gguf, device=device)))()
     rows = tokenize_rows(tokenizer, chats, names or [f"row {i}" for i in range(len(chats))], settings.max_length)
     torch.manual_seed(settings.seed)
     config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
@@ -160,7 +163,8 @@ def train_lora(
     model.save_pretrained(adapter_dir)
     supervised = sum(row.supervised for row in rows)
     record = {
-        "settings": asdict(settings), "base": base_identity() if base is None else {"file": "custom"},
+        "settings": asdict(settings),
+        "base": base_identity(base_gguf) if base is None or base_gguf else {"file": "custom"},
         "data_hash": digest, "rows": len(rows), "supervised_tokens": supervised, "steps": steps,
         "losses": losses, "resumed_from": resumed, "device": device_name,
         "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
