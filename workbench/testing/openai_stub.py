@@ -2,7 +2,8 @@
 
 The stub speaks just enough of the OpenAI REST API for the official ``openai``
 SDK to talk to it over real TCP: ``POST /v1/chat/completions`` and
-``GET /v1/models`` (both also without the ``/v1`` prefix).  It exists for two
+``GET /v1/models`` (both also without the ``/v1`` prefix), and the files and fine-tuning jobs
+endpoints (`workbench.testing.openai_stub_finetuning`).  It exists for two
 jobs:
 
 * integration tests that need faults injected into a *real* HTTP exchange
@@ -65,6 +66,9 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from workbench.testing.openai_stub_finetuning import PREFIXES as FINE_TUNING_PREFIXES
+from workbench.testing.openai_stub_finetuning import FineTuningEndpoints
 
 if TYPE_CHECKING:  # only for annotations
     from typing_extensions import Self
@@ -854,6 +858,8 @@ class StubServer:
         #: The ``Authorization`` header of every chat request received, in order (None when absent),
         #: so tests can assert which key reached this endpoint. Kept in memory only, never in the log.
         self.authorizations: list[str | None] = []
+        #: Uploaded files and fine-tuning jobs (`workbench.testing.openai_stub_finetuning`).
+        self.fine_tuning = FineTuningEndpoints()
         self._attempts: dict[str, int] = {}
         self._ok_reserved = 0
         self._ok_done = 0
@@ -914,6 +920,9 @@ class StubServer:
             return _json_response(request, 405, _error_json("use POST", "invalid_request_error", None))
         if path in _MODELS_PATHS and method == "GET":
             return _json_response(request, 200, _MODELS_BODY)
+        if path.startswith(FINE_TUNING_PREFIXES):
+            self.authorizations.append(request.headers.get("Authorization"))
+            return await self.fine_tuning.handle(request)
         return _json_response(request, 404, _error_json(f"no route for {method} {path}", "invalid_request_error", None))
 
     async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
