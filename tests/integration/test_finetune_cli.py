@@ -42,7 +42,7 @@ def test_finetune_trains_converts_and_compares_per_point(tmp_path):
     cli("data", str(run.path), "--variant", "zero_shot", cwd=tmp_path)
     out = cli("finetune", str(run.path), "--steps", "3", "--batch-size", "2", cwd=tmp_path)
     assert "trained 3 steps on" in out and (run.path / "finetune" / "lora" / "adapter.gguf").exists()
-    table = pd.read_csv(run.path / "finetune" / "before_after.csv")
+    table = pd.read_csv(run.path / "finetune" / "lora" / "before_after.csv")
     assert table["point_id"].iloc[-1] == "(all test cases)" and "regression" in set(table["point_id"])
     assert set(table["verdict"]) <= {"better", "worse", "no clear difference"}
     assert (table["p_adjusted"] >= table["p_value"] - 1e-12).all() and table["small"].iloc[0]

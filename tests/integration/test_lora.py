@@ -164,3 +164,35 @@ def test_an_adapter_on_another_base_is_refused_before_it_runs(tmp_path):
     record.write_text(json.dumps({"base": {"file": "other.gguf", "sha256": "0" * 64}}))
     with pytest.raises(AdapterBaseMismatch, match="trained on other.gguf"):
         check_adapter_base(record)
+
+
+def test_a_soft_prompt_learns_the_answer_and_is_served_through_transformers(base, tmp_path):
+    """Prompt tuning on the same rows; llama.cpp has no soft prompts, so it is served by
+    transformers + peft, with its base on the same runtime for a fair comparison."""
+    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.finetune.transformers_model import TransformersModel, load_tuned
+    from workbench.models.base import ChatRequest, GenerationOptions
+
+    settings = LoraSettings(method="prompt_tuning", virtual_tokens=16, epochs=8, batch_size=2, learning_rate=3e-2,
+                            checkpoint_every=100)
+    trained = train_lora(CHATS, tmp_path / "soft", settings=settings, base=_fresh(base), progress=False)
+    assert sum(trained.losses[-2:]) < sum(trained.losses[:2]) / 4
+    config = json.loads((trained.path / "adapter_config.json").read_text())
+    assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == 16
+    tuned = load_tuned(trained.path, _fresh(base)())
+    plain = TransformersModel(*_fresh(base)(), name="SmolLM2-135M-Instruct")
+    request = ChatRequest(tuple(CHATS[0][:-1]), GenerationOptions(temperature=0.0, max_tokens=24))
+    assert json.loads(tuned.complete_sync(request).text) == {"label": "complaint"}
+    assert plain.complete_sync(request).text != tuned.complete_sync(request).text
+    assert tuned.identity["adapter"] == trained.data_hash and "adapter" not in plain.identity
+
+
+def test_a_soft_prompt_is_not_sent_to_llama_cpps_converter(tmp_path):
+    from workbench.finetune.gguf_adapter import AdapterConversionError, convert_adapter
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(AdapterConversionError, match="PROMPT_TUNING adapter; llama.cpp runs LoRA adapters only"):
+        convert_adapter(adapter, tmp_path / "out.gguf", tmp_path)

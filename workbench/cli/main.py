@@ -111,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune.add_argument("--learning-rate", type=float, default=1e-3)
     tune.add_argument("--rank", type=int, default=8, help="LoRA rank r (alpha is 2r)")
     tune.add_argument("--batch-size", type=int, default=4)
-    tune.add_argument("--no-compare", action="store_true", help="train and convert only")
+    tune.add_argument("--method", choices=["lora", "prompt_tuning"], default="lora",
+                      help="LoRA (run in llama.cpp) or a soft prompt (run with transformers + peft, base included)")
+    tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
 
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
@@ -428,15 +430,17 @@ def _finetune(args: argparse.Namespace) -> int:
     build = json.loads((run.path / "training_data" / "build.json").read_text()) \
         if (run.path / "training_data" / "build.json").exists() else {"variant": "zero_shot"}
     train = one_row_per_example(examples[examples["split"] == "train"])
-    folder = run.path / "finetune" / "lora"
-    settings = LoraSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
-                            max_steps=args.steps, batch_size=args.batch_size)
+    folder = run.path / "finetune" / args.method
+    settings = LoraSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
+                            epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size)
     model, tokenizer = load_base(model_config.get("model_path"))
     trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
                          base_gguf=model_config.get("model_path") or embedded_model_path(),
                          names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
-    adapter = convert_adapter(trained.path, folder / "adapter.gguf", save_base_config(model, tokenizer,
-                                                                                      folder / "base_config"))
+    adapter = trained.path
+    if args.method == "lora":
+        adapter = convert_adapter(trained.path, folder / "adapter.gguf",
+                                  save_base_config(model, tokenizer, folder / "base_config"))
     resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
     print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
           f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
@@ -445,16 +449,22 @@ def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune.before_after import before_after
 
     check_adapter_base(folder / "training.json", model_config.get("model_path"))
-    n_ctx = int(model_config.get("n_ctx", 4096))
-    base = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx)
-    tuned = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx, lora_path=adapter)
+    if args.method == "lora":  # both on llama.cpp, the runtime the base was evaluated on
+        n_ctx = int(model_config.get("n_ctx", 4096))
+        base = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx)
+        tuned = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx, lora_path=adapter)
+    else:  # llama.cpp has no soft prompts: both on transformers, so that the runtime is not the difference
+        from workbench.finetune.transformers_model import TransformersModel, load_tuned
+
+        base = TransformersModel(*load_base(model_config.get("model_path")), name="SmolLM2-135M-Instruct")
+        tuned = load_tuned(trained.path, load_base(model_config.get("model_path")))
     result = before_after(examples, run.task, base, tuned, variant=build["variant"], cache=run.path / "cache.sqlite",
                           options=GenerationOptions(**(run.config.get("options") or {})))
-    result.table.to_csv(run.path / "finetune" / "before_after.csv", index=False)
-    write_frame(result.predictions, run.path / "finetune" / "predictions.parquet")
+    result.table.to_csv(folder / "before_after.csv", index=False)
+    write_frame(result.predictions, folder / "predictions.parquet")
     with pd.option_context("display.width", 180, "display.precision", 3, "display.max_columns", 20):
         print(result.table.to_string(index=False))
-    print(f"wrote {run.path}/finetune/before_after.csv and predictions.parquet")
+    print(f"wrote {folder}/before_after.csv and predictions.parquet")
     return 0
 
 

@@ -99,6 +99,10 @@ def convert_adapter(adapter_dir: str | Path, out_file: str | Path, base_config: 
                if not (adapter_dir / name).exists()]
     if missing:
         raise AdapterConversionError(f"{adapter_dir} lacks {missing}: pass the adapter folder train_lora wrote")
+    peft_type = json.loads((adapter_dir / "adapter_config.json").read_text()).get("peft_type")
+    if peft_type != "LORA":
+        raise AdapterConversionError(f"{adapter_dir} holds a {peft_type} adapter; llama.cpp runs LoRA adapters only. "
+                                     "Serve it with workbench.finetune.transformers_model.load_tuned instead")
     if not (Path(base_config) / "config.json").exists():
         raise AdapterConversionError(f"{base_config} has no config.json: write it with save_base_config first")
     script = Path(tool) if tool else converter()

@@ -1,6 +1,10 @@
-"""LoRA fine-tuning of the base model on chat rows, with checkpoints it resumes from.
+"""Fine-tuning on chat rows with peft (LoRA or soft prompts), with checkpoints it resumes from.
 
-A plain PyTorch loop over peft's LoRA model rather than transformers' Trainer or TRL's SFTTrainer:
+`method` "lora" trains low-rank adapters on the attention projections; "prompt_tuning" trains
+`virtual_tokens` soft-prompt embeddings put in front of every input (the model is untouched, the
+prompt learnt), initialised from the words of the rows' own system message.
+
+A plain PyTorch loop over the peft model rather than transformers' Trainer or TRL's SFTTrainer:
 the rows are already prompt/answer chats with the loss masked to the answer (`tokens`), and the
 loop makes exact resumption simple. Everything that decides a step is a function of the seed and
 the step number (each epoch's row order is drawn from ``seed + epoch``) or is saved in the
@@ -30,12 +34,18 @@ import numpy as np
 from workbench.finetune.base_model import base_identity, load_base
 from workbench.finetune.tokens import data_hash, pad_batch, tokenize_rows
 
+METHODS = ("lora", "prompt_tuning")
+
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """What decides a LoRA training run. `max_steps` (when set) overrides `epochs`; a step is one
-    batch of `batch_size` rows; `checkpoint_every` steps a checkpoint is written."""
+    """What decides a training run (LoRA or soft prompts, `method`). `max_steps` (when set)
+    overrides `epochs`; a step is one batch of `batch_size` rows; `checkpoint_every` steps a
+    checkpoint is written. `r`, `alpha`, `dropout`, `target_modules` are LoRA's; `virtual_tokens`
+    the soft prompt's length."""
 
+    method: str = "lora"
+    virtual_tokens: int = 20
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
@@ -54,6 +64,8 @@ class LoraSettings:
             raise ValueError("batch_size, epochs and checkpoint_every must be at least 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
 
 
 @dataclass
@@ -103,7 +115,7 @@ def train_lora(
     Raises TrainingRowError before training when a row is unusable, CheckpointMismatch when the
     folder's checkpoint was made for other rows or settings."""
     import torch
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
     settings = settings or LoraSettings()
@@ -116,9 +128,9 @@ def train_lora(
     model, tokenizer = (base or (lambda: load_base(base_gguf, device=device)))()
     rows = tokenize_rows(tokenizer, chats, names or [f"row {i}" for i in range(len(chats))], settings.max_length)
     torch.manual_seed(settings.seed)
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
-    model = get_peft_model(model, config)
+    model = get_peft_model(model, peft_config(settings, tokenizer, chats))
+    if settings.method == "prompt_tuning":
+        _init_soft_prompt(model, tokenizer, chats, settings.virtual_tokens)
     device_name = str(next(model.parameters()).device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
@@ -171,6 +183,33 @@ def train_lora(
     }
     _write_json(output_dir / "training.json", record)
     return TrainedAdapter(adapter_dir, steps, losses, digest, supervised, resumed, record["seconds"], settings, record)
+
+
+def peft_config(settings: LoraSettings, tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]]) -> Any:
+    """peft's configuration for `settings.method`."""
+    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit
+
+    if settings.method == "lora":
+        return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                          target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
+    # peft's text initialisation loads a tokenizer by hub name, which cannot work offline: start
+    # random and set the embeddings from the task's words here (`_init_soft_prompt`).
+    return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=settings.virtual_tokens,
+                              prompt_tuning_init=PromptTuningInit.RANDOM)
+
+
+def _init_soft_prompt(model: Any, tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]], tokens: int) -> None:
+    """Start the soft prompt from the embeddings of the rows' own system message (repeated or cut
+    to `tokens`): soft prompts started from the task's words learn faster on small data."""
+    import torch
+
+    words = str(chats[0][0].get("content", "")) if chats and chats[0] else "Answer in JSON."
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+    ids = (ids * math.ceil(tokens / len(ids)))[:tokens]
+    embeddings = model.get_input_embeddings()
+    with torch.no_grad():
+        start = embeddings(torch.tensor(ids, device=embeddings.weight.device)).detach().clone().float()
+        model.prompt_encoder["default"].embedding.weight.copy_(start)
 
 
 def _linear(warmup: int, steps: int) -> Callable[[int], float]:
