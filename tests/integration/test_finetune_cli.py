@@ -47,3 +47,5 @@ def test_finetune_trains_converts_and_compares_per_point(tmp_path):
     assert set(table["verdict"]) <= {"better", "worse", "no clear difference"}
     assert (table["p_adjusted"] >= table["p_value"] - 1e-12).all() and table["small"].iloc[0]
     assert table["cases"].iloc[-1] == pd.read_json(run.path / "training_data" / "test_cases.jsonl", lines=True).shape[0]
+    methods = pd.read_csv(run.path / "finetune" / "points_by_method.csv")
+    assert list(methods.columns) == ["point_id", "name", "prompt", "lora", "fixed_by"] and len(methods)

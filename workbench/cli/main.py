@@ -465,6 +465,15 @@ def _finetune(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 180, "display.precision", 3, "display.max_columns", 20):
         print(result.table.to_string(index=False))
     print(f"wrote {folder}/before_after.csv and predictions.parquet")
+    from workbench.finetune.methods import points_by_method
+
+    tables = {method: pd.read_csv(run.path / "finetune" / method / "before_after.csv")
+              for method in ("lora", "prompt_tuning") if (run.path / "finetune" / method / "before_after.csv").exists()}
+    methods = points_by_method(read_frame(run.path / "points.parquet"), tables)
+    methods.to_csv(run.path / "finetune" / "points_by_method.csv", index=False)
+    with pd.option_context("display.width", 180, "display.precision", 2, "display.max_colwidth", 40):
+        print(methods.to_string(index=False))
+    print(f"which method fixes which point: {run.path}/finetune/points_by_method.csv")
     return 0
 
 
