@@ -131,6 +131,16 @@ def find_dataset(client: rg.Argilla, name: str, workspace: str | None) -> rg.Dat
     return None
 
 
+def _ready_dataset(client: rg.Argilla, name: str, workspace: str | None) -> rg.Dataset | None:
+    """Dataset `name`, or None; one left unpublished by a failed creation holds no records and is
+    deleted, so that it is made again."""
+    existing = find_dataset(client, name, workspace)
+    if existing is not None and existing.serialize().get("status", "ready") != "ready":
+        existing.delete()
+        return None
+    return existing
+
+
 def annotation_url(client: rg.Argilla, remote: rg.Dataset) -> str:
     """Where annotators open `remote` in the web UI."""
     return f"{client.api_url.rstrip('/')}/dataset/{remote.id}/annotation-mode"
@@ -190,11 +200,7 @@ def dataset_for_push(
 ) -> tuple[rg.Dataset, bool]:
     """The dataset `name` (checked against `task`, missing metadata added), made when missing.
     Returns (dataset, created)."""
-    existing = find_dataset(client, name, workspace)
-    # A dataset left unpublished by a failed creation holds no records: make it again.
-    if existing is not None and existing.serialize().get("status", "ready") != "ready":
-        existing.delete()
-        existing = None
+    existing = _ready_dataset(client, name, workspace)
     if existing is not None:
         existing.get()
         _check_compatible(existing, task, client)
@@ -258,10 +264,7 @@ def dataset_for_review(client: rg.Argilla, layout: ReviewLayout, name: str,
                        workspace: str | None) -> tuple[rg.Dataset, bool]:
     """The review dataset `name`, made with `layout` when missing; when there, checked against it
     and its options' texts brought up to date. Returns (dataset, created)."""
-    existing = find_dataset(client, name, workspace)
-    if existing is not None and existing.serialize().get("status", "ready") != "ready":
-        existing.delete()  # left unpublished by a failed creation: it holds no records
-        existing = None
+    existing = _ready_dataset(client, name, workspace)
     if existing is None:
         settings = review_settings(layout, client)
         created = rg.Dataset(name=name, workspace=resolve_workspace(client, workspace), settings=settings,
@@ -309,13 +312,21 @@ def review_responses_json(client: rg.Argilla, layout: ReviewLayout, name: str,
     """For pulling a review: (every record of dataset `name` with its metadata, responses and
     suggestions, question id -> name, user id -> username). Raises AnnotationError when the
     dataset is missing, lacks the layout's questions, or the user may not read others' answers."""
+    return _responses(client, name, workspace, [q.name for q in layout.questions], "push the review first",
+                      "it was not made for this review")
+
+
+def _responses(client: rg.Argilla, name: str, workspace: str | None, questions: Sequence[str], push_first: str,
+               not_made_for: str) -> tuple[list[dict], dict[str, str], dict[str, str]]:
+    """Records with responses and suggestions of dataset `name`, which must have `questions`."""
     remote = find_dataset(client, name, workspace)
     if remote is None:
-        raise AnnotationError(f"No dataset {name!r} on Argilla at {client.api_url}; push the review first.")
+        raise AnnotationError(f"No dataset {name!r} on Argilla at {client.api_url}; {push_first}.")
     remote.get()
-    missing = [q.name for q in layout.questions if q.name not in {q.name for q in remote.settings.questions}]
+    missing = [q for q in questions if q not in {question.name for question in remote.settings.questions}]
     if missing:
-        raise AnnotationError(f"Dataset {name!r} has no question {missing}: it was not made for this review.")
+        shown = missing[0] if len(missing) == 1 else missing
+        raise AnnotationError(f"Dataset {name!r} has no question {shown!r}: {not_made_for}.")
     try:
         records = records_json(client, remote, include=("responses", "suggestions"))
     except httpx.HTTPStatusError as error:
@@ -375,24 +386,8 @@ def responses_json(
     """For pulling corrections: (every record of dataset `name` with its responses and
     suggestions, question id -> name, user id -> username). Raises AnnotationError when the
     dataset is missing, was made for another kind of task, or the user may not read others' answers."""
-    remote = find_dataset(client, name, workspace)
-    if remote is None:
-        raise AnnotationError(f"No dataset {name!r} on Argilla at {client.api_url}; push predictions or errors first.")
-    remote.get()
-    question = task.kind.annotation_question(task).name
-    if question not in {q.name for q in remote.settings.questions}:
-        raise AnnotationError(f"Dataset {name!r} has no question {question!r}: it was not made for a {task.kind} task.")
-    try:
-        records = records_json(client, remote, include=("responses", "suggestions"))
-    except httpx.HTTPStatusError as error:
-        if error.response.status_code != 403:
-            raise
-        raise AnnotationError(
-            f"User {client.me.username!r} may not read every annotator's responses in {name!r}: "
-            "pull as an owner or an admin of its workspace."
-        ) from error
-    question_names = {str(q.id): q.name for q in remote.settings.questions}
-    return records, question_names, _usernames(client)
+    return _responses(client, name, workspace, [task.kind.annotation_question(task).name],
+                      "push predictions or errors first", f"it was not made for a {task.kind} task")
 
 
 def _usernames(client: rg.Argilla) -> dict[str, str]:

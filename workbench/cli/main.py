@@ -356,7 +356,8 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def _training_examples(args: argparse.Namespace):
+    """(run, training-data frame) of the run folder or config in ``args.run``."""
     from workbench.experiments.runs import read_frame
 
     source = Path(args.run)
@@ -365,7 +366,11 @@ def _export(args: argparse.Namespace) -> int:
     if not stored.exists():
         raise FileNotFoundError(f"{run.path} has no training_data/examples.parquet: run "
                                 f"`workbench data {args.run}` first")
-    examples = read_frame(stored)
+    return run, read_frame(stored)
+
+
+def _export(args: argparse.Namespace) -> int:
+    run, examples = _training_examples(args)
     out = Path(args.out) if args.out else run.path / "exports"
     formats = args.format or ["openai", "hf", "spacy"]
     if "openai" in formats:
@@ -416,17 +421,11 @@ def _finetune(args: argparse.Namespace) -> int:
     from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
     from workbench.trainingdata.examples import one_row_per_example
 
-    source = Path(args.run)
-    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
-    stored = run.path / "training_data" / "examples.parquet"
-    if not stored.exists():
-        raise FileNotFoundError(f"{run.path} has no training_data/examples.parquet: run "
-                                f"`workbench data {args.run}` first")
+    run, examples = _training_examples(args)
     model_config = dict(run.config.get("model") or {"kind": "embedded"})
     if model_config.get("kind", "embedded") != "embedded":
         raise ValueError(f"run {run.name} used a {model_config.get('kind')!r} model; local LoRA fine-tuning tunes the "
                          "embedded model: run the experiment with `model: {kind: embedded}` first")
-    examples = read_frame(stored)
     build = json.loads((run.path / "training_data" / "build.json").read_text()) \
         if (run.path / "training_data" / "build.json").exists() else {"variant": "zero_shot"}
     train = one_row_per_example(examples[examples["split"] == "train"])

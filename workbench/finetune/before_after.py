@@ -23,7 +23,7 @@ from workbench.models.base import GenerationOptions, Model
 from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import run_variants
 from workbench.trainingdata.examples import REGRESSION
-from workbench.trainingdata.scoring import ALL, SMALL, gold_of
+from workbench.trainingdata.scoring import ALL, SMALL, gold_of, test_groups
 
 BEFORE_AFTER_COLUMNS = ["point_id", "cases", "metric", "base", "tuned", "difference", "low", "high", "p_value",
                         "p_adjusted", "method", "verdict", "small"]
@@ -50,11 +50,8 @@ def before_after(examples: pd.DataFrame, task: Task, base: Model, tuned: Model, 
         predictions = run_variants(task, gold, [variant], model, cache=cache, options=options, progress=progress)
         answers.append(predictions.assign(variant=name))
     predictions = pd.concat(answers, ignore_index=True)
-    test = examples[examples["split"] == "test"]
-    groups = [(point, set(rows["example_id"])) for point, rows in test.groupby("point_id", sort=False)]
-    groups.append((ALL, set(gold["example_id"])))
     rows = []
-    for point, ids in groups:
+    for point, ids in test_groups(examples):
         mine = predictions[predictions["example_id"].isin(ids)]
         result = compare_variants(mine, gold[gold["example_id"].isin(ids)], task, "tuned", "base", seed=seed)
         rows.append({"point_id": point, "cases": result.examples, "metric": result.metric, "base": result.b,

@@ -27,6 +27,13 @@ def gold_of(examples: pd.DataFrame, task: Task) -> pd.DataFrame:
                          task.kind.target_column: test["target"].to_numpy()})
 
 
+def test_groups(examples: pd.DataFrame) -> list[tuple[str, set[str]]]:
+    """(point_id, its test example ids) per point in frame order, then all test cases (`ALL`)."""
+    test = examples[examples["split"] == "test"]
+    groups = [(point, set(rows["example_id"])) for point, rows in test.groupby("point_id", sort=False)]
+    return groups + [(ALL, set(test["example_id"]))]
+
+
 def score_points(predictions: pd.DataFrame, examples: pd.DataFrame, task: Task, *, seed: int = 0) -> pd.DataFrame:
     """Per variant of `predictions` and per point of `examples` (its test cases), the task's
     headline metric with its interval, then over all test cases (``point_id`` "(all test cases)").
@@ -36,11 +43,8 @@ def score_points(predictions: pd.DataFrame, examples: pd.DataFrame, task: Task, 
     the predictions lack are left out of ``cases``."""
     require_columns(predictions, ["variant", "example_id", "prediction"], "predictions")
     gold = gold_of(examples, task)
-    test = examples[examples["split"] == "test"]
-    groups = [(point, set(rows["example_id"])) for point, rows in test.groupby("point_id", sort=False)]
-    groups.append((ALL, set(gold["example_id"])))
     rows = []
-    for point, ids in groups:
+    for point, ids in test_groups(examples):
         mine = predictions[predictions["example_id"].isin(ids)]
         if mine.empty:
             continue
