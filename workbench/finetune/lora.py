@@ -104,14 +104,16 @@ def train_lora(
     chats: Sequence[Sequence[dict[str, str]]], output_dir: str | Path, *, settings: LoraSettings | None = None,
     names: Sequence[str] | None = None, device: str | None = None, progress: bool = True,
     base: Callable[[], tuple[Any, Any]] | None = None, after_step: Callable[[int, float], None] | None = None,
-    base_gguf: str | Path | None = None,
+    base_gguf: str | Path | None = None, start_from: str | Path | None = None,
 ) -> TrainedAdapter:
     """Train a LoRA adapter on `chats` (system, user, assistant; e.g. the train rows' ``messages``
     of `TrainingData.examples`), resuming from the newest checkpoint in `output_dir` when there
     is one. `names` name the rows in error messages; `base` returns (model, tokenizer) (default:
     the GGUF `base_gguf`, else the embedded SmolLM2, on `device`), and `base_gguf` is the file it
     was loaded from, whose hash ``training.json`` records; `after_step(step, loss)` is called
-    after every step.
+    after every step. `start_from` is an adapter folder (an earlier training's ``adapter/``) whose
+    weights training continues from, as a loop round continues from the round before; its
+    settings (rank, targets, method) must be these `settings`'.
     Raises TrainingRowError before training when a row is unusable, CheckpointMismatch when the
     folder's checkpoint was made for other rows or settings."""
     import torch
@@ -129,7 +131,9 @@ def train_lora(
     rows = tokenize_rows(tokenizer, chats, names or [f"row {i}" for i in range(len(chats))], settings.max_length)
     torch.manual_seed(settings.seed)
     model = get_peft_model(model, peft_config(settings, tokenizer, chats))
-    if settings.method == "prompt_tuning":
+    if start_from is not None:
+        _load_start(model, Path(start_from), settings)
+    elif settings.method == "prompt_tuning":
         _init_soft_prompt(model, tokenizer, chats, settings.virtual_tokens)
     device_name = str(next(model.parameters()).device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -177,7 +181,8 @@ def train_lora(
     record = {
         "settings": asdict(settings),
         "base": base_identity(base_gguf) if base is None or base_gguf else {"file": "custom"},
-        "data_hash": digest, "rows": len(rows), "supervised_tokens": supervised, "steps": steps,
+        "data_hash": digest, "rows": len(rows), "start_from": str(start_from) if start_from else None,
+        "supervised_tokens": supervised, "steps": steps,
         "losses": losses, "resumed_from": resumed, "device": device_name,
         "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
     }
@@ -196,6 +201,30 @@ def peft_config(settings: LoraSettings, tokenizer: Any, chats: Sequence[Sequence
     # random and set the embeddings from the task's words here (`_init_soft_prompt`).
     return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=settings.virtual_tokens,
                               prompt_tuning_init=PromptTuningInit.RANDOM)
+
+
+def _load_start(model: Any, folder: Path, settings: LoraSettings) -> None:
+    """Put the weights of the adapter in `folder` into the fresh peft `model`, after checking that
+    it was trained with the same kind of adapter."""
+    from peft import PeftConfig, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = folder / "adapter_model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{folder} holds no adapter_model.safetensors: pass the adapter/ folder of an "
+                                "earlier training (train_lora's TrainedAdapter.path)")
+    saved = PeftConfig.from_pretrained(str(folder))
+    wanted = peft_config(settings, None, [])
+    mine = {"type": str(wanted.peft_type), "r": getattr(wanted, "r", None),
+            "targets": sorted(getattr(wanted, "target_modules", None) or []),
+            "tokens": getattr(wanted, "num_virtual_tokens", None)}
+    theirs = {"type": str(saved.peft_type), "r": getattr(saved, "r", None),
+              "targets": sorted(getattr(saved, "target_modules", None) or []),
+              "tokens": getattr(saved, "num_virtual_tokens", None)}
+    if mine != theirs:
+        raise CheckpointMismatch(f"the adapter in {folder} was trained with {theirs}, these settings make {mine}: "
+                                 "continue with the same method, rank and target modules, or start afresh")
+    set_peft_model_state_dict(model, load_file(str(weights)))
 
 
 def _init_soft_prompt(model: Any, tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]], tokens: int) -> None:
