@@ -9,6 +9,7 @@
     workbench data runs/demo_complaints                        (training data and test cases per point)
     workbench export runs/demo_complaints [--train-spacy 200]  (OpenAI JSONL, HF datasets, spaCy baseline)
     workbench finetune runs/demo_complaints [--epochs 3]       (LoRA on the embedded model; before/after per point)
+    workbench loop configs/demo_complaints.yaml [--rounds 2]   (rounds: variants, points, data, LoRA, re-test)
     workbench argilla up | down | status
 """
 
@@ -106,14 +107,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune = commands.add_parser("finetune", help="LoRA-tune the embedded model on a run's training data, run it in "
                                                 "llama.cpp and compare it with the base on every point's test cases")
     tune.add_argument("run", help="a run folder with training_data/ (after `workbench data`), or its config")
-    tune.add_argument("--epochs", type=int, default=3)
-    tune.add_argument("--steps", type=int, default=None, help="train for this many steps instead of --epochs")
-    tune.add_argument("--learning-rate", type=float, default=1e-3)
-    tune.add_argument("--rank", type=int, default=8, help="LoRA rank r (alpha is 2r)")
-    tune.add_argument("--batch-size", type=int, default=4)
+    _training_arguments(tune, epochs=3)
     tune.add_argument("--method", choices=["lora", "prompt_tuning"], default="lora",
                       help="LoRA (run in llama.cpp) or a soft prompt (run with transformers + peft, base included)")
     tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
+
+    loop = commands.add_parser("loop", help="run rounds of the loop: variants on the current model, points, training "
+                                            "data, LoRA, re-test; each round in <run_dir>/rounds/<n>/")
+    loop.add_argument("config", help="an experiment config whose model is the embedded one")
+    loop.add_argument("--rounds", type=int, default=1, help="rounds to run after the finished ones (default 1)")
+    loop.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
+    loop.add_argument("--variants", default=None, help="comma-separated variants instead of the config's")
+    loop.add_argument("--variant", default="zero_shot",
+                      help="the variant training rows are rendered with and the tuned model answers (no few-shot)")
+    loop.add_argument("--folder", default=None, help="the loop folder (default <run_dir>/rounds)")
+    loop.add_argument("--no-replay", action="store_true", help="train only on this round's rows")
+    loop.add_argument("--regression-size", type=int, default=50, help="most regression cases per round (default 50)")
+    loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
+    _training_arguments(loop, epochs=2)
 
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
 
@@ -132,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "finetune":
             return _finetune(args)
+        if args.command == "loop":
+            return _loop(args)
         return _preview(args)
     except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -414,7 +427,8 @@ def _export(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     import json
 
-    from workbench.experiments.runs import read_frame, write_frame
+    from workbench.experiments.rounds import best_variant, write_before_after
+    from workbench.experiments.runs import read_frame
     from workbench.finetune.base_model import check_adapter_base, load_base
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
     from workbench.finetune.lora import LoraSettings, train_lora
@@ -457,13 +471,13 @@ def _finetune(args: argparse.Namespace) -> int:
 
         base = TransformersModel(*load_base(model_config.get("model_path")), name="SmolLM2-135M-Instruct")
         tuned = load_tuned(trained.path, load_base(model_config.get("model_path")))
+    best = best_variant(run)
     result = before_after(examples, run.task, base, tuned, variant=build["variant"], cache=run.path / "cache.sqlite",
-                          options=GenerationOptions(**(run.config.get("options") or {})))
-    result.table.to_csv(folder / "before_after.csv", index=False)
-    write_frame(result.predictions, folder / "predictions.parquet")
-    with pd.option_context("display.width", 180, "display.precision", 3, "display.max_columns", 20):
-        print(result.table.to_string(index=False))
-    print(f"wrote {folder}/before_after.csv and predictions.parquet")
+                          options=GenerationOptions(**(run.config.get("options") or {})), repeats=args.repeats,
+                          best_variant=best if best != build["variant"] else None, pool=run.examples)
+    write_before_after(result, folder)
+    _print_before_after(result, best)
+    print(f"wrote {folder}/before_after.csv, efficiency.csv and predictions.parquet")
     from workbench.finetune.methods import points_by_method
 
     tables = {method: pd.read_csv(run.path / "finetune" / method / "before_after.csv")
@@ -473,6 +487,68 @@ def _finetune(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 180, "display.precision", 2, "display.max_colwidth", 40):
         print(methods.to_string(index=False))
     print(f"which method fixes which point: {run.path}/finetune/points_by_method.csv")
+    return 0
+
+
+def _print_before_after(result, best: str) -> None:
+    with pd.option_context("display.width", 180, "display.precision", 3, "display.max_columns", 20):
+        print(result.table.to_string(index=False))
+        if result.versus_best is not None:
+            print(f"tuned against the base model with its best prompt ({best}), on all test cases:")
+            print(result.versus_best.tail(1).to_string(index=False))
+        print(result.efficiency[["variant", "prompt", "latency_p50_s", "latency_p95_s", "tokens_in_mean",
+                                 "parse_failure_rate"]].to_string(index=False))
+        if not result.consistency.empty:
+            print(result.consistency.to_string(index=False))
+
+
+def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None:
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--steps", type=int, default=None, help="train for this many steps instead of --epochs")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank r (alpha is 2r)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="also answer every test case N times at temperature 0.7 to compare consistency (0: no)")
+
+
+def _loop(args: argparse.Namespace) -> int:
+    from workbench.experiments.round_comparison import write_loop_report
+    from workbench.experiments.rounds import RoundError, RoundSettings, finished_rounds, loop_folder, run_round
+    from workbench.finetune.lora import LoraSettings
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    experiment = load_experiment(args.config, limit=args.limit, variants=variants)
+    folder = Path(args.folder) if args.folder else loop_folder(experiment)
+    training = LoraSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
+                            max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10)
+    settings = RoundSettings(variant=args.variant, training=training, replay=not args.no_replay,
+                             compare_repeats=args.repeats, regression_size=args.regression_size)
+    if args.variant not in [parse_variant(v).name for v in experiment.variants]:
+        raise ValueError(f"--variant {args.variant} is not among the experiment's variants "
+                         f"{[parse_variant(v).name for v in experiment.variants]}: the rounds compare its answers")
+    for _ in range(0 if args.report_only else args.rounds):
+        try:
+            done = run_round(experiment, folder=folder, settings=settings, progress=False)
+        except RoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        counts = done.record.get("counts", {})
+        every = done.record.get("all_test_cases")
+        print(f"round {done.number} ({done.record['started_from']}) in {done.path}: "
+              + (f"{counts['points']} training points, {counts['train_rows']} rows trained "
+                 f"({counts['replayed_rows']} replayed); all test cases {every['base']:.3f} -> {every['tuned']:.3f} "
+                 f"({every['verdict']}, {every['cases']} cases)" if every else done.record.get("stopped", "")))
+    if not finished_rounds(folder):
+        print(f"no finished rounds in {folder}")
+        return 0
+    report, comparison = write_loop_report(folder)
+    with pd.option_context("display.width", 200, "display.precision", 3, "display.max_columns", 30):
+        print(comparison.summary.drop(columns=["started_from", "variant"]).to_string(index=False))
+        statuses = comparison.points.groupby(["round", "status"]).size().unstack(fill_value=0)
+        print(statuses.to_string())
+    print(f"{len(comparison.new_points)} new points, {len(comparison.regressions)} regressions; report: "
+          f"{report.resolve()}")
     return 0
 
 

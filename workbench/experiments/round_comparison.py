@@ -1,0 +1,190 @@
+"""Rounds compared: which training points a round fixed, which are still open, which points are
+new, and which examples regressed.
+
+Three kinds of evidence, kept apart because they are not equally clean:
+
+- **A round's own before/after** (``finetune/lora/before_after.csv``): the model the round started
+  from against the model it made, on the round's held-out test cases, with paired tests. This is
+  the clean measure: no test case was trained on in that round.
+- **The next round's run**: the prompt variants run again on the tuned model over the same
+  examples. A point recurs when a point of the next round shares one of its member examples; an
+  example regressed when the training variant answered it right in round n and wrong in round
+  n+1. Half of a point's members were training rows, so the run's examples are split into the
+  ones trained on in some round so far and the untouched ones; only the untouched ones measure
+  the model without having been shown the answer.
+- **New points**: points of round n+1 none of whose members belonged to a point of round n.
+
+A point is **fixed** when the tuned model answers all of its test cases right and it does not
+recur in the next round (when there is one); **improved** when the tuned score is higher than the
+starting model's but not perfect; **open** otherwise. A point has a handful of test cases, so
+"fixed" is a hint that the next round confirms or not, and the per-point verdicts say whether
+the paired test (Holm-adjusted across points) could tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.evaluation.errors import find_errors
+from workbench.experiments.rounds import Round
+
+ALL = "(all test cases)"
+REGRESSION = "regression"
+SUMMARY_COLUMNS = ["round", "started_from", "variant", "examples", "score", "score_untouched", "untouched",
+                   "errors", "points", "train_rows", "replayed_rows", "test_cases", "base", "tuned", "verdict",
+                   "regression_base", "regression_tuned", "regression_verdict", "seconds"]
+POINT_COLUMNS = ["round", "point_id", "name", "size", "action", "cases", "base", "tuned", "verdict", "status",
+                 "recurs_as", "members_wrong_next"]
+NEW_POINT_COLUMNS = ["round", "point_id", "name", "size", "action"]
+REGRESSION_COLUMNS = ["round", "example_id", "text", "trained_on"]
+
+
+@dataclass
+class RoundComparison:
+    """`summary`: one row per round (`SUMMARY_COLUMNS`; ``score`` is the kind's headline metric of
+    the training variant over the round's run, ``score_untouched`` over the ``untouched`` examples
+    no earlier round trained on, ``base``/``tuned``/``verdict`` the before/after on all test cases,
+    ``seconds`` the round's wall time); `points`: every training point of every round
+    (`POINT_COLUMNS`); `new_points`: points of round n+1 unrelated to round n's
+    (`NEW_POINT_COLUMNS`); `regressions`: examples right in round n's run and wrong in round
+    n+1's (`REGRESSION_COLUMNS`; ``trained_on``: some round up to n trained on the example)."""
+
+    summary: pd.DataFrame
+    points: pd.DataFrame
+    new_points: pd.DataFrame
+    regressions: pd.DataFrame
+    metric: str
+
+
+def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
+    """Compare the finished `rounds` of one loop, in order (see the module docstring)."""
+    if not rounds:
+        raise ValueError("no finished rounds to compare: run `workbench loop <config>` first")
+    task = rounds[0].run.task
+    metric = task.kind.summary_column
+    trained: set[str] = set()  # examples some round so far trained on
+    summary, points, new_points, regressions = [], [], [], []
+    for index, current in enumerate(rounds):
+        variant = current.record.get("variant", "zero_shot")
+        run = current.run
+        wrong = _wrong(current, variant)
+        examples = list(dict.fromkeys(run.dataset["example_id"]))
+        untouched = [e for e in examples if e not in trained]
+        table = current.frame("finetune/lora/before_after.csv")
+        summary.append({
+            "round": current.number, "started_from": current.record.get("started_from"), "variant": variant,
+            "examples": len(examples), "score": _score(run, variant, examples),
+            "score_untouched": _score(run, variant, untouched), "untouched": len(untouched),
+            **{key: current.record.get("counts", {}).get(key) for key in
+               ("errors", "points", "train_rows", "replayed_rows", "test_cases")},
+            **_row(table, ALL, ""), **_row(table, REGRESSION, "regression_"),
+            "seconds": round(sum(current.record.get("stages", {}).values()), 1),
+        })
+        following = rounds[index + 1] if index + 1 < len(rounds) else None
+        mine = current.frame("points.parquet")
+        mine = mine[mine["kind"].isin(["point", "other"])] if not mine.empty else mine
+        scores = table.set_index("point_id") if not table.empty else pd.DataFrame()
+        next_members = _members(following) if following is not None else {}
+        next_wrong = _wrong(following, variant) if following is not None else set()
+        for point in mine.to_dict("records"):
+            members = set(point["example_ids"])
+            row = scores.loc[point["point_id"]] if point["point_id"] in scores.index else None
+            recurs = sorted(p for p, ids in next_members.items() if ids & members)
+            tuned = float(row["tuned"]) if row is not None else float("nan")
+            base = float(row["base"]) if row is not None else float("nan")
+            points.append({
+                "round": current.number, "point_id": point["point_id"], "name": point["name"], "size": point["size"],
+                "action": point["action"], "cases": int(row["cases"]) if row is not None else 0, "base": base,
+                "tuned": tuned, "verdict": row["verdict"] if row is not None else "no test cases",
+                "status": _status(base, tuned, bool(recurs)), "recurs_as": ", ".join(recurs),
+                "members_wrong_next": (len(members & next_wrong) / len(members)) if following and members
+                else float("nan"),
+            })
+        if following is not None:
+            known = set().union(*(set(ids) for ids in mine["example_ids"])) if not mine.empty else set()
+            nxt = following.frame("points.parquet")
+            for point in (nxt[nxt["kind"].isin(["point", "other"])].to_dict("records") if not nxt.empty else []):
+                if not set(point["example_ids"]) & known:
+                    new_points.append({"round": following.number, **{k: point[k] for k in NEW_POINT_COLUMNS[1:]}})
+            trained |= _trained_on(current)
+            texts = following.run.dataset.drop_duplicates("example_id").set_index("example_id")["text"]
+            for example in examples:
+                if example not in wrong and example in _wrong(following, variant):
+                    regressions.append({"round": following.number, "example_id": example,
+                                        "text": texts.get(example, ""), "trained_on": example in trained})
+        else:
+            trained |= _trained_on(current)
+    return RoundComparison(pd.DataFrame(summary, columns=SUMMARY_COLUMNS), pd.DataFrame(points, columns=POINT_COLUMNS),
+                           pd.DataFrame(new_points, columns=NEW_POINT_COLUMNS),
+                           pd.DataFrame(regressions, columns=REGRESSION_COLUMNS), metric)
+
+
+def _status(base: float, tuned: float, recurs: bool) -> str:
+    if tuned == 1.0 and not recurs:
+        return "fixed"
+    if tuned > base:
+        return "improved"
+    return "open"
+
+
+def _wrong(current: Round, variant: str) -> set[str]:
+    """The examples the round's run answered wrong (first repeat) with `variant`."""
+    run = current.run
+    answered = run.predictions[(run.predictions["variant"] == variant) & (run.predictions["repeat"] == 0)]
+    if answered.empty:
+        raise ValueError(f"round {current.number}'s run has no answers with variant {variant!r}: the loop's "
+                         "training variant must be one of the experiment's variants")
+    return set(find_errors(answered, run.dataset, run.task)["example_id"])
+
+
+def _score(run, variant: str, examples: list[str]) -> float:
+    if not examples:
+        return float("nan")
+    keep = set(examples)
+    answered = run.predictions[(run.predictions["variant"] == variant) & run.predictions["example_id"].isin(keep)]
+    dataset = run.dataset[run.dataset["example_id"].isin(keep)]
+    scores = run.task.kind.score(answered, dataset, run.task)
+    return float(scores[run.task.kind.summary_column].iloc[0])
+
+
+def _members(current: Round) -> dict[str, set[str]]:
+    points = current.frame("points.parquet")
+    if points.empty:
+        return {}
+    points = points[points["kind"].isin(["point", "other"])]
+    return {p: set(ids) for p, ids in zip(points["point_id"], points["example_ids"])}
+
+
+def _trained_on(current: Round) -> set[str]:
+    rows = current.frame("training_data/train_rows.parquet")
+    return set(rows["example_id"]) if not rows.empty else set()
+
+
+def _row(table: pd.DataFrame, point: str, prefix: str) -> dict[str, object]:
+    found = table[table["point_id"] == point] if not table.empty else table
+    if found.empty:
+        return {f"{prefix}base": float("nan"), f"{prefix}tuned": float("nan"), f"{prefix}verdict": ""}
+    row = found.iloc[0]
+    return {f"{prefix}base": float(row["base"]), f"{prefix}tuned": float(row["tuned"]),
+            f"{prefix}verdict": row["verdict"]}
+
+
+def write_loop_report(folder: str | Path, *, title: str | None = None) -> tuple[Path, RoundComparison]:
+    """Compare the finished rounds in the loop `folder` and write ``rounds.html`` there; returns
+    (its path, the comparison)."""
+    from workbench.experiments.rounds import load_rounds
+    from workbench.reporting.rounds_report import write_rounds_report
+
+    folder = Path(folder)
+    rounds = load_rounds(folder)
+    comparison = compare_rounds(rounds)
+    name = rounds[0].run.name
+    path = write_rounds_report(folder / "rounds.html", title=title or f"{name}: the loop, round by round",
+                               summary=comparison.summary, points=comparison.points,
+                               new_points=comparison.new_points, regressions=comparison.regressions,
+                               metric=comparison.metric)
+    return path, comparison

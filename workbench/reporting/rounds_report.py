@@ -1,0 +1,74 @@
+"""The loop's report: rounds side by side, as one self-contained HTML page.
+
+It takes the frames of `workbench.experiments.round_comparison.RoundComparison` (this layer does
+not import the experiments stage) and shows the score per round, each round's before/after, the
+points each round fixed or left open, the new points and the regressions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from workbench.reporting.html import METRIC_NAMES, _cell, environment, render_figure
+
+STATUS_COLOURS = {"fixed": "#2e7d32", "improved": "#f9a825", "open": "#c62828"}
+
+
+def plot_rounds(summary: pd.DataFrame, metric: str) -> go.Figure:
+    """The training variant's score per round (``round``, ``score``, ``score_untouched`` of the
+    comparison's summary): over all of the run's examples, and over those no round trained on."""
+    figure = go.Figure()
+    labels = [f"round {r}" for r in summary["round"]]
+    figure.add_bar(x=labels, y=summary["score"], name="all examples")
+    figure.add_bar(x=labels, y=summary["score_untouched"], name="never trained on")
+    figure.update_layout(barmode="group", height=360, yaxis={"title": METRIC_NAMES.get(metric, metric),
+                                                             "range": [0, 1]}, margin={"t": 30})
+    return figure
+
+
+def plot_point_status(points: pd.DataFrame) -> go.Figure:
+    """How many of each round's training points (``round``, ``status``) were fixed, improved or
+    left open."""
+    figure = go.Figure()
+    counts = points.groupby(["round", "status"]).size().unstack(fill_value=0) if not points.empty else pd.DataFrame()
+    for status, colour in STATUS_COLOURS.items():
+        if status in counts:
+            figure.add_bar(x=[f"round {r}" for r in counts.index], y=counts[status], name=status,
+                           marker_color=colour)
+    figure.update_layout(barmode="stack", height=360, yaxis={"title": "training points"}, margin={"t": 30})
+    return figure
+
+
+def write_rounds_report(path: str | Path, *, title: str, summary: pd.DataFrame, points: pd.DataFrame,
+                        new_points: pd.DataFrame, regressions: pd.DataFrame, metric: str) -> Path:
+    """Write the loop's report to `path` from the comparison's frames (see
+    `workbench.experiments.round_comparison`: `summary`, `points`, `new_points`, `regressions`)."""
+    path = Path(path)
+    context = {
+        "title": title, "generated": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "metric_name": METRIC_NAMES.get(metric, metric), "plotly_js": Markup(get_plotlyjs()),
+        "charts": [render_figure("rounds", plot_rounds(summary, metric)),
+                   render_figure("point_status", plot_point_status(points))],
+        "rounds": [_summary_row(row) for row in summary.to_dict("records")],
+        "points": [{**row, "base": _cell(row["base"], ".2f"), "tuned": _cell(row["tuned"], ".2f"),
+                    "members_wrong_next": _cell(row["members_wrong_next"], "percent")}
+                   for row in points.to_dict("records")],
+        "new_points": new_points.to_dict("records"),
+        "regressions": regressions.to_dict("records"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(environment().get_template("rounds.html.jinja").render(context), encoding="utf-8")
+    return path
+
+
+def _summary_row(row: dict) -> dict:
+    shown = dict(row)
+    for key in ("score", "score_untouched", "base", "tuned", "regression_base", "regression_tuned"):
+        shown[key] = _cell(row[key], ".3f")
+    return shown
