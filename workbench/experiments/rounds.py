@@ -127,9 +127,10 @@ def load_rounds(folder: str | Path) -> list[Round]:
 
 
 def run_round(experiment: Experiment, *, folder: str | Path | None = None, settings: RoundSettings | None = None,
-              progress: bool = True, log: Any = print) -> Round:
+              progress: bool = True, log: Any = print, encoder: Any = None) -> Round:
     """Run the next round of `experiment`'s loop in `folder` (default `loop_folder`) and return it
-    (see the module docstring). `log` receives one line per stage.
+    (see the module docstring). `log` receives one line per stage; `encoder` embeds texts for the
+    clustering and the leakage checks (default: the sentence encoder).
 
     Raises RoundError when the experiment's model is not the embedded one (local LoRA tunes the
     embedded model) or the last round had nothing left to train on; the stages' own errors (an
@@ -168,18 +169,22 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
                      "training": {key: value for key, value in vars(settings.training).items()}},
     }
 
+    if encoder is None:
+        from workbench.points.encoder import SentenceEncoder
+
+        encoder = SentenceEncoder()
     with _stage("variants", stages, log):
         run = _run_variants(experiment, work, model, config, progress)
     with _stage("points", stages, log):
-        points, assignments = _points(run, settings)
+        points, assignments = _points(run, settings, encoder)
     trainable = points[points["kind"].isin(["point", "other"])] if not points.empty else points
     if trainable.empty:
         record["stopped"] = "no errors" if points.empty else "no training points (only suspected label errors)"
         log(f"round {number}: {record['stopped']}; nothing to train")
         return _finish(work, folder / str(number), run, record)
     with _stage("training_data", stages, log):
-        examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, previous,
-                                                      folder, work)
+        examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, folder, work,
+                                                      encoder)
     with _stage("fine_tune", stages, log):
         trained = _fine_tune(train, work, settings, config, previous, progress)
     with _stage("re_test", stages, log):
@@ -213,7 +218,7 @@ def _run_variants(experiment: Experiment, work: Path, model: Model, config: dict
     return write_run(replace(run, config=redacted_config(source)), work)
 
 
-def _points(run: Run, settings: RoundSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _points(run: Run, settings: RoundSettings, encoder: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     from workbench.evaluation.errors import find_errors
     from workbench.points.cluster import ErrorClusterer
     from workbench.points.label_issues import find_label_issues
@@ -221,7 +226,8 @@ def _points(run: Run, settings: RoundSettings) -> tuple[pd.DataFrame, pd.DataFra
 
     errors = find_errors(run.predictions, run.dataset, run.task)
     issues = find_label_issues(run.predictions, run.dataset, run.task)
-    clusterer = ErrorClusterer(distance_threshold=settings.distance_threshold, min_size=settings.min_size)
+    clusterer = ErrorClusterer(distance_threshold=settings.distance_threshold, min_size=settings.min_size,
+                               encoder=encoder)
     clusterer.fit(errors, run.predictions, run.task, issues)
     write_frame(clusterer.points_, run.path / "points.parquet")
     write_frame(clusterer.assignments_, run.path / "point_assignments.parquet")
@@ -234,8 +240,8 @@ def _points(run: Run, settings: RoundSettings) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, experiment: Experiment,
-                   settings: RoundSettings, previous: Round | None, folder: Path,
-                   work: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+                   settings: RoundSettings, folder: Path, work: Path,
+                   encoder: Any) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """(this round's training-data frame, the rows to train on, counts).
 
     The rows to train on are this round's train rows, one per example, then (with `replay`) the
@@ -244,12 +250,10 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
     round starts from has seen its answer, so it would not be held out."""
     from dataclasses import replace as replace_data
 
-    from workbench.points.encoder import SentenceEncoder
     from workbench.trainingdata.examples import build_training_data, one_row_per_example
     from workbench.trainingdata.leakage import find_leaks, leakage_report
     from workbench.trainingdata.openai_jsonl import write_test_cases
 
-    encoder = SentenceEncoder()
     data = build_training_data(points, assignments, run.dataset, run.task, pool=experiment.examples,
                                variant=settings.variant, regression_size=settings.regression_size, encoder=encoder)
     earlier = [read_frame(folder / str(n) / "training_data" / "train_rows.parquet") for n in finished_rounds(folder)]
