@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -39,11 +40,19 @@ def test_notebook_runs_top_to_bottom(path, config, tmp_path, request):
             ANNOTATOR_API_KEY=argilla["keys"]["annotator"], ANNOTATIONS_DIR=str(tmp_path / "annotations"),
         )
         overrides["REVIEW_NAME" if path.name.startswith("04_") else "DATASET_NAME"] = f"notebook_{tmp_path.name}"[:50]
+    if path.name.startswith("06_"):  # one small round (tests/integration/test_loop_cli.py runs two)
+        overrides.update(ROUNDS=1, STEPS=2, BATCH_SIZE=2, CURVE_SIZES=[2])
     notebook = with_parameters(nbformat.read(path, as_version=4), overrides)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
     assert not errors
-    assert (tmp_path / "run" / "cache.sqlite").exists() and (tmp_path / "run" / "predictions.parquet").exists()
+    run = tmp_path / "run" / "rounds" / "1" if path.name.startswith("06_") else tmp_path / "run"
+    assert (run / "cache.sqlite").exists() and (run / "predictions.parquet").exists()
+    if path.name.startswith("06_"):
+        # The round finished: its adapter, its before/after per point and the loop's report.
+        assert (run / "finetune" / "lora" / "adapter.gguf").exists()
+        assert pd.read_csv(run / "finetune" / "lora" / "before_after.csv")["point_id"].iloc[-1] == "(all test cases)"
+        assert "Training points, round by round" in (tmp_path / "run" / "rounds" / "rounds.html").read_text()
     if path.name.startswith("03_"):
         snapshots = list((tmp_path / "annotations").glob("*/*.jsonl"))
         assert len(snapshots) == 1 and snapshots[0].read_text().strip()

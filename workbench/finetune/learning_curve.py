@@ -18,6 +18,7 @@ import pandas as pd
 
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
+from workbench.finetune.lora import LoraSettings
 from workbench.models.base import GenerationOptions, Model
 from workbench.prompting.runner import run_variants
 from workbench.trainingdata.examples import one_row_per_example
@@ -60,3 +61,24 @@ def learning_curve(examples: pd.DataFrame, task: Task, point_id: str, train: Cal
                      "metric": overall["metric"], "value": overall["value"], "low": overall["low"],
                      "high": overall["high"], "small": bool(overall["small"])})
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def llama_cpp_lora_trainer(settings: LoraSettings | None = None, *, model_path: str | Path | None = None,
+                           n_ctx: int = 4096, progress: bool = False) -> Callable[[list, Path], Model]:
+    """A `train(chats, folder)` for `learning_curve`: LoRA on a fresh copy of the base GGUF
+    (`model_path`, default the embedded SmolLM2) in `folder`, converted to a GGUF adapter and
+    served by llama.cpp on that same base, as `workbench finetune` does."""
+    from workbench.finetune.base_model import load_base
+    from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
+    from workbench.finetune.lora import train_lora
+    from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
+
+    def train(chats: list, folder: Path) -> Model:
+        model, tokenizer = load_base(model_path)  # fresh each time: peft changes the model it wraps
+        trained = train_lora(chats, folder, settings=settings, base=lambda: (model, tokenizer),
+                             base_gguf=model_path or embedded_model_path(), progress=progress)
+        adapter = convert_adapter(trained.path, Path(folder) / "adapter.gguf",
+                                  save_base_config(model, tokenizer, Path(folder) / "base_config"))
+        return LlamaCppModel(model_path, n_ctx=n_ctx, lora_path=adapter)
+
+    return train
