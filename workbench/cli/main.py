@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -450,6 +451,8 @@ def _finetune(args: argparse.Namespace) -> int:
     trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
                          base_gguf=model_config.get("model_path") or embedded_model_path(),
                          names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun or `accelerate launch`, the first process converts and compares
     adapter = trained.path
     if args.method == "lora":
         adapter = convert_adapter(trained.path, folder / "adapter.gguf",

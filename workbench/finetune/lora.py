@@ -117,6 +117,7 @@ def train_lora(
     Raises TrainingRowError before training when a row is unusable, CheckpointMismatch when the
     folder's checkpoint was made for other rows or settings."""
     import torch
+    from accelerate import Accelerator
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
@@ -127,7 +128,10 @@ def train_lora(
     checkpoints = output_dir / "checkpoints"
     digest = data_hash(chats)
     started = time.monotonic()
-    model, tokenizer = (base or (lambda: load_base(base_gguf, device=device)))()
+    # One process: the device `pick_device` chooses. Under `accelerate launch`, one process per
+    # device, each taking its share of every batch, gradients averaged across them.
+    accelerator = Accelerator(cpu=(device == "cpu"))
+    model, tokenizer = (base or (lambda: load_base(base_gguf, device=device or str(accelerator.device))))()
     rows = tokenize_rows(tokenizer, chats, names or [f"row {i}" for i in range(len(chats))], settings.max_length)
     torch.manual_seed(settings.seed)
     model = get_peft_model(model, peft_config(settings, tokenizer, chats))
@@ -135,7 +139,8 @@ def train_lora(
         _load_start(model, Path(start_from), settings)
     elif settings.method == "prompt_tuning":
         _init_soft_prompt(model, tokenizer, chats, settings.virtual_tokens)
-    device_name = str(next(model.parameters()).device)
+    model = model.to(accelerator.device)
+    device_name = str(accelerator.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
     steps = total_steps(len(rows), settings)
@@ -152,31 +157,38 @@ def train_lora(
         torch.set_rng_state(state["rng"])
         losses, start = list(state["losses"]), int(state["step"])
         resumed = start
+    # The schedule is stepped here once per step, not prepared: accelerate would step it once per process.
+    model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     pad = tokenizer.pad_token_id
-    bar = tqdm(total=steps, initial=start, desc="LoRA", unit="step", disable=not progress)
+    share = _process_share(accelerator.process_index, accelerator.num_processes)
+    bar = tqdm(total=steps, initial=start, desc="LoRA", unit="step",
+               disable=not progress or not accelerator.is_local_main_process)
     for step in range(start, steps):
-        batch = pad_batch([rows[i] for i in batch_rows(step, len(rows), settings)], pad)
+        batch = pad_batch([rows[i] for i in share(batch_rows(step, len(rows), settings))], pad)
         tensors = {key: torch.tensor(value, device=device_name) for key, value in batch.items()}
         loss = model(**tensors).loss
-        loss.backward()
+        accelerator.backward(loss)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(float(accelerator.reduce(loss.detach(), "mean")))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if after_step is not None:
             after_step(step + 1, losses[-1])
-        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == steps:
+        if ((step + 1) % settings.checkpoint_every == 0 or step + 1 == steps) and accelerator.is_main_process:
             _save_checkpoint(checkpoints, step + 1, {
-                "step": step + 1, "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "losses": losses,
-                "data_hash": digest, "settings": asdict(settings)})
+                "step": step + 1, "adapter": get_peft_model_state_dict(accelerator.unwrap_model(model)),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
+                "losses": losses, "data_hash": digest, "settings": asdict(settings)})
     bar.close()
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
     model.eval()
     adapter_dir = output_dir / "adapter"
-    model.save_pretrained(adapter_dir)
+    if accelerator.is_main_process:
+        model.save_pretrained(adapter_dir)
     supervised = sum(row.supervised for row in rows)
     record = {
         "settings": asdict(settings),
@@ -185,9 +197,24 @@ def train_lora(
         "supervised_tokens": supervised, "steps": steps,
         "losses": losses, "resumed_from": resumed, "device": device_name,
         "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
+        "processes": accelerator.num_processes,
     }
-    _write_json(output_dir / "training.json", record)
+    if accelerator.is_main_process:
+        _write_json(output_dir / "training.json", record)
+    accelerator.wait_for_everyone()
     return TrainedAdapter(adapter_dir, steps, losses, digest, supervised, resumed, record["seconds"], settings, record)
+
+
+def _process_share(index: int, processes: int) -> Callable[[list[int]], list[int]]:
+    """A process's rows of a batch: every `processes`-th from its `index`. A batch with fewer rows
+    than processes (an epoch's last) is repeated first, so that no process idles and blocks the
+    others' gradient exchange."""
+    def share(batch: list[int]) -> list[int]:
+        if processes == 1:
+            return batch
+        repeated = (batch * math.ceil(processes / len(batch)))[:max(len(batch), processes)]
+        return repeated[index::processes]
+    return share
 
 
 def peft_config(settings: LoraSettings, tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]]) -> Any:

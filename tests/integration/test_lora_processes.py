@@ -1,0 +1,46 @@
+"""The same `train_lora` under a multi-process launcher (torchrun, which `accelerate launch
+--multi_gpu` also drives): two CPU processes (gloo) each take half of every batch, their gradients
+are averaged, and only the first writes checkpoints, the adapter and training.json."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_lora import CHATS
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = """
+import json, sys
+from workbench.finetune.lora import LoraSettings, train_lora
+chats = json.loads(open(sys.argv[1]).read())
+done = train_lora(chats, sys.argv[2], settings=LoraSettings(max_steps=2, batch_size=4, checkpoint_every=1),
+                  progress=False, device="cpu")
+print("LOSSES", json.dumps(done.losses, separators=(",", ":")), done.record["processes"], flush=True)
+"""
+
+
+def test_two_processes_share_each_batch_and_one_writes_the_adapter(tmp_path):
+    from workbench.finetune.lora import LoraSettings, train_lora
+
+    rows, script = tmp_path / "rows.json", tmp_path / "train.py"
+    rows.write_text(json.dumps(CHATS))
+    script.write_text(SCRIPT)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), str(rows), str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    reports = [line.split() for line in done.stdout.splitlines() if line.startswith("LOSSES")]
+    assert len(reports) == 2 and all(report[-1] == "2" for report in reports)  # two processes, one training
+    losses = json.loads(reports[0][1])
+    assert json.loads(reports[1][1]) == losses  # the loss each step is the processes' mean, the same in both
+    record = json.loads((tmp_path / "two" / "training.json").read_text())
+    assert record["processes"] == 2 and record["steps"] == 2
+    assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").exists()
+    # Before any update both trainings see the same four rows on the same model: the first loss agrees
+    # with one process's (two halves' means against one mean over the batch, so to a small tolerance).
+    one = train_lora(CHATS, tmp_path / "one", settings=LoraSettings(max_steps=2, batch_size=4, checkpoint_every=1),
+                     progress=False, device="cpu")
+    assert one.record["processes"] == 1 and losses[0] == pytest.approx(one.losses[0], rel=0.05)
