@@ -116,7 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = commands.add_parser("loop", help="run rounds of the loop: variants on the current model, points, training "
                                             "data, LoRA, re-test; each round in <run_dir>/rounds/<n>/")
     loop.add_argument("config", help="an experiment config whose model is the embedded one")
-    loop.add_argument("--rounds", type=int, default=1, help="rounds to run after the finished ones (default 1)")
+    how_many = loop.add_mutually_exclusive_group()
+    how_many.add_argument("--rounds", type=int, default=1, help="rounds to run after the finished ones (default 1)")
+    how_many.add_argument("--until", type=int, default=None, metavar="N",
+                          help="run rounds until N are finished (none when they are: a second call is free)")
     loop.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
     loop.add_argument("--variants", default=None, help="comma-separated variants instead of the config's")
     loop.add_argument("--variant", default="zero_shot",
@@ -530,7 +533,8 @@ def _loop(args: argparse.Namespace) -> int:
     if args.variant not in [parse_variant(v).name for v in experiment.variants]:
         raise ValueError(f"--variant {args.variant} is not among the experiment's variants "
                          f"{[parse_variant(v).name for v in experiment.variants]}: the rounds compare its answers")
-    for _ in range(0 if args.report_only else args.rounds):
+    wanted = args.rounds if args.until is None else max(0, args.until - len(finished_rounds(folder)))
+    for _ in range(0 if args.report_only else wanted):
         try:
             done = run_round(experiment, folder=folder, settings=settings, progress=False)
         except RoundError as exc:
@@ -542,6 +546,8 @@ def _loop(args: argparse.Namespace) -> int:
               + (f"{counts['points']} training points, {counts['train_rows']} rows trained "
                  f"({counts['replayed_rows']} replayed); all test cases {every['base']:.3f} -> {every['tuned']:.3f} "
                  f"({every['verdict']}, {every['cases']} cases)" if every else done.record.get("stopped", "")))
+        if done.adapter is None:
+            break  # nothing was trained: a next round would start from the same model
     if not finished_rounds(folder):
         print(f"no finished rounds in {folder}")
         return 0
