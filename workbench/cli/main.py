@@ -434,6 +434,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from workbench.experiments.rounds import best_variant, write_before_after
     from workbench.experiments.runs import read_frame
     from workbench.finetune.base_model import check_adapter_base, load_base
+    from workbench.finetune.checks import check_training_rows
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
     from workbench.finetune.lora import LoraSettings, train_lora
     from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
@@ -447,6 +448,7 @@ def _finetune(args: argparse.Namespace) -> int:
     build = json.loads((run.path / "training_data" / "build.json").read_text()) \
         if (run.path / "training_data" / "build.json").exists() else {"variant": "zero_shot"}
     train = one_row_per_example(examples[examples["split"] == "train"])
+    check_training_rows(train, run.task)
     folder = run.path / "finetune" / args.method
     settings = LoraSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
                             epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size)

@@ -186,6 +186,9 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, folder, work,
                                                       encoder)
     with _stage("fine_tune", stages, log):
+        from workbench.finetune.checks import check_training_rows
+
+        check_training_rows(train, run.task)
         trained = _fine_tune(train, work, settings, config, previous, progress)
     with _stage("re_test", stages, log):
         table = _re_test(examples, run, model, config, work, settings, experiment, points)
