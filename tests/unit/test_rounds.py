@@ -63,22 +63,23 @@ def stand_ins(monkeypatch):
         tests = examples[examples["split"] == "test"]
         rows = [{"point_id": p, "cases": len(group), "metric": "accuracy", "base": 0.0, "tuned": 1.0, "verdict": "no clear difference",
                  "p_value": 0.5} for p, group in tests.groupby("point_id")]
-        rows.append({"point_id": ALL, "cases": tests["example_id"].nunique(), "metric": "accuracy", "base": 0.2, "tuned": 0.4,
-                     "verdict": "no clear difference", "p_value": 0.3})
+        rows.append({"point_id": ALL, "cases": tests["example_id"].nunique(), "metric": "accuracy", "base": 0.2,
+                     "tuned": 0.4, "verdict": re_test.verdict, "p_value": 0.3})
         (work / "finetune" / "lora").mkdir(parents=True, exist_ok=True)
         table = pd.DataFrame(rows)
         table.to_csv(work / "finetune" / "lora" / "before_after.csv", index=False)
         return table
 
     fine_tune.fail, fine_tune.started_from = False, []
+    re_test.verdict = "no clear difference"
     monkeypatch.setattr("workbench.models.registry.model_from_config", model_from_config)
     monkeypatch.setattr(rounds, "_fine_tune", fine_tune)
     monkeypatch.setattr(rounds, "_re_test", re_test)
-    return asked, fine_tune
+    return asked, fine_tune, re_test
 
 
 def test_a_failed_round_leaves_the_last_one_untouched_and_resumes_from_its_cache(experiment, stand_ins, tmp_path):
-    asked, fine_tune = stand_ins
+    asked, fine_tune, _ = stand_ins
     folder = tmp_path / "rounds"
     first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert first.number == 1 and first.path == folder / "1" and finished_rounds(folder) == [1]
@@ -209,3 +210,19 @@ def test_the_comparison_names_fixed_open_and_new_points_and_regressions(tmp_path
     # Round 2's run is scored again on the examples no round had trained on (round 1 trained on "a").
     assert summary.loc[2, "untouched"] == 3 and np.isclose(summary.loc[2, "score_untouched"], 1 / 3)
     assert (summary.loc[1, "base"], summary.loc[1, "tuned"]) == (0.0, 0.6)  # round 1's own before/after
+
+
+def test_a_round_whose_model_tests_worse_is_kept_but_not_built_on(experiment, stand_ins, tmp_path):
+    asked, fine_tune, re_test = stand_ins
+    folder = tmp_path / "rounds"
+    re_test.verdict = "worse"
+    first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert first.adapter is not None and first.record["accepted"] is False
+    assert first.record["rejected_because"] == "worse than its start on all test cases"
+    re_test.verdict = "better"
+    second = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert asked[-1] is None and fine_tune.started_from[-1] is None  # round 2 starts from the base model again
+    assert second.record["started_from"] == "base model" and second.record["accepted"] is True
+    run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert asked[-1] == str((folder / "2" / rounds.ADAPTER).resolve())  # round 3 builds on round 2
+    assert list(compare_rounds(load_rounds(folder)).summary["accepted"]) == [False, True, True]

@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("config")
     run.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--variants", default=None, help="comma-separated variants instead of the config's")
 
     preview = commands.add_parser("preview", help="print the rendered messages for one example")
     preview.add_argument("config")
@@ -126,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="the variant training rows are rendered with and the tuned model answers (no few-shot)")
     loop.add_argument("--folder", default=None, help="the loop folder (default <run_dir>/rounds)")
     loop.add_argument("--no-replay", action="store_true", help="train only on this round's rows")
+    loop.add_argument("--keep-worse", action="store_true",
+                      help="build the next round on this round's model even when it tests worse than its start")
     loop.add_argument("--regression-size", type=int, default=50, help="most regression cases per round (default 50)")
     loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
     _training_arguments(loop, epochs=2)
@@ -155,8 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _variant_list(text: str | None) -> list[str] | None:
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
 def _run(args: argparse.Namespace) -> int:
-    experiment = load_experiment(args.config, limit=args.limit)
+    experiment = load_experiment(args.config, limit=args.limit, variants=_variant_list(args.variants))
     print(
         f"{experiment.name}: {len(experiment.dataset)} examples x {len(experiment.variants)} variants "
         f"x {experiment.repeats} repeat(s) on {experiment.model_config.get('kind', 'embedded')} model"
@@ -525,13 +532,13 @@ def _loop(args: argparse.Namespace) -> int:
     from workbench.experiments.rounds import RoundError, RoundSettings, finished_rounds, loop_folder, run_round
     from workbench.finetune.lora import LoraSettings
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
-    experiment = load_experiment(args.config, limit=args.limit, variants=variants)
+    experiment = load_experiment(args.config, limit=args.limit, variants=_variant_list(args.variants))
     folder = Path(args.folder) if args.folder else loop_folder(experiment)
     training = LoraSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
                             max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10)
     settings = RoundSettings(variant=args.variant, training=training, replay=not args.no_replay,
-                             compare_repeats=args.repeats, regression_size=args.regression_size)
+                             compare_repeats=args.repeats, regression_size=args.regression_size,
+                             keep_worse=args.keep_worse)
     if args.variant not in [parse_variant(v).name for v in experiment.variants]:
         raise ValueError(f"--variant {args.variant} is not among the experiment's variants "
                          f"{[parse_variant(v).name for v in experiment.variants]}: the rounds compare its answers")
@@ -548,6 +555,10 @@ def _loop(args: argparse.Namespace) -> int:
               + (f"{counts['points']} training points, {counts['train_rows']} rows trained "
                  f"({counts['replayed_rows']} replayed); all test cases {every['base']:.3f} -> {every['tuned']:.3f} "
                  f"({every['verdict']}, {every['cases']} cases)" if every else done.record.get("stopped", "")))
+        if done.record.get("rejected_because"):
+            print(f"round {done.number}'s tuned model is {done.record['rejected_because']} (paired test): kept for "
+                  "the record, not built on; the next round starts from the model it started from "
+                  "(--keep-worse builds on it anyway)")
         if done.adapter is None:
             break  # nothing was trained: a next round would start from the same model
     if not finished_rounds(folder):

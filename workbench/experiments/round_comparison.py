@@ -34,7 +34,7 @@ from workbench.experiments.rounds import Round
 
 ALL = "(all test cases)"
 REGRESSION = "regression"
-SUMMARY_COLUMNS = ["round", "started_from", "variant", "examples", "score", "score_untouched", "untouched",
+SUMMARY_COLUMNS = ["round", "started_from", "accepted", "variant", "examples", "score", "score_untouched", "untouched",
                    "errors", "points", "train_rows", "replayed_rows", "test_cases", "base", "tuned", "verdict",
                    "regression_base", "regression_tuned", "regression_verdict", "seconds"]
 POINT_COLUMNS = ["round", "point_id", "name", "size", "action", "cases", "base", "tuned", "verdict", "status",
@@ -48,7 +48,8 @@ class RoundComparison:
     """`summary`: one row per round (`SUMMARY_COLUMNS`; ``score`` is the kind's headline metric of
     the training variant over the round's run, ``score_untouched`` over the ``untouched`` examples
     no earlier round trained on, ``base``/``tuned``/``verdict`` the before/after on all test cases,
-    ``seconds`` the round's wall time); `points`: every training point of every round
+    ``seconds`` the round's wall time, ``accepted`` whether later rounds build on its model);
+    `points`: every training point of every round
     (`POINT_COLUMNS`); `new_points`: points of round n+1 unrelated to round n's
     (`NEW_POINT_COLUMNS`); `regressions`: examples right in round n's run and wrong in round
     n+1's (`REGRESSION_COLUMNS`; ``trained_on``: some round up to n trained on the example)."""
@@ -76,7 +77,8 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
         untouched = [e for e in examples if e not in trained]
         table = current.frame("finetune/lora/before_after.csv")
         summary.append({
-            "round": current.number, "started_from": current.record.get("started_from"), "variant": variant,
+            "round": current.number, "started_from": current.record.get("started_from"),
+            "accepted": current.record.get("accepted"), "variant": variant,
             "examples": len(examples), "score": _score(run, variant, examples),
             "score_untouched": _score(run, variant, untouched), "untouched": len(untouched),
             **{key: current.record.get("counts", {}).get(key) for key in

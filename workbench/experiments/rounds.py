@@ -15,10 +15,12 @@ that reads a run reads a round) plus:
 
 Round 1 starts from the experiment's embedded model; round n+1 starts from round n's tuned model
 (the base GGUF with round n's adapter): its prompt variants run on that model, and its training
-continues from round n's adapter weights. It trains on its own points' rows and replays the
-earlier rounds' training rows (so that a round does not unlearn what the last one fixed), never
-one of its own test cases. Its before/after compares the model it started from with the model it
-made, on its own held-out test cases.
+continues from round n's adapter weights. A round whose tuned model the paired test finds worse
+than its start, on all test cases or on the regression set, is kept for the record but not built
+on (``accepted`` false in ``round.json``): the next round starts from the model it started from.
+A round trains on its own points' rows and replays the earlier rounds' training rows (so that it
+does not unlearn what the last one fixed), never one of its own test cases. Its before/after
+compares the model it started from with the model it made, on its own held-out test cases.
 
 A round is built in ``<n>.partial/`` and renamed to ``<n>/`` only when every stage has finished,
 so a failed round leaves the earlier rounds' models and artifacts untouched. Running the round
@@ -48,6 +50,7 @@ from workbench.models.base import Model
 
 STAGES = ("variants", "points", "training_data", "fine_tune", "re_test")
 ADAPTER = Path("finetune") / "lora" / "adapter.gguf"
+ALL_CASES = "(all test cases)"
 PEFT_ADAPTER = Path("finetune") / "lora" / "adapter"
 
 
@@ -61,8 +64,9 @@ class RoundSettings:
     are rendered with and the tuned model answers (it must show no few-shot examples), the
     clustering's `distance_threshold` and `min_size`, the `training` settings, whether earlier
     rounds' training rows are replayed (`replay`), and `compare_repeats` (repeats at temperature
-    > 0 in the before/after, for consistency; 0: none) and `regression_size` (the most regression
-    cases the training data keeps)."""
+    > 0 in the before/after, for consistency; 0: none), `regression_size` (the most regression
+    cases the training data keeps) and `keep_worse` (build on a tuned model even when the paired
+    test finds it worse than its start)."""
 
     variant: str = "zero_shot"
     distance_threshold: float = 0.7
@@ -71,6 +75,7 @@ class RoundSettings:
     replay: bool = True
     compare_repeats: int = 0
     regression_size: int = 50
+    keep_worse: bool = False
 
 
 @dataclass
@@ -152,17 +157,19 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
                          f"({previous.record.get('stopped')}): the loop has ended; change the experiment (more "
                          "data, other variants) and start a new loop folder")
     number = previous.number + 1 if previous else 1
+    # The model to build on: the last round whose tuned model was kept (not worse than its start).
+    start = next((r for r in reversed([load_round(folder / str(n)) for n in done]) if r.record.get("accepted")), None)
     work = folder / f"{number}.partial"
     work.mkdir(parents=True, exist_ok=True)
-    if previous is not None:
-        config["lora_path"] = str(previous.adapter.resolve())
+    if start is not None:
+        config["lora_path"] = str(start.adapter.resolve())
     from workbench.models.registry import model_from_config
 
     model = model_from_config(config)
     stages: dict[str, float] = {}
     record: dict[str, Any] = {
         "round": number, "experiment": experiment.name,
-        "started_from": f"round {previous.number}" if previous else "base model",
+        "started_from": f"round {start.number}" if start else "base model",
         "start_adapter": config.get("lora_path"), "variant": settings.variant, "stages": stages,
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
@@ -189,10 +196,10 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         from workbench.finetune.checks import check_training_rows
 
         check_training_rows(train, run.task)
-        trained = _fine_tune(train, work, settings, config, previous, progress)
+        trained = _fine_tune(train, work, settings, config, start, progress)
     with _stage("re_test", stages, log):
         table = _re_test(examples, run, model, config, work, settings, experiment, points)
-    every = table[table["point_id"] == "(all test cases)"].iloc[0]
+    every = table[table["point_id"] == ALL_CASES].iloc[0]
     record["counts"] = {
         "examples": int(run.dataset["example_id"].nunique()), "errors": int(len(assignments)),
         "points": int((points["kind"] == "point").sum()), "points_and_other": int(len(trainable)),
@@ -201,6 +208,13 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "training_steps": trained["steps"],
     }
     record["adapter"] = str(ADAPTER)
+    worse = [name for name, key in (("all test cases", ALL_CASES), ("the regression set", "regression"))
+             if (table.loc[table["point_id"] == key, "verdict"] == "worse").any()]
+    record["accepted"] = settings.keep_worse or not worse
+    record["rejected_because"] = None if record["accepted"] else f"worse than its start on {' and '.join(worse)}"
+    if not record["accepted"]:
+        log(f"round {number}: the tuned model is {record['rejected_because']} (paired test): kept for the record, "
+            "not built on; the next round starts from the model this one started from")
     record["all_test_cases"] = {key: _plain(every[key]) for key in ("cases", "metric", "base", "tuned", "verdict",
                                                                      "p_value")}
     return _finish(work, folder / str(number), run, record)
