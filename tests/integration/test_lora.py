@@ -182,9 +182,24 @@ def test_a_soft_prompt_learns_the_answer_and_is_served_through_transformers(base
     tuned = load_tuned(trained.path, _fresh(base)())
     plain = TransformersModel(*_fresh(base)(), name="SmolLM2-135M-Instruct")
     request = ChatRequest(tuple(CHATS[0][:-1]), GenerationOptions(temperature=0.0, max_tokens=24))
-    assert json.loads(tuned.complete_sync(request).text) == {"label": "complaint"}
-    assert plain.complete_sync(request).text != tuned.complete_sync(request).text
+    answer = tuned.complete_sync(request)
+    assert json.loads(answer.text) == {"label": "complaint"}
+    assert plain.complete_sync(request).text != answer.text
     assert tuned.identity["adapter"] == trained.data_hash and "adapter" not in plain.identity
+    assert len(tuned.identity["adapter_sha256"]) == 64  # two trainings on the same rows never share answers
+
+    # The cached decoding (soft prompt + token embeddings to the base model) gives the tokens peft's
+    # own step-by-step forward gives, without the key-value cache.
+    import torch
+
+    prompt = tuned.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+    ids = tuned.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        for _ in range(answer.tokens_out):
+            logits = tuned.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+            ids = torch.cat([ids, logits[:, -1:].argmax(-1)], dim=1)
+    stepwise = tuned.tokenizer.decode(ids[0][-answer.tokens_out:], skip_special_tokens=True).strip()
+    assert stepwise == answer.text
 
 
 def test_a_soft_prompt_is_not_sent_to_llama_cpps_converter(tmp_path):

@@ -24,19 +24,26 @@ class TransformersModel:
 
     max_concurrency = 1
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, adapter: str | None = None, use_cache: bool = True):
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, adapter: str | None = None,
+                 adapter_sha256: str | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.adapter = adapter
-        self.use_cache = use_cache
+        self.adapter_sha256 = adapter_sha256
+        config = getattr(model, "peft_config", {}).get("default")
+        self.soft_prompt = str(getattr(config, "peft_type", "")).endswith("PROMPT_TUNING")
         self._lock = threading.Lock()
 
     @property
     def identity(self) -> dict[str, Any]:
+        """The model, and for a tuned one its training data hash and its weights' SHA-256: two
+        trainings on the same rows (another method, epochs or seed) never share cache entries."""
         identity: dict[str, Any] = {"kind": "transformers", "model": self.name}
         if self.adapter:
             identity["adapter"] = self.adapter
+        if self.adapter_sha256:
+            identity["adapter_sha256"] = self.adapter_sha256
         return identity
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -55,13 +62,24 @@ class TransformersModel:
             sampling.update(temperature=options.temperature, top_p=options.top_p or 1.0)
             if options.seed is not None:
                 torch.manual_seed(options.seed)
+        pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         with self._lock, torch.no_grad():
             started = time.perf_counter()
-            output = self.model.generate(**encoded, max_new_tokens=options.max_tokens, use_cache=self.use_cache,
-                                         pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                                         **sampling)
+            if self.soft_prompt:
+                # peft's own generate() with the key-value cache answers garbled text with a soft
+                # prompt (transformers 5, peft 0.21), and without the cache every token is a whole
+                # forward pass. So: the soft prompt's embeddings and then the prompt's token
+                # embeddings, as peft's forward builds them, given to the base model, cache on.
+                tokens = self.model.word_embeddings(encoded["input_ids"])
+                inputs = torch.cat([self.model.get_prompt(batch_size=1).to(tokens.dtype), tokens], dim=1)
+                new = self.model.get_base_model().generate(
+                    inputs_embeds=inputs, attention_mask=torch.ones(inputs.shape[:2], dtype=torch.long, device=device),
+                    max_new_tokens=options.max_tokens, pad_token_id=pad, **sampling)[0]  # the new tokens only
+            else:
+                output = self.model.generate(**encoded, max_new_tokens=options.max_tokens, pad_token_id=pad,
+                                             **sampling)
+                new = output[0][encoded["input_ids"].shape[1]:]
             latency = time.perf_counter() - started
-        new = output[0][encoded["input_ids"].shape[1]:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         finished = len(new) and int(new[-1]) == self.tokenizer.eos_token_id
         return Completion(text=text.strip(), tokens_in=int(encoded["input_ids"].shape[1]), tokens_out=int(len(new)),
@@ -72,18 +90,18 @@ class TransformersModel:
 def load_tuned(adapter_dir: str | Path, base: tuple[Any, Any], *,
                name: str = "SmolLM2-135M-Instruct") -> TransformersModel:
     """The base (model, tokenizer) with the peft adapter saved in `adapter_dir` (LoRA or a soft
-    prompt) as a `TransformersModel`; its identity names the adapter's training data hash when
-    the folder's ``training.json`` has one."""
+    prompt) as a `TransformersModel`; its identity names the adapter's training data hash (when
+    the folder's ``training.json`` has one) and the SHA-256 of its weights."""
     import json
 
     from peft import PeftModel
+
+    from workbench.finetune.base_model import file_sha256
 
     model, tokenizer = base
     tuned = PeftModel.from_pretrained(model, str(adapter_dir))
     record = Path(adapter_dir).parent / "training.json"
     digest = json.loads(record.read_text())["data_hash"] if record.exists() else str(adapter_dir)
-    # With a soft prompt, generate() with the key-value cache (transformers 5, peft 0.21) answers
-    # garbled text, "{"complaintranscription the label...", where step-by-step decoding and
-    # generate() without the cache give the trained '{"label": "complaint"}': go without it.
-    soft_prompt = str(getattr(tuned.peft_config["default"], "peft_type", "")).endswith("PROMPT_TUNING")
-    return TransformersModel(tuned, tokenizer, name=name, adapter=digest, use_cache=not soft_prompt)
+    weights = Path(adapter_dir) / "adapter_model.safetensors"
+    return TransformersModel(tuned, tokenizer, name=name, adapter=digest,
+                             adapter_sha256=file_sha256(str(weights)) if weights.exists() else None)
