@@ -444,7 +444,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune.checks import check_training_rows
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
     from workbench.finetune.lora import LoraSettings, train_lora
-    from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
+    from workbench.models.llama_cpp import embedded_model_path
     from workbench.trainingdata.examples import one_row_per_example
 
     run, examples = _training_examples(args)
@@ -478,9 +478,10 @@ def _finetune(args: argparse.Namespace) -> int:
 
     check_adapter_base(folder / "training.json", model_config.get("model_path"))
     if args.method == "lora":  # both on llama.cpp, the runtime the base was evaluated on
-        n_ctx = int(model_config.get("n_ctx", 4096))
-        base = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx)
-        tuned = LlamaCppModel(model_config.get("model_path"), n_ctx=n_ctx, lora_path=adapter)
+        from workbench.models.registry import model_from_config
+
+        base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads)
+        tuned = model_from_config({**model_config, "lora_path": str(adapter)})
     else:  # llama.cpp has no soft prompts: both on transformers, so that the runtime is not the difference
         from workbench.finetune.transformers_model import TransformersModel, load_tuned
 
