@@ -115,7 +115,7 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
             trained |= _trained_on(current)
             texts = following.run.dataset.drop_duplicates("example_id").set_index("example_id")["text"]
             for example in examples:
-                if example not in wrong and example in _wrong(following, variant):
+                if example not in wrong and example in next_wrong:
                     regressions.append({"round": following.number, "example_id": example,
                                         "text": texts.get(example, ""), "trained_on": example in trained})
         else:
