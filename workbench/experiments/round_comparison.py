@@ -68,11 +68,18 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
     task = rounds[0].run.task
     metric = task.kind.summary_column
     trained: set[str] = set()  # examples some round so far trained on
+    found: dict[tuple[int, str], set[str]] = {}
+
+    def wrong_of(done: Round, variant: str) -> set[str]:  # each round's errors once, as current and as next
+        if (done.number, variant) not in found:
+            found[(done.number, variant)] = _wrong(done, variant)
+        return found[(done.number, variant)]
+
     summary, points, new_points, regressions = [], [], [], []
     for index, current in enumerate(rounds):
         variant = current.record.get("variant", "zero_shot")
         run = current.run
-        wrong = _wrong(current, variant)
+        wrong = wrong_of(current, variant)
         examples = list(dict.fromkeys(run.dataset["example_id"]))
         untouched = [e for e in examples if e not in trained]
         table = current.frame("finetune/lora/before_after.csv")
@@ -91,7 +98,7 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
         mine = mine[mine["kind"].isin(["point", "other"])] if not mine.empty else mine
         scores = table.set_index("point_id") if not table.empty else pd.DataFrame()
         next_members = _members(following) if following is not None else {}
-        next_wrong = _wrong(following, variant) if following is not None else set()
+        next_wrong = wrong_of(following, variant) if following is not None else set()
         for point in mine.to_dict("records"):
             members = set(point["example_ids"])
             row = scores.loc[point["point_id"]] if point["point_id"] in scores.index else None

@@ -150,15 +150,15 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     if config.get("lora_path"):
         raise RoundError(f"experiment {experiment.name}'s model already has a lora_path: the loop chooses each round's "
                          "adapter itself; remove it from the config")
-    done = finished_rounds(folder)
-    previous = load_round(folder / str(done[-1])) if done else None
+    earlier = load_rounds(folder)
+    previous = earlier[-1] if earlier else None
     if previous is not None and previous.adapter is None:
         raise RoundError(f"round {previous.number} in {previous.path} had nothing to train on "
                          f"({previous.record.get('stopped')}): the loop has ended; change the experiment (more "
                          "data, other variants) and start a new loop folder")
     number = previous.number + 1 if previous else 1
     # The model to build on: the last round whose tuned model was kept (not worse than its start).
-    start = next((r for r in reversed([load_round(folder / str(n)) for n in done]) if r.record.get("accepted")), None)
+    start = next((r for r in reversed(earlier) if r.record.get("accepted")), None)
     work = folder / f"{number}.partial"
     work.mkdir(parents=True, exist_ok=True)
     if start is not None:
@@ -298,24 +298,17 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
 
 
 def _fine_tune(train: pd.DataFrame, work: Path, settings: RoundSettings, config: dict[str, Any],
-               previous: Round | None, progress: bool) -> dict[str, Any]:
-    from workbench.finetune.base_model import load_base
-    from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
-    from workbench.finetune.lora import train_lora
-    from workbench.models.llama_cpp import embedded_model_path
+               start: Round | None, progress: bool) -> dict[str, Any]:
+    from workbench.finetune.gguf_adapter import train_for_llama_cpp
 
     if settings.training.method != "lora":
         raise RoundError("the loop serves each round's model in llama.cpp, which loads LoRA adapters only: use "
                          "method 'lora' (compare soft prompts with `workbench finetune --method prompt_tuning`)")
-    gguf = config.get("model_path") or embedded_model_path()
-    model, tokenizer = load_base(config.get("model_path"))
-    folder = work / "finetune" / "lora"
     names = [f"example {e} (point {p}{', replayed' if r else ''})"
              for e, p, r in zip(train["example_id"], train["point_id"], train["replayed"])]
-    trained = train_lora(list(train["messages"]), folder, settings=settings.training, base=lambda: (model, tokenizer),
-                         base_gguf=gguf, names=names, progress=progress,
-                         start_from=previous.path / PEFT_ADAPTER if previous is not None else None)
-    convert_adapter(trained.path, work / ADAPTER, save_base_config(model, tokenizer, folder / "base_config"))
+    trained, _ = train_for_llama_cpp(list(train["messages"]), work / ADAPTER.parent, settings=settings.training,
+                                     model_path=config.get("model_path"), names=names, progress=progress,
+                                     start_from=start.path / PEFT_ADAPTER if start is not None else None)
     return {"steps": trained.steps, "losses": trained.losses}
 
 

@@ -117,3 +117,23 @@ def convert_adapter(adapter_dir: str | Path, out_file: str | Path, base_config: 
                                      f"{(done.stdout + done.stderr)[-2500:]}")
     partial.replace(out_file)
     return out_file
+
+
+def train_for_llama_cpp(chats: list, folder: str | Path, *, settings: Any = None, model_path: str | Path | None = None,
+                        names: list[str] | None = None, progress: bool = False,
+                        start_from: str | Path | None = None) -> tuple[Any, Path]:
+    """LoRA (`train_lora`) on a fresh copy of the base GGUF `model_path` (default: the embedded
+    SmolLM2) in `folder`, then the adapter converted to ``folder/adapter.gguf`` for llama.cpp on
+    that same base file. Returns (the `TrainedAdapter`, the GGUF adapter's path)."""
+    from workbench.finetune.base_model import load_base
+    from workbench.finetune.lora import train_lora
+    from workbench.models.llama_cpp import embedded_model_path
+
+    folder = Path(folder)
+    model, tokenizer = load_base(model_path)  # fresh each time: peft changes the model it wraps
+    trained = train_lora(chats, folder, settings=settings, base=lambda: (model, tokenizer),
+                         base_gguf=model_path or embedded_model_path(), names=names, progress=progress,
+                         start_from=start_from)
+    adapter = convert_adapter(trained.path, folder / "adapter.gguf",
+                              save_base_config(model, tokenizer, folder / "base_config"))
+    return trained, adapter

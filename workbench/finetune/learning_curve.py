@@ -68,17 +68,11 @@ def llama_cpp_lora_trainer(settings: LoraSettings | None = None, *, model_path: 
     """A `train(chats, folder)` for `learning_curve`: LoRA on a fresh copy of the base GGUF
     (`model_path`, default the embedded SmolLM2) in `folder`, converted to a GGUF adapter and
     served by llama.cpp on that same base, as `workbench finetune` does."""
-    from workbench.finetune.base_model import load_base
-    from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
-    from workbench.finetune.lora import train_lora
-    from workbench.models.llama_cpp import LlamaCppModel, embedded_model_path
+    from workbench.finetune.gguf_adapter import train_for_llama_cpp
+    from workbench.models.llama_cpp import LlamaCppModel
 
     def train(chats: list, folder: Path) -> Model:
-        model, tokenizer = load_base(model_path)  # fresh each time: peft changes the model it wraps
-        trained = train_lora(chats, folder, settings=settings, base=lambda: (model, tokenizer),
-                             base_gguf=model_path or embedded_model_path(), progress=progress)
-        adapter = convert_adapter(trained.path, Path(folder) / "adapter.gguf",
-                                  save_base_config(model, tokenizer, Path(folder) / "base_config"))
+        _, adapter = train_for_llama_cpp(chats, folder, settings=settings, model_path=model_path, progress=progress)
         return LlamaCppModel(model_path, n_ctx=n_ctx, lora_path=adapter)
 
     return train
