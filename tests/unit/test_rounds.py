@@ -226,3 +226,24 @@ def test_a_round_whose_model_tests_worse_is_kept_but_not_built_on(experiment, st
     run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert asked[-1] == str((folder / "2" / rounds.ADAPTER).resolve())  # round 3 builds on round 2
     assert list(compare_rounds(load_rounds(folder)).summary["accepted"]) == [False, True, True]
+
+
+def test_a_round_with_anchors_trains_on_pool_examples_that_balance_its_labels(experiment, stand_ins, tmp_path):
+    from collections import Counter
+
+    from workbench.experiments.rounds import RoundSettings
+
+    # The fake model answers "request" to everything: the errors are every other label, unevenly.
+    plain = run_round(experiment, folder=tmp_path / "plain", progress=False, log=lambda _: None,
+                      encoder=WordsEncoder())
+    anchored = run_round(experiment, folder=tmp_path / "anchored", progress=False, log=lambda _: None,
+                         encoder=WordsEncoder(), settings=RoundSettings(anchors=1.0))
+    rows = plain.frame("training_data/train_rows.parquet")
+    with_anchors = anchored.frame("training_data/train_rows.parquet")
+    anchors = with_anchors[with_anchors["source"] == "anchors"]
+    assert len(anchors) > 0 and set(anchors["example_id"]) <= set(experiment.examples["example_id"])
+    spread = lambda frame: max(Counter(frame["target"]).values()) - min(Counter(frame["target"]).values())  # noqa: E731
+    assert spread(with_anchors) < spread(rows)
+    tests = set(anchored.frame("training_data/examples.parquet").query("split == 'test'")["example_id"])
+    assert not tests & set(anchors["example_id"])
+    assert anchored.record["settings"]["anchors"] == 1.0

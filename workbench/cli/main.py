@@ -33,6 +33,7 @@ from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
 from workbench.prompting.variants import parse_variant
 from workbench.reporting.sections import write_report
+from workbench.trainingdata.anchors import DEFAULT_SHARE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="the prompt variant the training messages are rendered with (default zero_shot)")
     data.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
                       help="an annotation snapshot whose corrections replace gold targets (repeatable)")
+    data.add_argument("--anchors", type=float, default=DEFAULT_SHARE, metavar="SHARE",
+                      help="add pool examples that balance the training labels, at most SHARE times the points' rows "
+                           f"(default {DEFAULT_SHARE:g}; 0: none)")
     data.add_argument("--overwrite", action="store_true", help="replace training data written before")
 
     export = commands.add_parser("export", help="export a run's training data for trainers (after `workbench data`)")
@@ -130,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop.add_argument("--keep-worse", action="store_true",
                       help="build the next round on this round's model even when it tests worse than its start")
     loop.add_argument("--regression-size", type=int, default=50, help="most regression cases per round (default 50)")
+    loop.add_argument("--anchors", type=float, default=DEFAULT_SHARE, metavar="SHARE",
+                      help="add pool examples that balance the training labels, at most SHARE times the points' rows "
+                           f"(default {DEFAULT_SHARE:g}; 0: none)")
     loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
     _training_arguments(loop, epochs=2)
 
@@ -365,7 +372,7 @@ def _data(args: argparse.Namespace) -> int:
     if cases.exists() and not args.overwrite:
         raise FileExistsError(f"{folder} holds training data already: pass --overwrite to replace it")
     data = build_training_data(points, assignments, run.dataset, run.task, pool=pool, corrections=corrections,
-                               variant=args.variant)
+                               variant=args.variant, anchors=args.anchors)
     data.write(folder, overwrite=args.overwrite)
     write_test_cases(data.examples, cases, run.task, overwrite=args.overwrite)
     table = data.leakage.merge(data.counts().reset_index().groupby("point_id").sum(numeric_only=True),
@@ -539,7 +546,7 @@ def _loop(args: argparse.Namespace) -> int:
                             max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10)
     settings = RoundSettings(variant=args.variant, training=training, replay=not args.no_replay,
                              compare_repeats=args.repeats, regression_size=args.regression_size,
-                             keep_worse=args.keep_worse)
+                             keep_worse=args.keep_worse, anchors=args.anchors)
     if args.variant not in [parse_variant(v).name for v in experiment.variants]:
         raise ValueError(f"--variant {args.variant} is not among the experiment's variants "
                          f"{[parse_variant(v).name for v in experiment.variants]}: the rounds compare its answers")

@@ -47,6 +47,7 @@ from workbench.experiments.config import Experiment
 from workbench.experiments.runs import Run, load_run, redacted_config, run_experiment, write_run
 from workbench.finetune.lora import LoraSettings
 from workbench.models.base import Model
+from workbench.trainingdata.anchors import DEFAULT_SHARE
 
 STAGES = ("variants", "points", "training_data", "fine_tune", "re_test")
 ADAPTER = Path("finetune") / "lora" / "adapter.gguf"
@@ -65,8 +66,9 @@ class RoundSettings:
     clustering's `distance_threshold` and `min_size`, the `training` settings, whether earlier
     rounds' training rows are replayed (`replay`), and `compare_repeats` (repeats at temperature
     > 0 in the before/after, for consistency; 0: none), `regression_size` (the most regression
-    cases the training data keeps) and `keep_worse` (build on a tuned model even when the paired
-    test finds it worse than its start)."""
+    cases the training data keeps), `keep_worse` (build on a tuned model even when the paired
+    test finds it worse than its start) and `anchors` (pool examples added to balance the training
+    labels, at most this share of the points' rows; 0: none; `trainingdata.anchors`)."""
 
     variant: str = "zero_shot"
     distance_threshold: float = 0.7
@@ -76,6 +78,7 @@ class RoundSettings:
     compare_repeats: int = 0
     regression_size: int = 50
     keep_worse: bool = False
+    anchors: float = DEFAULT_SHARE
 
 
 @dataclass
@@ -173,6 +176,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "start_adapter": config.get("lora_path"), "variant": settings.variant, "stages": stages,
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
+                     "anchors": settings.anchors,
                      "training": {key: value for key, value in vars(settings.training).items()}},
     }
 
@@ -272,7 +276,8 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
     from workbench.trainingdata.openai_jsonl import write_test_cases
 
     data = build_training_data(points, assignments, run.dataset, run.task, pool=experiment.examples,
-                               variant=settings.variant, regression_size=settings.regression_size, encoder=encoder)
+                               variant=settings.variant, regression_size=settings.regression_size,
+                               anchors=settings.anchors, encoder=encoder)
     earlier = [read_frame(folder / str(n) / "training_data" / "train_rows.parquet") for n in finished_rounds(folder)]
     earlier = [one_row_per_example(rows) for rows in earlier if not rows.empty]
     old = pd.concat(earlier, ignore_index=True).drop_duplicates("example_id", keep="last") if earlier else None

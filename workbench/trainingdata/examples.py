@@ -16,6 +16,7 @@ For every training point (`workbench.points`), rows come from these sources, mar
   repeats a test case is not used.
 - ``targeted`` and ``generated``: rows made elsewhere (annotators labelling what the point needs;
   validated synthetic texts) and added with `add_examples`.
+- ``anchors``: pool examples that balance the training rows' labels (`anchors.choose_anchors`), picked before the regression set.
 - ``regression``: test examples in no point (``point_id`` "regression"), to detect harm elsewhere:
   the run's examples no point holds, topped up from unused pool examples when too few.
 
@@ -47,6 +48,7 @@ from workbench.core.task import Task
 from workbench.points.encoder import Encoder, SentenceEncoder
 from workbench.prompting.templates import render_messages
 from workbench.prompting.variants import PromptVariant, parse_variant
+from workbench.trainingdata.anchors import ANCHORS, choose_anchors, label_counts
 from workbench.trainingdata.leakage import (
     NEAR_DUPLICATE_COSINE,
     check_no_leaks,
@@ -58,7 +60,7 @@ from workbench.trainingdata.leakage import (
 
 TRAINING_COLUMNS = ["point_id", "split", "source", "example_id", "text", "target", "answer", "messages",
                     "synthetic", "signature", "distance"]
-SOURCES = ("members", "corrections", "neighbours", "targeted", "generated", "regression")
+SOURCES = ("members", "corrections", "neighbours", "targeted", "generated", "anchors", "regression")
 REGRESSION = "regression"
 
 
@@ -107,7 +109,7 @@ def build_training_data(
     points: pd.DataFrame, assignments: pd.DataFrame, dataset: pd.DataFrame, task: Task, *,
     pool: pd.DataFrame | None = None, corrections: pd.DataFrame | None = None, variant: str = "zero_shot",
     neighbours_per_member: int = 3, max_neighbours: int = 8, min_test: int = 2, min_members_to_split: int = 2,
-    regression_size: int = 50, kinds: Sequence[str] = ("point", "other"), seed: int = 0,
+    regression_size: int = 50, anchors: float = 0.0, kinds: Sequence[str] = ("point", "other"), seed: int = 0,
     encoder: Encoder | None = None, threshold: float = NEAR_DUPLICATE_COSINE, template_dir: str | Path | None = None,
 ) -> TrainingData:
     """Training examples and test cases for every point of `points` whose ``kind`` is in `kinds`
@@ -115,6 +117,9 @@ def build_training_data(
     annotators' `corrections` (`pull_corrections`' frame), and its neighbours in `pool` (a
     labelled frame: ``example_id``, ``text``, the task's target column). `dataset` is the run's
     evaluated data (its examples in no point form the regression set, up to `regression_size`).
+    With `anchors` > 0, pool examples that balance the training labels train too, at most that
+    share of the points' rows (`anchors.choose_anchors`); they are picked before the regression set
+    is topped up from the pool.
     `variant` renders the messages (it must not show few-shot examples: a tuned model answers
     without them). Raises ValueError naming the point or row that cannot be used, LeakageError
     when a test case still leaks.
@@ -165,6 +170,14 @@ def build_training_data(
     if pool is not None:
         rows += _neighbours(rows, member_texts, pool, task, splits, encoder, threshold, neighbours_per_member,
                             max_neighbours, min_test, exclude=set(truth.index))
+        if anchors:
+            picked = choose_anchors(pd.DataFrame(rows), pool, task, share=anchors, seed=seed, encoder=encoder,
+                                    threshold=threshold, exclude=set(truth.index))
+            rows += [_row(ANCHORS, "train", ANCHORS, e, text, target, None, None)
+                     for e, text, target in zip(picked["example_id"], picked["text"], picked["target"])]
+            counts = label_counts(pd.DataFrame(rows), task)
+            notes.append(f"{len(picked)} anchor row(s) from the pool balance the training labels: "
+                         + ", ".join(f"{label} {count}" for label, count in counts.most_common()))
     # Examples of points not built here (suspected label errors) are errors too: not regression cases.
     rows += _regression(rows, truth, pool, task, regression_size, rng, encoder, threshold,
                         erred=set(assignments["example_id"].astype(str)))

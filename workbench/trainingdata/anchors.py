@@ -1,0 +1,105 @@
+"""Anchor rows: labelled pool examples added to a point's training rows so that the labels balance.
+
+A training point's rows are the model's errors and their neighbours, so their labels lean towards
+what the model got wrong: a model that answers "complaint" to everything fails on hardship, fraud
+and request texts, and its training rows are mostly those. Trained on them alone, the model learns
+to stop answering "complaint" (the demo's 40-example round went from answering "complaint" to 50
+of 52 test cases to answering "hardship" to 45, and tested worse). Anchors put back what the
+errors leave out: pool examples of the under-represented labels, with their gold targets, until
+every label of the task is as common in the training rows as the most common one, or the anchors
+reach `share` times the point rows. This is rehearsal in the continual-learning sense, chosen by
+label so that it also corrects the errors' skew; the measurement is in `benchmarks/lora_recipe.py`.
+
+Anchors are training rows of their own point, ``point_id`` "anchors" and ``source`` "anchors"
+(`build_training_data(anchors=...)` adds them after the neighbours and before the regression set is
+topped up from the pool, so that a small pool goes to training first). They are never a test case,
+are chosen from pool examples the frame does not already use, and none equals or nearly repeats a
+test case (`leakage`). For NER and multi-label tasks an example counts
+once for every label its target uses; the balance is over the task's labels, so a sentence with no
+entity is never needed as an anchor.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pandas as pd
+
+from workbench.core.frames import require_columns
+from workbench.core.task import Task
+from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE, normalise_text, similarity
+
+ANCHORS = "anchors"
+DEFAULT_SHARE = 0.0  # what `workbench data` and the loop's rounds add unless told
+
+
+def label_counts(examples: pd.DataFrame, task: Task) -> Counter:
+    """How many of the train rows of `examples` (``split``, ``example_id``, ``target``), one per
+    example, use each of the task's labels (every label at zero included)."""
+    train = _train_rows(examples)
+    counts = Counter({name: 0 for name in task.label_names})
+    for target in train["target"]:
+        counts.update(label for label in task.kind.target_labels(target) if label in counts)
+    return counts
+
+
+def choose_anchors(examples: pd.DataFrame, pool: pd.DataFrame, task: Task, *, share: float = 1.0, seed: int = 0,
+                   encoder: Encoder | None = None, threshold: float = NEAR_DUPLICATE_COSINE,
+                   exclude: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:
+    """The anchor rows for the training-data frame `examples` (`TRAINING_COLUMNS`), from `pool`
+    (``example_id``, ``text``, the task's target column): columns ``point_id`` ("anchors"),
+    ``split`` ("train"), ``source`` ("anchors"), ``example_id``, ``text``, ``target``.
+
+    Each pick takes a pool example of the label furthest below the most common label, until none
+    is below it, the pool has no example of the labels still short, or the anchors number `share`
+    times the frame's one-per-example train rows (rounded). Pool examples whose id is in `exclude`
+    (e.g. the run's evaluated examples) are not used. Seeded by `seed`."""
+    require_columns(pool, ["example_id", "text", task.kind.target_column], "pool")
+    if share < 0:
+        raise ValueError(f"share must be 0 or more, got {share}")
+    counts = label_counts(examples, task)
+    points_rows = len(_train_rows(examples))
+    budget = round(share * points_rows)
+    columns = ["point_id", "split", "source", "example_id", "text", "target"]
+    if not budget or not points_rows:
+        return pd.DataFrame(columns=columns)
+    candidates = _unused(examples, pool[~pool["example_id"].astype(str).isin(exclude)], encoder or SentenceEncoder(),
+                         threshold)
+    order = list(range(len(candidates)))
+    random.Random(seed).shuffle(order)
+    labels_of = {i: set(task.kind.target_labels(candidates[task.kind.target_column].iloc[i])) for i in order}
+    goal = max(counts.values())
+    chosen: list[int] = []
+    while len(chosen) < budget:
+        short = sorted((label for label in counts if counts[label] < goal), key=lambda label: counts[label])
+        pick = next((i for label in short for i in order if label in labels_of[i]), None)
+        if pick is None:
+            break
+        order.remove(pick)
+        chosen.append(pick)
+        counts.update(label for label in labels_of[pick] if label in counts)
+    picked = candidates.iloc[chosen]
+    return pd.DataFrame({"point_id": ANCHORS, "split": "train", "source": ANCHORS,
+                         "example_id": picked["example_id"].astype(str).to_numpy(),
+                         "text": picked["text"].astype(str).to_numpy(),
+                         "target": list(picked[task.kind.target_column])}, columns=columns)
+
+
+def _train_rows(examples: pd.DataFrame) -> pd.DataFrame:
+    return examples[examples["split"] == "train"].drop_duplicates("example_id")
+
+
+def _unused(examples: pd.DataFrame, pool: pd.DataFrame, encoder: Encoder, threshold: float) -> pd.DataFrame:
+    """Pool examples the frame does not use, whose text neither equals nor nearly repeats a test case."""
+    spare = pool[~pool["example_id"].astype(str).isin(set(examples["example_id"].astype(str)))]
+    spare = spare.drop_duplicates("example_id").reset_index(drop=True)
+    tests = examples.loc[examples["split"] == "test", "text"].astype(str).tolist()
+    if spare.empty or not tests:
+        return spare
+    texts = spare["text"].astype(str).tolist()
+    equal = {normalise_text(text) for text in tests}
+    near = similarity(encoder, texts, tests).max(axis=1) >= threshold
+    keep = [not near[i] and normalise_text(text) not in equal for i, text in enumerate(texts)]
+    return spare[keep].reset_index(drop=True)
