@@ -12,7 +12,8 @@ test's verdict and p-value), the share of parse failures, and the labels the tun
 Run: .venv/bin/python benchmarks/lora_recipe.py --round runs/demo_complaints/rounds/1 \\
          --config configs/demo_complaints.yaml --recipe lr=1e-3 --recipe lr=1e-3,anchors=1 --recipe lr=2e-4,anchors=1
 A recipe is comma-separated key=value: ``lr`` (learning rate), ``epochs``, ``anchors`` (share; 0
-none), ``r`` (rank, alpha 2r). Results are kept in --out (default /tmp/lora_recipe/<round>).
+none), ``r`` (rank, alpha 2r), ``modules`` (``qv``: the query and value projections, the default;
+``all``: every linear layer of the blocks). Results are kept in --out (default /tmp/lora_recipe/<round>).
 """
 
 from __future__ import annotations
@@ -37,14 +38,20 @@ from workbench.points.encoder import SentenceEncoder
 from workbench.trainingdata.anchors import choose_anchors
 from workbench.trainingdata.examples import TrainingData, add_examples, one_row_per_example
 
+# LoRA on the query and value projections (the default), or on every linear layer of the blocks.
+MODULES = {"qv": ("q_proj", "v_proj"),
+           "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")}
+
 
 def parse_recipe(text: str) -> dict[str, float]:
-    recipe = {"lr": 1e-3, "epochs": 2, "anchors": 0.0, "r": 8}
+    recipe = {"lr": 1e-3, "epochs": 2, "anchors": 0.0, "r": 8, "modules": "qv"}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in recipe:
             raise SystemExit(f"recipe {text!r}: unknown key {key!r}; use {sorted(recipe)}")
-        recipe[key] = float(value)
+        if key == "modules" and value not in MODULES:
+            raise SystemExit(f"recipe {text!r}: modules is one of {sorted(MODULES)}")
+        recipe[key] = value if key == "modules" else float(value)
     return recipe
 
 
@@ -86,6 +93,7 @@ def main() -> None:
         train = one_row_per_example(rows_for(recipe, args.round, experiment, encoder))
         settings = replace(LoraSettings(), learning_rate=recipe["lr"], epochs=int(recipe["epochs"]),
                           r=int(recipe["r"]), alpha=2 * int(recipe["r"]), batch_size=args.batch_size,
+                          target_modules=MODULES[recipe["modules"]],
                           checkpoint_every=1000)
         folder = out / text.replace(",", "_").replace("=", "")
         started = time.perf_counter()
@@ -101,10 +109,11 @@ def main() -> None:
         by_source = Counter(train["target"].astype(str))
         lines.append((text, len(train), trained.steps, seconds, table.loc[ALL_CASES], table.loc["regression"],
                       failures, labels, by_source))
-        print(f"{text}: {len(train)} rows, {trained.steps} steps, {seconds:.0f} s; all {table.at[ALL_CASES, 'base']:.3f}"
-              f" -> {table.at[ALL_CASES, 'tuned']:.3f}", flush=True)
-    print(f"\nround {args.round} ({int((examples['split'] == 'test').sum())} test cases); metric "
-          f"{lines[0][4]['metric']}; verdicts from the paired test (p two-sided)\n")
+        print(f"{text}: {len(train)} rows, {trained.steps} steps, {seconds:.0f} s; "
+              f"all {table.at[ALL_CASES, 'base']:.3f} -> {table.at[ALL_CASES, 'tuned']:.3f}", flush=True)
+    cases = examples.loc[examples["split"] == "test", "example_id"].nunique()
+    print(f"\nround {args.round} ({cases} test cases); metric {lines[0][4]['metric']}; "
+          "verdicts from the paired test (p two-sided)\n")
     print("| recipe | rows | steps | train s | all: base -> tuned (verdict, p) | regression: base -> tuned (verdict, p)"
           " | parse failures | tuned answers | training labels |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

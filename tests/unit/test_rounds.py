@@ -235,7 +235,7 @@ def test_a_round_with_anchors_trains_on_pool_examples_that_balance_its_labels(ex
 
     # The fake model answers "request" to everything: the errors are every other label, unevenly.
     plain = run_round(experiment, folder=tmp_path / "plain", progress=False, log=lambda _: None,
-                      encoder=WordsEncoder())
+                      encoder=WordsEncoder(), settings=RoundSettings(anchors=0.0))
     anchored = run_round(experiment, folder=tmp_path / "anchored", progress=False, log=lambda _: None,
                          encoder=WordsEncoder(), settings=RoundSettings(anchors=1.0))
     rows = plain.frame("training_data/train_rows.parquet")

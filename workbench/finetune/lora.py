@@ -4,13 +4,18 @@
 `virtual_tokens` soft-prompt embeddings put in front of every input (the model is untouched, the
 prompt learnt), initialised from the words of the rows' own system message.
 
-A plain PyTorch loop over the peft model rather than transformers' Trainer or TRL's SFTTrainer:
-the rows are already prompt/answer chats with the loss masked to the answer (`tokens`), and the
-loop makes exact resumption simple. Everything that decides a step is a function of the seed and
-the step number (each epoch's row order is drawn from ``seed + epoch``) or is saved in the
-checkpoint (adapter weights, optimizer, schedule, torch's random state, the losses so far), so a
-training killed at any moment and started again continues from its last checkpoint and reaches
-the same weights it would have reached without the interruption.
+A plain PyTorch loop over the peft model rather than transformers' Trainer or TRL's SFTTrainer,
+chosen by measurement (`benchmarks/finetune_throughput.py`, 32 complaint rows, 12 steps of 4 on 2
+CPU cores, one run): this loop 6.0 s a step and 4.1 GiB at peak, a bare peft loop 8.2 s and 4.8
+GiB, TRL 1.16's SFTTrainer 9.8 s and 4.7 GiB, on the same tokens (TRL supervises exactly the
+tokens `tokens` does). Its loss projects only the answer's positions onto the vocabulary
+(`answer_loss`), which is its lead over the bare loop; and the loop makes exact resumption simple.
+
+Everything that decides a step is a function of the seed and the step number (each epoch's row
+order is drawn from ``seed + epoch``) or is saved in the checkpoint (adapter weights, optimizer,
+schedule, torch's random state, the losses so far), so a training killed at any moment and
+started again continues from its last checkpoint and reaches the same weights it would have
+reached without the interruption.
 
 The folder written (`output_dir`): ``checkpoints/step-<n>.pt`` (the last two kept), and at the end
 ``adapter/`` (peft's `save_pretrained`: ``adapter_config.json``, ``adapter_model.safetensors``)
