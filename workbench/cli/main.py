@@ -92,9 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="the prompt variant the training messages are rendered with (default zero_shot)")
     data.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
                       help="an annotation snapshot whose corrections replace gold targets (repeatable)")
-    data.add_argument("--anchors", type=float, default=DEFAULT_SHARE, metavar="SHARE",
-                      help="add pool examples that balance the training labels, at most SHARE times the points' rows "
-                           f"(default {DEFAULT_SHARE:g}; 0: none)")
+    _anchors_argument(data)
     data.add_argument("--overwrite", action="store_true", help="replace training data written before")
 
     export = commands.add_parser("export", help="export a run's training data for trainers (after `workbench data`)")
@@ -134,9 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop.add_argument("--keep-worse", action="store_true",
                       help="build the next round on this round's model even when it tests worse than its start")
     loop.add_argument("--regression-size", type=int, default=50, help="most regression cases per round (default 50)")
-    loop.add_argument("--anchors", type=float, default=DEFAULT_SHARE, metavar="SHARE",
-                      help="add pool examples that balance the training labels, at most SHARE times the points' rows "
-                           f"(default {DEFAULT_SHARE:g}; 0: none)")
+    _anchors_argument(loop)
     loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
     _training_arguments(loop, epochs=2)
 
@@ -523,6 +519,12 @@ def _print_before_after(result, best: str) -> None:
                                  "parse_failure_rate"]].to_string(index=False))
         if not result.consistency.empty:
             print(result.consistency.to_string(index=False))
+
+
+def _anchors_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--anchors", type=float, default=DEFAULT_SHARE, metavar="SHARE",
+                        help="add pool examples that balance the training labels, at most SHARE times the points' "
+                             f"rows (default {DEFAULT_SHARE:g}; 0: none)")
 
 
 def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None:

@@ -4,11 +4,11 @@ A training point's rows are the model's errors and their neighbours, so their la
 what the model got wrong: a model that answers "complaint" to everything fails on hardship, fraud
 and request texts, and its training rows are mostly those. Trained on them alone, the model learns
 to stop answering "complaint" (a 40-example demo round, on the first 72-example pool, went from
-answering "complaint" to 50 of 52 test cases to answering "hardship" to 45, and tested worse). Anchors put back what the
-errors leave out: pool examples of the under-represented labels, with their gold targets, until
-every label of the task is as common in the training rows as the most common one, or the anchors
-reach `share` times the point rows. This is rehearsal in the continual-learning sense, chosen by
-label so that it also corrects the errors' skew.
+answering "complaint" to 50 of 52 test cases to answering "hardship" to 45, and tested worse).
+Anchors put back what the errors leave out: pool examples of the under-represented labels, with
+their gold targets, until every label of the task is as common in the training rows as the most
+common one, or the anchors reach `share` times the point rows. This is rehearsal in the
+continual-learning sense, chosen by label so that it also corrects the errors' skew.
 
 Measured with `benchmarks/lora_recipe.py` on one complaints round (40 examples; 34 point rows:
 hardship 14, request 8, fraud 7, complaint 5; 67 test cases; the base scores 0.433, answering
@@ -23,9 +23,9 @@ Anchors are training rows of their own point, ``point_id`` "anchors" and ``sourc
 (`build_training_data(anchors=...)` adds them after the neighbours and before the regression set is
 topped up from the pool, so that a small pool goes to training first). They are never a test case,
 are chosen from pool examples the frame does not already use, and none equals or nearly repeats a
-test case (`leakage`). For NER and multi-label tasks an example counts
-once for every label its target uses; the balance is over the task's labels, so a sentence with no
-entity is never needed as an anchor.
+test case (`leakage`). For NER and multi-label tasks an example counts once for every label its
+target uses; the balance is over the task's labels, so a sentence with no entity is never needed
+as an anchor.
 """
 
 from __future__ import annotations

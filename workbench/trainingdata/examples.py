@@ -16,7 +16,8 @@ For every training point (`workbench.points`), rows come from these sources, mar
   repeats a test case is not used.
 - ``targeted`` and ``generated``: rows made elsewhere (annotators labelling what the point needs;
   validated synthetic texts) and added with `add_examples`.
-- ``anchors``: pool examples that balance the training rows' labels (`anchors.choose_anchors`), picked before the regression set.
+- ``anchors``: pool examples that balance the training rows' labels (`anchors.choose_anchors`),
+  picked before the regression set.
 - ``regression``: test examples in no point (``point_id`` "regression"), to detect harm elsewhere:
   the run's examples no point holds, topped up from unused pool examples when too few.
 
