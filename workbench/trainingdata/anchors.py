@@ -32,13 +32,17 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
-from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.points.encoder import Encoder, cached
 from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE, normalise_text, similarity
+
+if TYPE_CHECKING:
+    from workbench.trainingdata.groups import SplitLedger
 
 ANCHORS = "anchors"
 # What `workbench data` and the loop's rounds add unless told: enough to balance the labels, up to as
@@ -58,7 +62,7 @@ def label_counts(examples: pd.DataFrame, task: Task) -> Counter:
 
 def choose_anchors(examples: pd.DataFrame, pool: pd.DataFrame, task: Task, *, share: float = 1.0, seed: int = 0,
                    encoder: Encoder | None = None, threshold: float = NEAR_DUPLICATE_COSINE,
-                   exclude: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:
+                   exclude: set[str] | frozenset[str] = frozenset(), ledger: SplitLedger | None = None) -> pd.DataFrame:
     """The anchor rows for the training-data frame `examples` (`TRAINING_COLUMNS`), from `pool`
     (``example_id``, ``text``, the task's target column): columns ``point_id`` ("anchors"),
     ``split`` ("train"), ``source`` ("anchors"), ``example_id``, ``text``, ``target``.
@@ -66,7 +70,9 @@ def choose_anchors(examples: pd.DataFrame, pool: pd.DataFrame, task: Task, *, sh
     Each pick takes a pool example of the label furthest below the most common label, until none
     is below it, the pool has no example of the labels still short, or the anchors number `share`
     times the frame's one-per-example train rows (rounded). Pool examples whose id is in `exclude`
-    (e.g. the run's evaluated examples) are not used. Seeded by `seed`."""
+    (e.g. the run's evaluated examples) are not used, nor those that equal or nearly repeat a test
+    case: with `ledger` (`groups.SplitLedger`), those whose near-duplicate group may not train;
+    else those within `threshold` of a test row of `examples`. Seeded by `seed`."""
     require_columns(pool, ["example_id", "text", task.kind.target_column], "pool")
     if share < 0:
         raise ValueError(f"share must be 0 or more, got {share}")
@@ -76,8 +82,7 @@ def choose_anchors(examples: pd.DataFrame, pool: pd.DataFrame, task: Task, *, sh
     columns = ["point_id", "split", "source", "example_id", "text", "target"]
     if not budget or not points_rows:
         return pd.DataFrame(columns=columns)
-    candidates = _unused(examples, pool[~pool["example_id"].astype(str).isin(exclude)], encoder or SentenceEncoder(),
-                         threshold)
+    candidates = _unused(examples, pool[~pool["example_id"].astype(str).isin(exclude)], encoder, threshold, ledger)
     order = list(range(len(candidates)))
     random.Random(seed).shuffle(order)
     labels_of = {i: set(task.kind.target_labels(candidates[task.kind.target_column].iloc[i])) for i in order}
@@ -102,10 +107,14 @@ def _train_rows(examples: pd.DataFrame) -> pd.DataFrame:
     return examples[examples["split"] == "train"].drop_duplicates("example_id")
 
 
-def _unused(examples: pd.DataFrame, pool: pd.DataFrame, encoder: Encoder, threshold: float) -> pd.DataFrame:
+def _unused(examples: pd.DataFrame, pool: pd.DataFrame, encoder: Encoder | None, threshold: float,
+            ledger: SplitLedger | None) -> pd.DataFrame:
     """Pool examples the frame does not use, whose text neither equals nor nearly repeats a test case."""
     spare = pool[~pool["example_id"].astype(str).isin(set(examples["example_id"].astype(str)))]
     spare = spare.drop_duplicates("example_id").reset_index(drop=True)
+    if ledger is not None:
+        return spare[[ledger.allows(text, "train") for text in spare["text"].astype(str)]].reset_index(drop=True)
+    encoder = cached(encoder)
     tests = examples.loc[examples["split"] == "test", "text"].astype(str).tolist()
     if spare.empty or not tests:
         return spare

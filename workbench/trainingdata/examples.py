@@ -22,9 +22,15 @@ For every training point (`workbench.points`), rows come from these sources, mar
   the run's examples no point holds, topped up from unused pool examples when too few.
 
 Every example has one split in the whole frame: an example that is a test case of one point is
-never a training example of another. The ``target`` is the gold-form answer; ``answer`` is that
-target in the JSON the prompt asks for (`TaskKind.format_answer`), and ``messages`` the chat the
-prompting stage renders for the chosen variant plus that answer. For a chain-of-thought variant,
+never a training example of another. Near-duplicates share a split by construction: before any row
+is chosen, every text the build may use (the run's examples, the pool, `trained_texts`) is put in
+near-duplicate groups, each group takes one side the first time one of its texts is placed, and
+every source asks that ledger before it takes a text (`groups.SplitLedger`). So a pool full of
+paraphrases builds without a leak, and the final leak check can only fail through a bug.
+
+The ``target`` is the gold-form answer; ``answer`` is that target in the JSON the prompt asks for
+(`TaskKind.format_answer`), and ``messages`` the chat the prompting stage renders for the chosen
+variant plus that answer. For a chain-of-thought variant,
 whose answer schema puts ``reasoning`` first, the reasoning is built from the task file: the
 client's definition of each label the answer uses, quoted ("DRUG: a medicine named by brand or
 generic name..."), so that the model learns to cite the definitions rather than our words.
@@ -46,22 +52,23 @@ import pandas as pd
 from workbench.core.answers import REASONING_MAX_CHARS, is_missing
 from workbench.core.frames import require_columns, write_frame
 from workbench.core.task import Task
-from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.points.encoder import Encoder, cached
 from workbench.prompting.templates import render_messages
 from workbench.prompting.variants import PromptVariant, parse_variant
 from workbench.trainingdata.anchors import ANCHORS, choose_anchors, label_counts
+from workbench.trainingdata.groups import GROUP_COLUMNS, SplitLedger
 from workbench.trainingdata.leakage import (
     NEAR_DUPLICATE_COSINE,
+    LeakageError,
     check_no_leaks,
     find_leaks,
     leakage_report,
-    normalise_text,
     similarity,
 )
 
 TRAINING_COLUMNS = ["point_id", "split", "source", "example_id", "text", "target", "answer", "messages",
                     "synthetic", "signature", "distance"]
-SOURCES = ("members", "corrections", "neighbours", "targeted", "generated", "anchors", "regression")
+SOURCES = ("members", "corrections", "neighbours", "targeted", "generated", "anchors", "regression", "replay")
 REGRESSION = "regression"
 
 
@@ -76,22 +83,27 @@ class TrainingData:
     ``synthetic`` (True for generated texts), ``signature`` (what went wrong, for members; else
     None), ``distance`` (neighbours: cosine distance to the nearest member; else None).
     ``leakage``: per point ``point_id``, ``train``, ``test``, ``leaks`` (0 in a built set).
-    ``notes``: what a reader should know (points too small to split, points with no test case).
+    ``notes``: what a reader should know (points too small to split, points with no test case,
+    how many near-duplicate groups the texts formed).
     ``variant``: the prompt variant the messages were rendered with.
+    ``groups``: the near-duplicate groups the split kept on one side (`groups.GROUP_COLUMNS`:
+    ``group``, ``size``, ``split``, ``example_id``, ``text``; only groups of two or more used examples).
     """
 
     examples: pd.DataFrame
     leakage: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     variant: str = "zero_shot"
+    groups: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=GROUP_COLUMNS))
 
     def counts(self) -> pd.DataFrame:
         """Rows per point, split and source (a table for notes and reports)."""
         return self.examples.groupby(["point_id", "split", "source"]).size().unstack(fill_value=0)
 
     def write(self, folder: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``examples.parquet``, ``leakage.csv`` and ``build.json`` (the variant the messages
-        were rendered with, and the notes) to `folder`; refuses to replace them unless `overwrite`."""
+        """Write ``examples.parquet``, ``leakage.csv`` (per point), ``near_duplicates.csv`` (the
+        groups kept together) and ``build.json`` (the variant the messages were rendered with, and
+        the notes) to `folder`; refuses to replace them unless `overwrite`."""
         folder = Path(folder)
         targets = [folder / "examples.parquet", folder / "leakage.csv"]
         existing = [str(path) for path in targets if path.exists()]
@@ -101,6 +113,7 @@ class TrainingData:
         folder.mkdir(parents=True, exist_ok=True)
         write_frame(self.examples, targets[0])
         self.leakage.to_csv(targets[1], index=False)
+        self.groups.to_csv(folder / "near_duplicates.csv", index=False)
         (folder / "build.json").write_text(json.dumps({"variant": self.variant, "notes": self.notes}, indent=2),
                                            encoding="utf-8")
         return folder
@@ -112,6 +125,7 @@ def build_training_data(
     neighbours_per_member: int = 3, max_neighbours: int = 8, min_test: int = 2, min_members_to_split: int = 2,
     regression_size: int = 50, anchors: float = 0.0, kinds: Sequence[str] = ("point", "other"), seed: int = 0,
     encoder: Encoder | None = None, threshold: float = NEAR_DUPLICATE_COSINE, template_dir: str | Path | None = None,
+    trained_texts: Sequence[str] = (),
 ) -> TrainingData:
     """Training examples and test cases for every point of `points` whose ``kind`` is in `kinds`
     (suspected label errors are not trained on), from its members in `assignments`, the
@@ -122,15 +136,17 @@ def build_training_data(
     share of the points' rows (`anchors.choose_anchors`); they are picked before the regression set
     is topped up from the pool.
     `variant` renders the messages (it must not show few-shot examples: a tuned model answers
-    without them). Raises ValueError naming the point or row that cannot be used, LeakageError
-    when a test case still leaks.
+    without them). `threshold` is the cosine at which two texts are near-duplicates (they share a
+    split); `trained_texts` are texts trained on elsewhere (a loop round's replayed rows): no test
+    case equals or nearly repeats one. Raises ValueError naming the point or row that cannot be
+    used; RuntimeError (a bug) if a test case still leaks.
     """
     require_columns(points, ["point_id", "kind", "example_ids"], "points", "pass ErrorClusterer's points_")
     require_columns(assignments, ["example_id", "signature", "point_id"], "assignments",
                     "pass ErrorClusterer's assignments_")
     require_columns(dataset, ["example_id", "text", task.kind.target_column], "dataset")
     chosen = _check_variant(variant)
-    encoder = encoder or SentenceEncoder()
+    encoder = cached(encoder)
     rng = random.Random(seed)
     truth = dataset.drop_duplicates("example_id").set_index("example_id")
     corrected = consensus_corrections(corrections, task)
@@ -141,14 +157,19 @@ def build_training_data(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     member_texts: dict[str, list[str]] = {}
-    # Near-duplicate members of any points are one group, on one side of the split.
     every_member = list(dict.fromkeys(assignments.loc[assignments["point_id"].isin(wanted["point_id"]), "example_id"]))
     unknown = [e for e in every_member if e not in truth.index]
     if unknown:
         raise ValueError(f"example(s) {unknown[:3]} of the points are not in the dataset; pass the run's dataset")
-    groups = _near_duplicate_groups([str(truth.at[e, "text"]) for e in every_member], encoder, threshold)
-    group_of = dict(zip(every_member, groups))
-    group_side: dict[int, str] = {}
+    if pool is not None:
+        require_columns(pool, ["example_id", "text", task.kind.target_column], "pool",
+                        "pass a labelled frame, e.g. the train split from load_dataset")
+    # Every text any source may take, grouped before anything is chosen (module docstring).
+    pool_texts = [] if pool is None else pool["text"].astype(str).tolist()
+    ledger = SplitLedger([*truth["text"].astype(str), *pool_texts, *map(str, trained_texts)], encoder, threshold)
+    for text in trained_texts:
+        ledger.take(str(text), "train")
+    notes.append(ledger.summary())
     for point in wanted.to_dict("records"):
         point_id = str(point["point_id"])
         members = assignments[assignments["point_id"] == point_id].drop_duplicates("example_id")
@@ -157,7 +178,7 @@ def build_training_data(
                              "clustering (or review) as the points")
         texts = [str(truth.at[e, "text"]) for e in members["example_id"]]
         member_texts[point_id] = texts
-        split = _split_members(list(members["example_id"]), list(members["signature"]), group_of, group_side, rng,
+        split = _split_members(list(members["example_id"]), texts, list(members["signature"]), ledger, rng,
                                min_members_to_split)
         if len(members) < min_members_to_split:
             notes.append(f"{point_id} has {len(members)} member(s): too small to split; its members train and its "
@@ -169,28 +190,33 @@ def build_training_data(
             rows.append(_row(point_id, split[example_id], source, example_id, text, target, signature, None))
     splits = {row["example_id"]: row["split"] for row in rows}  # one split per example, for every point
     if pool is not None:
-        rows += _neighbours(rows, member_texts, pool, task, splits, encoder, threshold, neighbours_per_member,
-                            max_neighbours, min_test, exclude=set(truth.index))
+        rows += _neighbours(member_texts, pool, task, splits, encoder, ledger, neighbours_per_member,
+                            max_neighbours, min_test, rows, exclude=set(truth.index))
         if anchors:
             picked = choose_anchors(pd.DataFrame(rows), pool, task, share=anchors, seed=seed, encoder=encoder,
-                                    threshold=threshold, exclude=set(truth.index))
+                                    threshold=threshold, exclude=set(truth.index), ledger=ledger)
+            for e, text in zip(picked["example_id"], picked["text"]):
+                ledger.take(text, "train", e)
             rows += [_row(ANCHORS, "train", ANCHORS, e, text, target, None, None)
                      for e, text, target in zip(picked["example_id"], picked["text"], picked["target"])]
             counts = label_counts(pd.DataFrame(rows), task)
             notes.append(f"{len(picked)} anchor row(s) from the pool balance the training labels: "
                          + ", ".join(f"{label} {count}" for label, count in counts.most_common()))
     # Examples of points not built here (suspected label errors) are errors too: not regression cases.
-    rows += _regression(rows, truth, pool, task, regression_size, rng, encoder, threshold,
+    rows += _regression(rows, truth, pool, task, regression_size, rng, ledger,
                         erred=set(assignments["example_id"].astype(str)))
     frame = _finish(rows, task, chosen, template_dir)
     for point_id in wanted["point_id"]:
         if not ((frame["point_id"] == point_id) & (frame["split"] == "test")).any():
             notes.append(f"{point_id} has no test case: give a labelled pool (neighbours) or annotate more examples")
     leaks = find_leaks(frame, encoder, threshold)
-    report = leakage_report(frame, leaks)
     if not leaks.empty:
-        check_no_leaks(frame, encoder, threshold)  # raises, naming the first pair
-    return TrainingData(frame, report, notes, chosen.name)
+        try:
+            check_no_leaks(frame, encoder, threshold)
+        except LeakageError as error:  # the ledger makes this impossible: a source placed a text unasked
+            raise RuntimeError(f"bug in build_training_data: a source skipped the near-duplicate ledger. {error} "
+                               "Please report it with these two texts.") from error
+    return TrainingData(frame, leakage_report(frame, leaks), notes, chosen.name, ledger.kept_together())
 
 
 def one_row_per_example(examples: pd.DataFrame) -> pd.DataFrame:
@@ -241,10 +267,10 @@ def add_examples(data: TrainingData, rows: pd.DataFrame, task: Task, *, encoder:
                   bool(r.get("synthetic", r["source"] == "generated"))) for r in rows.to_dict("records")]
     frame = pd.concat([data.examples, _finish(extra, task, parse_variant(data.variant), template_dir)],
                       ignore_index=True)
-    encoder = encoder or SentenceEncoder()
-    check_no_leaks(frame, encoder, threshold)
+    encoder = cached(encoder)
+    check_no_leaks(frame, encoder, threshold)  # rows made elsewhere: a leak is the caller's to resolve
     return TrainingData(frame, leakage_report(frame, find_leaks(frame, encoder, threshold)), list(data.notes),
-                        data.variant)
+                        data.variant, data.groups)
 
 
 def _check_variant(variant: str) -> PromptVariant:
@@ -261,72 +287,41 @@ def _row(point_id: str, split: str, source: str, example_id: str, text: str, tar
             "target": target, "synthetic": synthetic, "signature": signature, "distance": distance}
 
 
-def _split_members(examples: list[str], signatures: list[str], group_of: dict[str, int],
-                   group_side: dict[int, str], rng: random.Random, min_members: int) -> dict[str, str]:
-    """A split per member. Near-duplicates (one group in `group_of`, over every point's members)
-    share a side, kept in `group_side` once a point has chosen it. The rest is dealt in halves,
+def _split_members(examples: list[str], texts: list[str], signatures: list[str], ledger: SplitLedger,
+                   rng: random.Random, min_members: int) -> dict[str, str]:
+    """A split per member. Near-duplicates (one group of the `ledger`, over every text of the build)
+    share a side, which a group keeps once any of its texts is placed. The rest is dealt in halves,
     stratified by signature: groups in signature order, shuffled within a signature, each going to
-    the side this point has fewer of (larger groups first). A point under `min_members` trains on all its members."""
+    the side this point has fewer of (larger groups first). A point under `min_members` trains on
+    all its members, except those whose group already tests."""
     if len(examples) < min_members:
-        for example in examples:
-            group_side.setdefault(group_of[example], "train")
-        return {example: group_side[group_of[example]] for example in examples}
+        for example, text in zip(examples, texts):
+            ledger.take(text, ledger.side(text) or "train", example)
+        return {example: ledger.side(text) for example, text in zip(examples, texts)}
     by_group: dict[int, list[int]] = {}
-    for position, example in enumerate(examples):
-        by_group.setdefault(group_of[example], []).append(position)
+    for position, text in enumerate(texts):
+        by_group.setdefault(ledger.group(text), []).append(position)
     # Larger groups first within a signature, so that the halves come out even.
-    ordered = sorted(by_group.items(), key=lambda item: (signatures[item[1][0]], -len(item[1]), rng.random()))
+    ordered = sorted(by_group.values(), key=lambda members: (signatures[members[0]], -len(members), rng.random()))
     counts: Counter = Counter()
-    for group, members in ordered:
-        if group not in group_side:
-            group_side[group] = "test" if counts["test"] < counts["train"] else "train"
-        counts[group_side[group]] += len(members)
-    return {example: group_side[group_of[example]] for example in examples}
+    for members in ordered:
+        first = texts[members[0]]
+        side = ledger.side(first) or ("test" if counts["test"] < counts["train"] else "train")
+        for position in members:
+            ledger.take(texts[position], side, examples[position])
+        counts[side] += len(members)
+    return {example: ledger.side(text) for example, text in zip(examples, texts)}
 
 
-def _near_duplicate_groups(texts: list[str], encoder: Encoder, threshold: float) -> list[int]:
-    """A group number per text: texts joined (transitively) when equal or at `threshold` or above."""
-    scores = similarity(encoder, texts, texts)
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    normal = [normalise_text(text) for text in texts]
-    for i in range(len(texts)):
-        for j in range(i + 1, len(texts)):
-            if scores[i, j] >= threshold or normal[i] == normal[j]:
-                parent[root(j)] = root(i)
-    return [root(i) for i in range(len(texts))]
-
-
-def _neighbours(rows: list[dict], member_texts: dict[str, list[str]], pool: pd.DataFrame, task: Task,
-                splits: dict[str, str], encoder: Encoder, threshold: float, per_member: int, limit: int,
-                min_test: int, exclude: set[str]) -> list[dict[str, Any]]:
-    require_columns(pool, ["example_id", "text", task.kind.target_column], "pool",
-                    "pass a labelled frame, e.g. the train split from load_dataset")
+def _neighbours(member_texts: dict[str, list[str]], pool: pd.DataFrame, task: Task, splits: dict[str, str],
+                encoder: Encoder, ledger: SplitLedger, per_member: int, limit: int, min_test: int,
+                rows: list[dict[str, Any]], exclude: set[str]) -> list[dict[str, Any]]:
     outside = ~pool["example_id"].astype(str).isin(exclude)
     candidates = pool[outside].drop_duplicates("example_id").reset_index(drop=True)
     if candidates.empty:
         return []
     pool_texts = list(candidates["text"].astype(str))
-
-    def near(split: str) -> np.ndarray:
-        """Which pool examples equal or nearly repeat a member of `split`."""
-        texts = [row["text"] for row in rows if row["split"] == split]
-        if not texts:
-            return np.zeros(len(pool_texts), dtype=bool)
-        normal = {normalise_text(text) for text in texts}
-        close = similarity(encoder, pool_texts, texts).max(axis=1) >= threshold
-        return close | np.array([normalise_text(text) in normal for text in pool_texts])
-
-    # A pool example that nearly repeats a member test case would leak if it trained: never use it.
-    # One that nearly repeats a training member may train, but never test.
-    near_test, near_train = near("test"), near("train")
-    ranked: dict[str, list[int]] = {}
+    ranked: dict[str, list[tuple[int, float]]] = {}
     for point_id, texts in member_texts.items():
         scores = similarity(encoder, texts, pool_texts)  # members x pool
         nearest: dict[int, float] = {}
@@ -334,11 +329,13 @@ def _neighbours(rows: list[dict], member_texts: dict[str, list[str]], pool: pd.D
             for j in np.argsort(-member_scores, kind="stable")[:per_member]:
                 nearest[int(j)] = max(nearest.get(int(j), -1.0), float(member_scores[j]))
         order = sorted(nearest, key=lambda j: -nearest[j])
-        usable = [j for j in order if not near_test[j]]
+        # A pool example in a group that tests already nearly repeats a test case: never used.
+        usable = [j for j in order if ledger.side(pool_texts[j]) != "test"]
         ranked[point_id] = [(j, 1 - nearest[j]) for j in usable[:limit]]
     ids = [str(e) for e in candidates["example_id"]]
-    # First the points short of test cases take their nearest free neighbours as tests; then every
-    # other neighbour trains. An example keeps its split for every point it neighbours.
+    # First the points short of test cases take their nearest free neighbours as tests (if their
+    # group may test); then every other neighbour trains if its group may train, and is left out
+    # otherwise. An example keeps its split for every point it neighbours.
     # At most half the pool becomes test cases: the pool is there mostly to teach. A neighbour
     # already a test case of another point counts for this one too.
     test_budget = len(candidates) // 2
@@ -349,38 +346,44 @@ def _neighbours(rows: list[dict], member_texts: dict[str, list[str]], pool: pd.D
                 break
             if splits.get(ids[j]) == "test":
                 have_test += 1
-            elif ids[j] not in splits and not near_train[j] and test_budget > 0:
+            elif ids[j] not in splits and ledger.allows(pool_texts[j], "test") and test_budget > 0:
+                ledger.take(pool_texts[j], "test", ids[j])
                 splits[ids[j]] = "test"
                 have_test += 1
                 test_budget -= 1
     added = []
     for point_id, neighbours in ranked.items():
         for j, distance in neighbours:
-            split = splits.setdefault(ids[j], "train")
-            added.append(_row(point_id, split, "neighbours", ids[j], pool_texts[j],
+            if ids[j] not in splits:
+                if not ledger.allows(pool_texts[j], "train"):
+                    continue  # a test case chosen after the ranking nearly repeats it
+                ledger.take(pool_texts[j], "train", ids[j])
+                splits[ids[j]] = "train"
+            added.append(_row(point_id, splits[ids[j]], "neighbours", ids[j], pool_texts[j],
                               candidates.at[j, task.kind.target_column], None, round(distance, 4)))
     return added
 
 
 def _regression(rows: list[dict[str, Any]], truth: pd.DataFrame, pool: pd.DataFrame | None, task: Task, size: int,
-                rng: random.Random, encoder: Encoder, threshold: float, erred: set[str]) -> list[dict[str, Any]]:
+                rng: random.Random, ledger: SplitLedger, erred: set[str]) -> list[dict[str, Any]]:
     """Up to `size` test cases in no point: the run's examples no point holds, then, when those
-    are too few (a run where every example went wrong somewhere), unused pool examples that do
-    not nearly repeat a training row."""
+    are too few (a run where every example went wrong somewhere), unused pool examples; none in a
+    near-duplicate group that trains."""
     if not size:
         return []
     used = {row["example_id"] for row in rows}
     column = task.kind.target_column
-    rest = [e for e in truth.index if e not in used and e not in erred]
+    rest = [e for e in truth.index
+            if e not in used and e not in erred and ledger.allows(str(truth.at[e, "text"]), "test")]
     chosen = [(e, str(truth.at[e, "text"]), truth.at[e, column]) for e in rng.sample(rest, min(size, len(rest)))]
     if len(chosen) < size and pool is not None:
         spare = pool[~pool["example_id"].astype(str).isin(used | set(truth.index))].drop_duplicates("example_id")
-        train = [row["text"] for row in rows if row["split"] == "train"]
-        if len(spare) and train:
-            spare = spare[similarity(encoder, list(spare["text"].astype(str)), train).max(axis=1) < threshold]
+        spare = spare[[ledger.allows(text, "test") for text in spare["text"].astype(str)]]
         picked = rng.sample(range(len(spare)), min(size - len(chosen), len(spare)))
         chosen += [(str(spare["example_id"].iloc[i]), str(spare["text"].iloc[i]), spare[column].iloc[i])
                    for i in sorted(picked)]
+    for example_id, text, _ in chosen:
+        ledger.take(text, "test", example_id)
     return [_row(REGRESSION, "test", REGRESSION, e, text, target, None, None) for e, text, target in chosen]
 
 

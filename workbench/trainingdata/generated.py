@@ -28,7 +28,7 @@ from workbench.core.answers import extract_json, parse_answer
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.models.base import ChatRequest, Completion, GenerationOptions, Model
-from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.points.encoder import Encoder, cached
 from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import run_variants, send_requests
 from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE, normalise_text, similarity
@@ -150,7 +150,7 @@ def _drop_repeats(proposed: list[dict], rejected: list[dict], existing: list[str
                   threshold: float) -> tuple[list[dict], list[dict]]:
     if not proposed:
         return proposed, rejected
-    encoder = encoder or SentenceEncoder()
+    encoder = cached(encoder)
     texts = [p["text"] for p in proposed]
     against_existing = similarity(encoder, texts, existing).max(axis=1) if existing else [0.0] * len(texts)
     among = similarity(encoder, texts, texts)

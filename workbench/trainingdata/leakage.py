@@ -55,23 +55,57 @@ def find_leaks(examples: pd.DataFrame, encoder: Encoder, threshold: float = NEAR
     train = examples[examples["split"] == "train"].drop_duplicates(["point_id", "example_id"]).reset_index(drop=True)
     if test.empty or train.empty:
         return pd.DataFrame(columns=LEAK_COLUMNS)
-    test_texts = test["text"].map(normalise_text)
-    train_texts = train["text"].map(normalise_text)
-    unique_test, unique_train = list(dict.fromkeys(test_texts)), list(dict.fromkeys(train_texts))
-    scores = similarity(encoder, unique_test, unique_train)
-    test_position = {text: i for i, text in enumerate(unique_test)}
-    train_position = {text: i for i, text in enumerate(unique_train)}
-    rows = []
-    for i, (test_text, test_row) in enumerate(zip(test_texts, test.itertuples())):
-        for j, (train_text, train_row) in enumerate(zip(train_texts, train.itertuples())):
-            cosine = float(scores[test_position[test_text], train_position[train_text]])
-            equal = test_text == train_text or test_row.example_id == train_row.example_id
-            if equal or cosine >= threshold:
-                rows.append({"test_point": test_row.point_id, "test_example": test_row.example_id,
-                             "train_point": train_row.point_id, "train_example": train_row.example_id,
-                             "cosine": round(cosine, 4), "equal_text": equal, "test_text": test_row.text,
-                             "train_text": train_row.text})
-    return pd.DataFrame(rows, columns=LEAK_COLUMNS)
+    # Each distinct normalised text is encoded and compared once, then spread back to the rows.
+    normal = list(dict.fromkeys([*test["text"].map(normalise_text), *train["text"].map(normalise_text)]))
+    position = {text: i for i, text in enumerate(normal)}
+    test_at = test["text"].map(normalise_text).map(position).to_numpy()
+    train_at = train["text"].map(normalise_text).map(position).to_numpy()
+    unique_test, unique_train = np.unique(test_at), np.unique(train_at)
+    scores = similarity(encoder, [normal[i] for i in unique_test], [normal[i] for i in unique_train])
+    cosine = scores[np.ix_(np.searchsorted(unique_test, test_at), np.searchsorted(unique_train, train_at))]
+    equal = (test_at[:, None] == train_at[None, :]) | (
+        test["example_id"].astype(str).to_numpy()[:, None] == train["example_id"].astype(str).to_numpy()[None, :])
+    rows, columns = np.nonzero(equal | (cosine >= threshold))
+    return pd.DataFrame({
+        "test_point": test["point_id"].to_numpy()[rows], "test_example": test["example_id"].to_numpy()[rows],
+        "train_point": train["point_id"].to_numpy()[columns], "train_example": train["example_id"].to_numpy()[columns],
+        "cosine": np.round(cosine[rows, columns], 4), "equal_text": equal[rows, columns],
+        "test_text": test["text"].to_numpy()[rows], "train_text": train["text"].to_numpy()[columns],
+    }, columns=LEAK_COLUMNS)
+
+
+def near_duplicate_groups(texts: Sequence[str], encoder: Encoder, threshold: float = NEAR_DUPLICATE_COSINE,
+                          *, block: int = 2048) -> np.ndarray:
+    """A group number per text of `texts` (0, 1, ... in order of first appearance): texts are joined,
+    transitively, when their normalised texts are equal or their cosine is at least `threshold`.
+    Connected components of that graph (scipy), so two texts in different groups are never that
+    close, which is what lets a split by group be leak-free by construction. The similarity is
+    computed `block` rows at a time, so a large pool needs no n x n matrix."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    texts = [str(text) for text in texts]
+    if not texts:
+        return np.zeros(0, dtype=int)
+    normal = [normalise_text(text) for text in texts]
+    distinct = list(dict.fromkeys(normal))
+    index = {text: i for i, text in enumerate(distinct)}
+    vectors = _unit(encoder.encode(distinct))
+    firsts, seconds = [], []
+    for start in range(0, len(distinct), block):
+        scores = vectors[start:start + block] @ vectors.T
+        # A hair below the threshold: another matrix product (the final leak check) may round a pair
+        # at exactly the threshold the other way, and a group must never miss a pair it would find.
+        rows, columns = np.nonzero(scores >= threshold - 1e-6)
+        firsts.append(rows + start)
+        seconds.append(columns)
+    first, second = np.concatenate(firsts), np.concatenate(seconds)
+    graph = coo_matrix((np.ones(len(first)), (first, second)), shape=(len(distinct), len(distinct)))
+    _, component = connected_components(graph, directed=False)
+    per_text = component[[index[text] for text in normal]]
+    _, renumbered = np.unique(per_text, return_inverse=True)
+    order = {group: number for number, group in enumerate(dict.fromkeys(renumbered.tolist()))}
+    return np.array([order[group] for group in renumbered.tolist()], dtype=int)
 
 
 def leakage_report(examples: pd.DataFrame, leaks: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from workbench.annotation._argilla import Client
 from workbench.annotation.push import PushResult, push_predictions
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
-from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.points.encoder import Encoder, cached
 from workbench.trainingdata.examples import REGRESSION, consensus_corrections
 from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE, normalise_text, similarity
 
@@ -33,7 +33,7 @@ def targeted_candidates(examples: pd.DataFrame, unlabelled: pd.DataFrame, *, per
     ``distance`` is the cosine distance to the point's nearest member."""
     require_columns(examples, ["point_id", "source", "example_id", "text"], "examples", "pass TrainingData.examples")
     require_columns(unlabelled, ["example_id", "text"], "unlabelled", "pass texts to label: example_id and text")
-    encoder = encoder or SentenceEncoder()
+    encoder = cached(encoder)
     known = set(examples["example_id"].astype(str))
     pool = unlabelled[~unlabelled["example_id"].astype(str).isin(known)].drop_duplicates("example_id")
     pool = pool.reset_index(drop=True)
