@@ -140,3 +140,109 @@ def test_similar_examples_rank_by_overlap_and_never_include_the_input_itself():
     ids = [row["example_id"] for row in chosen]
     assert "e0" not in ids
     assert ids[-1] == "e5"  # the most similar example sits next to the input
+
+
+MULTI = task_from_dict({
+    "name": "topics", "kind": "multilabel", "instructions": "Tag what the review is about.",
+    "labels": [{"name": "price", "definition": "Cost."}, {"name": "delivery"}],
+})
+
+
+def test_tuned_classification_prompt_has_instructions_and_text_only():
+    messages = render_messages(TASK, parse_variant("tuned"), "The app is slow.")
+    assert messages == [
+        {
+            "role": "system",
+            "content": (
+                "You are a careful annotator for triage. Bank messages.\n\n"
+                "Hardship beats complaint.\n\n"
+                "Reply with JSON only, in this form:\n"
+                '{"label": "<label>"}'
+            ),
+        },
+        {"role": "user", "content": "Text: The app is slow."},
+    ]
+
+
+def test_tuned_cot_prompt_asks_for_reasoning_first_and_still_lists_no_labels():
+    messages = render_messages(TASK, parse_variant("tuned+cot"), "The app is slow.")
+    assert messages[0]["content"] == (
+        "You are a careful annotator for triage. Bank messages.\n\n"
+        "Hardship beats complaint.\n\n"
+        "Think step by step about which label applies, then give the label. Reply with JSON only, in this form:\n"
+        '{"reasoning": "<one to three sentences>", "label": "<label>"}'
+    )
+    assert messages[1]["content"] == "Text: The app is slow."
+
+
+def test_tuned_multilabel_prompt_renders_exactly():
+    messages = render_messages(MULTI, parse_variant("tuned"), "Cheap but late.")
+    assert messages == [
+        {
+            "role": "system",
+            "content": (
+                "You are a careful annotator for topics.\n\n"
+                "Give every label that applies to the text: none, one or several.\n\n"
+                "Tag what the review is about.\n\n"
+                "Reply with JSON only, in this form:\n"
+                '{"labels": [<zero or more labels>]}\n'
+                "If no label applies, the list is empty."
+            ),
+        },
+        {"role": "user", "content": "Text: Cheap but late."},
+    ]
+
+
+def test_tuned_ner_prompt_names_the_entity_types_once():
+    messages = render_messages(NER, parse_variant("tuned"), "Rash after ibuprofen.")
+    assert messages == [
+        {
+            "role": "system",
+            "content": (
+                "You are a careful annotator for ae.\n\n"
+                "Find every entity of these types in the text: DRUG, AE. "
+                "Copy each entity's text exactly as it appears in the input.\n\n"
+                'Reply with JSON only: an object with "entities", a list of objects each with "text" '
+                '(the entity, copied from the input) and "label" (its type).\n'
+                "If there are no entities, the list is empty."
+            ),
+        },
+        {"role": "user", "content": "Text: Rash after ibuprofen."},
+    ]
+
+
+INTENTS = task_from_dict({
+    "name": "intents", "kind": "classification", "instructions": "Give the customer's intent.",
+    "labels": [{"name": f"intent_number_{index}", "definition": f"The customer asks about topic {index}."}
+               for index in range(150)],
+})
+
+
+def test_tuned_prompt_on_150_labels_is_a_small_fraction_of_zero_shots():
+    from workbench.prompting.budget import prompt_tokens
+
+    text = "how do i reset my online banking password"
+    zero_shot = prompt_tokens(render_messages(INTENTS, parse_variant("zero_shot"), text))
+    tuned = prompt_tokens(render_messages(INTENTS, parse_variant("tuned"), text))
+    assert zero_shot > 1500  # the label list, twice
+    assert tuned < 120 and tuned * 20 < zero_shot  # estimated: 2,975 against 93
+    assert "intent_number_" not in "".join(m["content"] for m in render_messages(INTENTS, parse_variant("tuned"), text))
+
+
+@pytest.mark.parametrize(("task", "answer", "text", "expected"), [
+    (TASK, '{"label": "request"}', "Card please.", "request"),
+    (MULTI, '{"labels": ["price", "delivery"]}', "Cheap but late.", ["price", "delivery"]),
+    (NER, '{"entities": [{"text": "ibuprofen", "label": "DRUG"}]}', "Rash after ibuprofen.",
+     [{"start": 11, "end": 20, "label": "DRUG"}]),
+])
+def test_tuned_answers_have_the_same_schema_and_parse_with_the_same_kind(task, answer, text, expected):
+    from workbench.prompting.runner import run_variants
+    from workbench.prompting.templates import answer_schema
+    from workbench.testing.fake_model import FakeModel
+
+    assert answer_schema(task, parse_variant("tuned")) == answer_schema(task, parse_variant("zero_shot"))
+    assert answer_schema(task, parse_variant("tuned+cot")) == answer_schema(task, parse_variant("cot"))
+    data = pd.DataFrame({"example_id": ["x1"], "text": [text], task.kind.target_column: [expected]})
+    predictions = run_variants(task, data, ["tuned"], FakeModel(lambda request: answer), progress=False)
+    assert predictions["parse_error"].isna().all(), predictions["parse_error"].tolist()
+    assert task.kind.same_answer(predictions["prediction"].iloc[0], expected)

@@ -1,5 +1,6 @@
 """Rows to train on are checked before any training: too few, a label the task lacks, an answer the
-task's parser reads as something else; each message names the example and the fix."""
+task's parser reads as something else, and (before any model call) texts whose training row would
+be longer than the limit; each message names the example and the fix."""
 
 import json
 
@@ -7,8 +8,11 @@ import pandas as pd
 import pytest
 from test_points import TASK
 
-from workbench.finetune.checks import check_training_rows
+from workbench.core.task import task_from_dict
+from workbench.finetune.checks import TrainingLengthError, check_training_length, check_training_rows
 from workbench.finetune.tokens import TrainingRowError
+from workbench.prompting.templates import render_messages
+from workbench.prompting.variants import parse_variant
 
 SYSTEM = {"role": "system", "content": "Label the message."}
 
@@ -45,3 +49,60 @@ def test_an_answer_that_reads_back_as_another_label_is_refused():
         check_training_rows(rows([first] * 4, answers), TASK)
     with pytest.raises(TrainingRowError, match="example e0.*does not read back"):
         check_training_rows(rows([first] * 4, ["not json"] * 4), TASK)
+
+
+class WordTokenizer:
+    """A fake chat tokenizer at our seam: one token per whitespace-separated word, ChatML markers."""
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        text += "<|im_start|>assistant\n" if add_generation_prompt else ""
+        return self(text)["input_ids"] if tokenize else text
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [len(word) for word in text.split()]}
+
+
+MANY = task_from_dict({"name": "intents", "kind": "classification",
+                       "labels": [{"name": f"intent_{i}"} for i in range(150)]})
+
+
+def pool(long_text_id="p3"):
+    texts = {f"p{i}": f"short message {i}" for i in range(5)}
+    texts[long_text_id] = "word " * 300
+    return pd.DataFrame({"example_id": list(texts), "text": list(texts.values()),
+                         "label": [f"intent_{i}" for i in range(len(texts))]})
+
+
+def test_a_row_over_the_limit_is_named_with_its_length_the_limit_and_the_flag():
+    with pytest.raises(TrainingLengthError,
+                       match=r"example p3, rendered with variant 'tuned' as a training row \(1 of 5 texts.*\): 3\d\d tokens, more than the 200 .*--max-length"):
+        check_training_length(MANY, "tuned", pool(), WordTokenizer(), max_length=200)
+
+
+def test_rows_within_the_limit_pass_and_the_longest_is_reported():
+    check = check_training_length(MANY, "tuned", [pool(), None], WordTokenizer(), max_length=400)
+    assert (check.rows, check.example_id, check.max_length) == (5, "p3", 400)
+    chat = [*render_messages(MANY, parse_variant("tuned"), "word " * 300),
+            {"role": "assistant", "content": json.dumps({"label": "intent_3"})}]
+    assert check.longest == len(WordTokenizer().apply_chat_template(chat, tokenize=True))
+
+
+def test_the_label_list_of_zero_shot_is_what_makes_rows_too_long():
+    short = pool().head(3)
+    assert check_training_length(MANY, "tuned", short, WordTokenizer(), max_length=100).longest < 40
+    with pytest.raises(TrainingLengthError, match=r"example p\d, rendered with variant 'zero_shot' .*\(3 of 3 texts"):
+        check_training_length(MANY, "zero_shot", short, WordTokenizer(), max_length=100)
+
+
+def test_texts_without_a_gold_are_counted_by_their_prompt_and_cot_rows_with_their_reasoning():
+    unlabelled = pool().drop(columns=["label"])
+    plain = check_training_length(MANY, "tuned", unlabelled, WordTokenizer(), max_length=400)
+    labelled = check_training_length(MANY, "tuned", pool(), WordTokenizer(), max_length=400)
+    reasoned = check_training_length(MANY, "tuned+cot", pool(), WordTokenizer(), max_length=400)
+    assert plain.longest < labelled.longest < reasoned.longest
+
+
+def test_texts_need_ids_and_text():
+    with pytest.raises(ValueError, match="example_id"):
+        check_training_length(MANY, "tuned", pd.DataFrame({"text": ["x"]}), WordTokenizer())

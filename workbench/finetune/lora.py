@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from workbench.finetune.base_model import base_identity, load_base
-from workbench.finetune.tokens import IGNORE, data_hash, pad_batch, tokenize_rows
+from workbench.finetune.tokens import IGNORE, MAX_LENGTH, data_hash, pad_batch, tokenize_rows
 
 METHODS = ("lora", "prompt_tuning")
 
@@ -47,7 +47,8 @@ class LoraSettings:
     """What decides a training run (LoRA or soft prompts, `method`). `max_steps` (when set)
     overrides `epochs`; a step is one batch of `batch_size` rows; `checkpoint_every` steps a
     checkpoint is written. `r`, `alpha`, `dropout`, `target_modules` are LoRA's; `virtual_tokens`
-    the soft prompt's length."""
+    the soft prompt's length. `max_length` is the most tokens a row may have (prompt and answer;
+    `--max-length`): a longer row is refused before training, naming it, never cut."""
 
     method: str = "lora"
     virtual_tokens: int = 20
@@ -59,7 +60,7 @@ class LoraSettings:
     epochs: int = 3
     max_steps: int | None = None
     batch_size: int = 4
-    max_length: int = 1024
+    max_length: int = MAX_LENGTH
     warmup_steps: int = 0
     seed: int = 0
     checkpoint_every: int = 20
@@ -67,6 +68,8 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs < 1 or self.checkpoint_every < 1:
             raise ValueError("batch_size, epochs and checkpoint_every must be at least 1")
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be at least 1 token, got {self.max_length}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.method not in METHODS:

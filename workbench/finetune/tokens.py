@@ -15,9 +15,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 IGNORE = -100  # the label PyTorch's cross-entropy leaves out
+MAX_LENGTH = 1024  # tokens a training row may have by default (`LoraSettings.max_length`, `--max-length`)
 
 
 class TrainingRowError(ValueError):
@@ -36,10 +39,31 @@ class TokenizedRow:
         return sum(label != IGNORE for label in self.labels)
 
 
-def tokenize_chat(tokenizer: Any, messages: Sequence[dict[str, str]], where: str, max_length: int) -> TokenizedRow:
-    """`messages` (system, user..., assistant last) as a `TokenizedRow`. Raises TrainingRowError
-    naming `where` when the chat has no system message first, does not end with the assistant's
-    answer, or is longer than `max_length` tokens (checked before any training starts)."""
+def load_tokenizer(gguf: str | Path | None = None) -> Any:
+    """The tokenizer (with its chat template) of the GGUF at `gguf` (default: the embedded
+    SmolLM2), read by transformers from the GGUF's metadata without its weights; cached per
+    process. The pad token is the end-of-sequence token when the model names none, as in
+    `base_model.load_base`, so both give the same token ids."""
+    from workbench.models.llama_cpp import embedded_model_path
+
+    return _load_tokenizer(str(Path(gguf) if gguf is not None else embedded_model_path()))
+
+
+@lru_cache(maxsize=2)
+def _load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(Path(path).parent, gguf_file=Path(path).name)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def chat_ids(tokenizer: Any, messages: Sequence[dict[str, str]], where: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of `messages` (system, user..., assistant last), as training
+    sees them: the prompt with the generation prompt, then the rest of the whole chat (the answer
+    and its end-of-turn marker). Raises TrainingRowError naming `where` when the chat has no
+    system message first or does not end with the assistant's answer."""
     messages = [dict(message) for message in messages]
     if not messages or messages[0].get("role") != "system":
         raise TrainingRowError(f"{where}: the chat must start with a system message (the chat template would "
@@ -53,11 +77,25 @@ def tokenize_chat(tokenizer: Any, messages: Sequence[dict[str, str]], where: str
                                "chat, so the answer cannot be told apart; use a model whose template does")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(whole[len(prompt):], add_special_tokens=False)["input_ids"]
+    return list(prompt_ids), list(answer_ids)
+
+
+def too_long_message(where: str, tokens: int, max_length: int) -> str:
+    """The error for a row of `tokens` tokens over `max_length`: what, the limit, and the flag."""
+    return (f"{where}: {tokens} tokens, more than the {max_length} the training allows (--max-length "
+            f"{max_length}, LoraSettings.max_length); raise --max-length (within the model's context), render the "
+            "rows with the compact variant 'tuned' (--variant tuned: no label list), or shorten or drop the text")
+
+
+def tokenize_chat(tokenizer: Any, messages: Sequence[dict[str, str]], where: str, max_length: int) -> TokenizedRow:
+    """`messages` (system, user..., assistant last) as a `TokenizedRow`. Raises TrainingRowError
+    naming `where` when the chat has no system message first, does not end with the assistant's
+    answer, or is longer than `max_length` tokens (checked before any training starts)."""
+    prompt_ids, answer_ids = chat_ids(tokenizer, messages, where)
     ids = prompt_ids + answer_ids
     if len(ids) > max_length:
-        raise TrainingRowError(f"{where}: {len(ids)} tokens, more than the {max_length} the training allows; "
-                               "shorten the text, raise max_length (within the model's context) or drop the row")
-    return TokenizedRow(ids, [IGNORE] * len(prompt_ids) + list(answer_ids))
+        raise TrainingRowError(too_long_message(where, len(ids), max_length))
+    return TokenizedRow(ids, [IGNORE] * len(prompt_ids) + answer_ids)
 
 
 def tokenize_rows(tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]], names: Sequence[str],

@@ -3,7 +3,10 @@
 Templates live in ``workbench/prompting/templates/<template>.<kind>.v<N>.jinja`` (or any folder
 given as `template_dir`); the version is part of the file name, so a run records exactly which
 file made its prompts. A variant's `template` is ``default`` (the highest version there is) or
-``default.v1`` (that version). Each file has a ``system`` block and a ``user`` block, rendered separately into
+``default.v1`` (that version); ``tuned`` (the `tuned` ingredient) is the compact prompt of a
+fine-tuned model, the task's instructions and the text with no label list and no definitions
+(NER: the entity types in one line), which its answers' schema and parser do not depend on.
+Each file has a ``system`` block and a ``user`` block, rendered separately into
 the two chat messages. Changing a template changes the rendered messages, and so the cache key:
 an answer made with an old template is never served for a new one.
 

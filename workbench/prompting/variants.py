@@ -1,7 +1,7 @@
 """Prompt variants: which prompt ingredients a run uses.
 
 A variant switches ingredients on or off; the wording lives in template files under
-``workbench/prompts/``. Variants are named by their ingredients joined with ``+``::
+``workbench/prompting/templates/``. Variants are named by their ingredients joined with ``+``::
 
     zero_shot                    instructions and labels only
     definitions                  + the client's definition of each label
@@ -9,6 +9,13 @@ A variant switches ingredients on or off; the wording lives in template files un
     cot                          reason first, then answer
     sc5                          self-consistency: 5 sampled answers, the majority wins
     definitions+few_shot+cot     any combination (cot+sc5 is the classic self-consistency)
+    tuned                        the compact prompt of a fine-tuned model: instructions and the text,
+                                 no label list (NER: the entity types in one line), no definitions
+
+``tuned`` selects the ``tuned`` template family. It combines with ``cot`` and ``sc<n>`` (how the
+model answers), not with ``definitions`` or ``few_shot``: a tuned model learned the labels from
+rows rendered without them, and showing them again would make its prompts unlike its training
+rows. Its answers are the same JSON, under the same schema, parsed by the same task kind.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 ExampleSelection = Literal["fixed", "similar"]
+
+TUNED = "tuned"  # the ingredient, and the template family it selects
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,12 @@ class PromptVariant:
             )
         if self.few_shot < 0:
             raise ValueError(f"variant {self.name!r}: few_shot must be >= 0, got {self.few_shot}")
+        if self.template.partition(".v")[0] == TUNED and (self.definitions or self.few_shot):
+            raise ValueError(
+                f"variant {self.name!r}: the tuned prompt shows no definitions and no examples (the tuned model "
+                "learned the labels from rows without them); use 'tuned', 'tuned+cot' or 'tuned+sc<n>', or a "
+                "default-template variant for definitions and few-shot examples"
+            )
         if self.example_selection not in ("fixed", "similar"):
             raise ValueError(
                 f"variant {self.name!r}: example_selection must be 'fixed' or 'similar', "
@@ -85,6 +100,8 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             continue
         if part == "definitions":
             variant = replace(variant, definitions=True)
+        elif part == TUNED:
+            variant = replace(variant, template=TUNED)
         elif part == "cot":
             variant = replace(variant, cot=True)
         elif part.startswith("sc") and part[2:].isdigit() and int(part[2:]) >= 2:
@@ -99,13 +116,17 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             variant = replace(variant, few_shot=int(rest) if rest else default_k, example_selection=selection)
         else:
             raise ValueError(_unknown_part(spec, part))
-    if "zero_shot" in spec and (variant.definitions or variant.few_shot or variant.cot or variant.samples > 1):
+    parts = {part.strip() for part in spec.split("+")}
+    if "zero_shot" in parts and (variant.definitions or variant.few_shot or variant.cot or variant.samples > 1
+                                 or TUNED in parts):
         raise ValueError(f"variant {spec!r}: zero_shot cannot be combined with other ingredients")
     return variant
 
 
 def _ingredient_names(fields: dict, default_k: int) -> list[str]:
     names = []
+    if str(fields.get("template", "default")).partition(".v")[0] == TUNED:
+        names.append(TUNED)
     if fields.get("definitions"):
         names.append("definitions")
     if fields.get("few_shot"):
@@ -122,5 +143,5 @@ def _ingredient_names(fields: dict, default_k: int) -> list[str]:
 def _unknown_part(spec: str, part: str) -> str:
     return (
         f"variant {spec!r}: unknown ingredient {part!r}; use zero_shot, definitions, cot, few_shot, "
-        "few_shot<k>, few_shot<k>_similar or sc<n> (n >= 2 sampled answers) joined with '+'"
+        "few_shot<k>, few_shot<k>_similar, sc<n> (n >= 2 sampled answers) or tuned joined with '+'"
     )
