@@ -55,9 +55,9 @@ class WordTokenizer:
     """A fake chat tokenizer at our seam: one token per whitespace-separated word, ChatML markers."""
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        assert not tokenize  # transformers returns a BatchEncoding then; the workbench tokenizes the text itself
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-        text += "<|im_start|>assistant\n" if add_generation_prompt else ""
-        return self(text)["input_ids"] if tokenize else text
+        return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
     def __call__(self, text, add_special_tokens=False):
         return {"input_ids": [len(word) for word in text.split()]}
@@ -85,7 +85,7 @@ def test_rows_within_the_limit_pass_and_the_longest_is_reported():
     assert (check.rows, check.example_id, check.max_length) == (5, "p3", 400)
     chat = [*render_messages(MANY, parse_variant("tuned"), "word " * 300),
             {"role": "assistant", "content": json.dumps({"label": "intent_3"})}]
-    assert check.longest == len(WordTokenizer().apply_chat_template(chat, tokenize=True))
+    assert check.longest == len(WordTokenizer().apply_chat_template(chat).split())
 
 
 def test_the_label_list_of_zero_shot_is_what_makes_rows_too_long():

@@ -15,7 +15,14 @@ import pandas as pd
 
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
-from workbench.finetune.tokens import MAX_LENGTH, TrainingRowError, chat_ids, load_tokenizer, too_long_message
+from workbench.finetune.tokens import (
+    MAX_LENGTH,
+    TrainingRowError,
+    chat_ids,
+    load_tokenizer,
+    prompt_length,
+    too_long_message,
+)
 from workbench.prompting.templates import render_messages
 from workbench.prompting.variants import PromptVariant, parse_variant
 
@@ -119,7 +126,7 @@ def check_training_length(
                 prompt, reply = chat_ids(tokenizer, messages, f"example {example_id}")
                 tokens = len(prompt) + len(reply)
             else:
-                tokens = len(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
+                tokens = prompt_length(tokenizer, messages)
             lengths[example_id] = max(tokens, lengths.get(example_id, 0))
     if not lengths:
         return LengthCheck(0, 0, None, max_length)

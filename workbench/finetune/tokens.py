@@ -80,6 +80,13 @@ def chat_ids(tokenizer: Any, messages: Sequence[dict[str, str]], where: str) -> 
     return list(prompt_ids), list(answer_ids)
 
 
+def prompt_length(tokenizer: Any, messages: Sequence[dict[str, str]]) -> int:
+    """Tokens of the prompt `messages` (no answer) with the chat template's generation prompt, as
+    the model reads them before answering and as `chat_ids` counts a row's prompt."""
+    prompt = tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
 def too_long_message(where: str, tokens: int, max_length: int) -> str:
     """The error for a row of `tokens` tokens over `max_length`: what, the limit, and the flag."""
     return (f"{where}: {tokens} tokens, more than the {max_length} the training allows (--max-length "
