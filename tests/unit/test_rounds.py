@@ -61,17 +61,24 @@ def stand_ins(monkeypatch):
 
     def re_test(examples, run, model, config, work, settings, experiment, points):
         tests = examples[examples["split"] == "test"]
-        rows = [{"point_id": p, "cases": len(group), "metric": "accuracy", "base": 0.0, "tuned": 1.0, "verdict": "no clear difference",
-                 "p_value": 0.5} for p, group in tests.groupby("point_id")]
-        rows.append({"point_id": ALL, "cases": tests["example_id"].nunique(), "metric": "accuracy", "base": 0.2,
-                     "tuned": 0.4, "verdict": re_test.verdict, "p_value": 0.3})
+        re_test.tested.append(tests)
+        rows = [{"point_id": p, "cases": len(group), "metric": "accuracy", "base": re_test.point_base, "tuned": 1.0,
+                 "verdict": "no clear difference", "p_value": 0.5}
+                for p, group in tests.groupby("point_id") if p != "regression"]
+        for point_id, (base, tuned) in re_test.figures.items():
+            cases = tests.loc[tests["point_id"] == point_id, "example_id"].nunique() if point_id != ALL else (
+                tests["example_id"].nunique())
+            rows.append({"point_id": point_id, "cases": max(cases, 1), "metric": "accuracy", "base": base,
+                         "tuned": tuned, "difference": tuned - base, "low": tuned - base - 0.2,
+                         "high": tuned - base + 0.2, "verdict": re_test.verdict, "p_value": 0.3})
         (work / "finetune" / "lora").mkdir(parents=True, exist_ok=True)
         table = pd.DataFrame(rows)
         table.to_csv(work / "finetune" / "lora" / "before_after.csv", index=False)
         return table
 
     fine_tune.fail, fine_tune.started_from = False, []
-    re_test.verdict = "no clear difference"
+    re_test.verdict, re_test.point_base, re_test.tested = "no clear difference", 0.0, []
+    re_test.figures = {ALL: (0.2, 0.4), "regression": (0.9, 0.9)}  # point_id -> (base, tuned)
     monkeypatch.setattr("workbench.models.registry.model_from_config", model_from_config)
     monkeypatch.setattr(rounds, "_fine_tune", fine_tune)
     monkeypatch.setattr(rounds, "_re_test", re_test)
@@ -130,7 +137,12 @@ def test_round_two_tests_nothing_round_one_trained_on(experiment, stand_ins, tmp
     assert rows["example_id"].is_unique and not set(rows["example_id"]) & tests
     replayed = rows[rows["replayed"]]
     assert set(replayed["example_id"]) <= trained
-    assert len(replayed) == second.record["counts"]["replayed_rows"]
+    assert len(replayed) == second.record["counts"]["replayed_rows"] == 2
+    # examples.parquet holds every row the round trained on, the replayed ones as source "replay"
+    # (what `workbench export` and `finetune` read from a round folder).
+    trains = examples[examples["split"] == "train"]
+    assert set(trains["example_id"]) == set(rows["example_id"])
+    assert set(trains.loc[trains["source"] == "replay", "example_id"]) == set(replayed["example_id"])
     # The same fake answers every round: every point of round 1 recurs in round 2, so none is "fixed".
     comparison = compare_rounds([first, second])
     assert (comparison.points.loc[comparison.points["round"] == 1, "recurs_as"] != "").all()
@@ -155,10 +167,15 @@ def test_a_round_refuses_hosted_models_and_a_config_that_picks_its_own_adapter(t
         run_round(load_experiment(config), folder=tmp_path / "r", log=lambda _: None, encoder=WordsEncoder())
 
 
-def _write_round(folder, number, *, run_answers, points, table, train_rows):
+def _write_round(folder, number, *, run_answers, points, table, train_rows, base=None, started_from=None,
+                 accepted=None):
     """A finished round folder by hand: a run whose zero_shot answers are `run_answers`
     (example_id -> label), its points (point_id -> member example_ids), its before/after table
-    (point_id -> tuned score) and the examples it trained on."""
+    (point_id -> tuned score; `base`: point_id -> base score, default 0.0) and the examples it
+    trained on; `started_from` the round it started from (default the one before)."""
+    base = base or {}
+    if started_from is None:
+        started_from = "base model" if number == 1 else f"round {number - 1}"
     from workbench.core.task import load_task
     from workbench.experiments.runs import Run, write_run
 
@@ -183,11 +200,13 @@ def _write_round(folder, number, *, run_answers, points, table, train_rows):
     write_frame(pd.DataFrame({"example_id": train_rows, "split": "train", "point_id": "P"}),
                 path / "training_data" / "train_rows.parquet")
     (path / "finetune" / "lora").mkdir(parents=True)
-    pd.DataFrame([{"point_id": p, "cases": 2, "base": 0.0, "tuned": s, "verdict": "no clear difference"}
+    pd.DataFrame([{"point_id": p, "cases": 2, "base": base.get(p, 0.0), "tuned": s, "verdict": "no clear difference"}
                   for p, s in table.items()]).to_csv(path / "finetune" / "lora" / "before_after.csv", index=False)
-    (path / "round.json").write_text(json.dumps({"round": number, "variant": "zero_shot", "stages": {"variants": 1.0},
-                                                 "started_from": "base model" if number == 1 else f"round {number - 1}",
-                                                 "counts": {"errors": 3}}))
+    record = {"round": number, "variant": "zero_shot", "stages": {"variants": 1.0}, "started_from": started_from,
+              "counts": {"errors": 3}}
+    if accepted is not None:
+        record["accepted"] = accepted
+    (path / "round.json").write_text(json.dumps(record))
 
 
 def test_the_comparison_names_fixed_open_and_new_points_and_regressions(tmp_path):
@@ -215,11 +234,15 @@ def test_the_comparison_names_fixed_open_and_new_points_and_regressions(tmp_path
 def test_a_round_whose_model_tests_worse_is_kept_but_not_built_on(experiment, stand_ins, tmp_path):
     asked, fine_tune, re_test = stand_ins
     folder = tmp_path / "rounds"
-    re_test.verdict = "worse"
+    # 0.433 -> 0.313: the paired test says "no clear difference" on a few dozen cases; the margin
+    # gate rejects it all the same.
+    re_test.figures[ALL] = (0.433, 0.313)
     first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
-    assert first.adapter is not None and first.record["accepted"] is False
-    assert first.record["rejected_because"] == "worse than its start on all test cases"
-    re_test.verdict = "better"
+    assert first.adapter is not None and first.record["accepted"] is False and first.record["margin"] == 0.02
+    assert first.record["rejected_because"].startswith("more than the margin 0.02 below its start on all test cases "
+                                                       "(0.433 -> 0.313, difference -0.120")
+    assert [c["passed"] for c in first.record["gate"]] == [False, True]
+    re_test.figures[ALL] = (0.3, 0.5)
     second = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert asked[-1] is None and fine_tune.started_from[-1] is None  # round 2 starts from the base model again
     assert second.record["started_from"] == "base model" and second.record["accepted"] is True
@@ -247,3 +270,188 @@ def test_a_round_with_anchors_trains_on_pool_examples_that_balance_its_labels(ex
     tests = set(anchored.frame("training_data/examples.parquet").query("split == 'test'")["example_id"])
     assert not tests & set(anchors["example_id"])
     assert anchored.record["settings"]["anchors"] == 1.0
+
+
+def test_a_point_the_base_model_already_had_right_is_not_fixed(tmp_path):
+    # P1: base 1.0 and tuned 1.0 on its test cases (neighbours the base gets right): nothing fixed.
+    # P2: base 0.5 -> 1.0, no next round: fixed. P3: 0.5 -> 0.5 unchanged; P4: 1.0 -> 0.5 worse
+    # (a broken point is not "already right"); P5: 0.0 -> 0.5 improved; P6 has no test cases.
+    _write_round(tmp_path, 1, run_answers={e: "request" for e in "abcdef"},
+                 points={"P1": ["a"], "P2": ["b"], "P3": ["c"], "P4": ["d"], "P5": ["e"], "P6": ["f"]},
+                 table={"P1": 1.0, "P2": 1.0, "P3": 0.5, "P4": 0.5, "P5": 0.5, ALL: 0.7},
+                 base={"P1": 1.0, "P2": 0.5, "P3": 0.5, "P4": 1.0, "P5": 0.0, ALL: 0.6}, train_rows=["a"])
+    comparison = compare_rounds(load_rounds(tmp_path))
+    status = comparison.points.set_index("point_id")["status"].to_dict()
+    assert status == {"P1": "already right", "P2": "fixed", "P3": "unchanged", "P4": "worse", "P5": "improved",
+                      "P6": "no test cases"}
+    from workbench.experiments.round_comparison import STATUSES
+
+    assert set(status.values()) == set(STATUSES)
+    path, _ = write_loop_report(tmp_path)
+    html = path.read_text()
+    from workbench.reporting.rounds_report import STATUS_COLOURS
+
+    # Every status has its own colour, and green is the fixed point's alone.
+    assert set(STATUS_COLOURS) == set(STATUSES) and len(set(STATUS_COLOURS.values())) == len(STATUSES)
+    assert 'class="badge status-already-right"' in html
+    assert f".status-already-right {{ background: {STATUS_COLOURS['already right']}" in html
+    assert STATUS_COLOURS["already right"] != STATUS_COLOURS["fixed"]
+
+
+def test_a_fix_is_confirmed_only_by_a_next_round_that_built_on_it(tmp_path):
+    from workbench.experiments.round_comparison import point_status
+
+    assert point_status(0.5, 1.0, 2, recurs=True) == "improved"
+    assert point_status(0.5, 1.0, 2) == "fixed" and point_status(1.0, 1.0, 2) == "already right"
+    assert point_status(0.1 + 0.2, 0.3, 3) == "unchanged"  # float noise is not a change
+    # Round 1 was rejected; round 2 started from the base model again, and P1's members recur in
+    # it. That says nothing of round 1's model (round 2 never ran it), so P1 stays "fixed" on its
+    # own before/after, marked as not built on; and round 1's training rows were never shown to
+    # round 2's model, so they count as untouched there.
+    _write_round(tmp_path, 1, run_answers={"a": "request", "b": "request"}, points={"P1": ["a", "b"]},
+                 table={"P1": 1.0, ALL: 0.4}, base={ALL: 0.6}, train_rows=["a"], accepted=False)
+    _write_round(tmp_path, 2, run_answers={"a": "request", "b": "request"}, points={"Q1": ["a", "b"]},
+                 table={"Q1": 1.0, ALL: 0.6}, train_rows=["b"], started_from="base model", accepted=True)
+    comparison = compare_rounds(load_rounds(tmp_path))
+    first = comparison.points[comparison.points["round"] == 1].iloc[0]
+    assert first["status"] == "fixed" and first["recurs_as"] == "Q1" and first["accepted"] == False  # noqa: E712
+    summary = comparison.summary.set_index("round")
+    assert summary.loc[2, "untouched"] == 2  # round 1 (rejected) trained on "a"; round 2's model never saw it
+
+
+def _accepting(re_test):
+    re_test.figures.update({ALL: (0.3, 0.5), "regression": (0.9, 0.9)})
+
+
+def test_the_gate_rejects_a_round_worse_on_the_regression_set_and_accepts_one_within_the_margin(
+        experiment, stand_ins, tmp_path):
+    from workbench.experiments.rounds import RoundSettings, accept_gate
+
+    asked, fine_tune, re_test = stand_ins
+    # Better on the round's test cases, 0.10 worse on the regression set: harm elsewhere, rejected.
+    re_test.figures.update({ALL: (0.3, 0.5), "regression": (0.9, 0.8)})
+    first = run_round(experiment, folder=tmp_path / "a", progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert first.record["accepted"] is False
+    because = first.record["rejected_because"]
+    assert "the regression set (0.900 -> 0.800, difference -0.100, 95% interval -0.300 to +0.100" in because
+    assert "all test cases" not in because
+    gate = {check["set"]: check for check in first.record["gate"]}
+    assert gate["the regression set"]["passed"] is False and gate["all test cases"]["passed"] is True
+    # 0.02 below on both sets is within the default margin (not beyond it): accepted.
+    re_test.figures.update({ALL: (0.32, 0.30), "regression": (0.90, 0.88)})
+    second = run_round(experiment, folder=tmp_path / "b", progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert second.record["accepted"] is True and second.record["rejected_because"] is None
+    # A wider stated margin accepts what the default rejects; a regression set of no cases is not checked.
+    table = pd.DataFrame([{"point_id": ALL, "cases": 20, "base": 0.5, "tuned": 0.55},
+                          {"point_id": "regression", "cases": 30, "base": 0.9, "tuned": 0.8}])
+    assert accept_gate(table, 0.2)[1] is None and accept_gate(table, 0.02)[1] is not None
+    assert accept_gate(table.iloc[:1], 0.02)[1] is None
+    with pytest.raises(RoundError, match="--margin"):
+        run_round(experiment, folder=tmp_path / "c", settings=RoundSettings(margin=-0.1), log=lambda _: None,
+                  encoder=WordsEncoder())
+
+
+def test_replay_and_seen_tests_follow_the_chain_of_accepted_rounds_only(experiment, stand_ins, tmp_path):
+    asked, fine_tune, re_test = stand_ins
+    folder = tmp_path / "rounds"
+    first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert first.record["accepted"] is True
+    round_one_tests = set(first.frame("training_data/examples.parquet").query("split == 'test'")["example_id"])
+    # Round 2 (from round 1's model) is rejected. Its training rows, as if it had also trained on
+    # one of round 1's test cases, must neither be replayed nor count as seen by round 3's model,
+    # which starts from round 1's again.
+    re_test.figures[ALL] = (0.5, 0.2)
+    second = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert second.record["accepted"] is False and second.record["start_round"] == 1
+    from workbench.core.frames import read_frame, write_frame
+
+    rows_path = second.path / "training_data" / "train_rows.parquet"
+    rows = read_frame(rows_path)
+    extra = first.frame("training_data/examples.parquet").query("split == 'test'").head(1)
+    only_two = extra["example_id"].iloc[0]
+    write_frame(pd.concat([rows, extra.assign(split="train", replayed=False)], ignore_index=True), rows_path)
+    _accepting(re_test)
+    third = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert third.record["started_from"] == "round 1" and third.record["chain"] == [1]
+    tested = set(third.frame("training_data/examples.parquet").query("split == 'test'")["example_id"])
+    assert only_two in round_one_tests and only_two in tested  # not dropped: round 1's model never trained on it
+    replayed = third.frame("training_data/train_rows.parquet").query("replayed")
+    assert only_two not in set(replayed["example_id"])
+
+
+def test_a_test_case_near_a_row_the_start_model_trained_on_is_dropped(experiment, stand_ins, tmp_path, monkeypatch):
+    import workbench.trainingdata.examples as building
+
+    folder = tmp_path / "rounds"
+    first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    trained = first.frame("training_data/train_rows.parquet")
+    real = building.build_training_data
+
+    def build_with_a_near_duplicate_test(*args, **kwargs):
+        # Round 2's build holds a test case with a new id whose text is a round-1 training row's,
+        # shouted: equal once normalised, so the start model has seen its answer.
+        data = real(*args, **kwargs)
+        row = trained.iloc[[0]][[c for c in building.TRAINING_COLUMNS]].assign(
+            example_id="near-1", split="test", point_id="regression", source="regression",
+            text=trained["text"].iloc[0].upper() + "  ")
+        data.examples = pd.concat([data.examples, row], ignore_index=True)
+        return data
+
+    monkeypatch.setattr(building, "build_training_data", build_with_a_near_duplicate_test)
+    second = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    examples = second.frame("training_data/examples.parquet")
+    assert "near-1" not in set(examples["example_id"])
+    assert second.record["counts"]["tests_near_seen_dropped"] == 1
+    assert second.record["counts"]["tests_seen_dropped"] >= 1
+
+
+def test_settings_that_change_what_a_round_means_are_refused_unless_forced(experiment, stand_ins, tmp_path):
+    from workbench.experiments.rounds import RoundSettings
+
+    asked, _, _ = stand_ins
+    folder = tmp_path / "rounds"
+    first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert first.record["fingerprint"]["anchors"] == RoundSettings().anchors
+    calls = len(asked)
+    with pytest.raises(RoundError, match=r"--anchors: 1\.0 before, 0\.5 now"):
+        run_round(experiment, folder=folder, settings=RoundSettings(anchors=0.5), log=lambda _: None,
+                  encoder=WordsEncoder())
+    with pytest.raises(RoundError, match="--margin"):
+        run_round(experiment, folder=folder, settings=RoundSettings(margin=0.05), log=lambda _: None,
+                  encoder=WordsEncoder())
+    fewer = load_experiment(tmp_path / "loop.yaml", limit=10)
+    with pytest.raises(RoundError, match=r"the examples evaluated \(--limit"):
+        run_round(fewer, folder=folder, log=lambda _: None, encoder=WordsEncoder())
+    assert len(asked) == calls and finished_rounds(folder) == [1]  # refused before any model call
+    second = run_round(experiment, folder=folder, settings=RoundSettings(anchors=0.5), force=True, progress=False,
+                       log=lambda _: None, encoder=WordsEncoder())
+    assert second.record["forced"] == ["--anchors: 1.0 before, 0.5 now"]
+    assert second.record["fingerprint"]["anchors"] == 0.5
+
+
+def test_a_round_refuses_what_it_cannot_use_before_any_model_call_or_training(experiment, stand_ins, tmp_path,
+                                                                              monkeypatch):
+    import workbench.trainingdata.examples as building
+    from workbench.experiments.rounds import RoundSettings
+    from workbench.finetune.lora import LoraSettings
+
+    asked, fine_tune, _ = stand_ins
+    with pytest.raises(RoundError, match="--variant few_shot shows few-shot examples"):
+        run_round(experiment, folder=tmp_path / "a", settings=RoundSettings(variant="few_shot"), log=lambda _: None,
+                  encoder=WordsEncoder())
+    with pytest.raises(RoundError, match="LoRA adapters only: use method 'lora'"):
+        run_round(experiment, folder=tmp_path / "a",
+                  settings=RoundSettings(training=LoraSettings(method="prompt_tuning")), log=lambda _: None,
+                  encoder=WordsEncoder())
+    assert asked == []  # no model was made, let alone asked
+    real = building.build_training_data
+
+    def build_without_tests(*args, **kwargs):
+        data = real(*args, **kwargs)
+        data.examples = data.examples[data.examples["split"] == "train"].reset_index(drop=True)
+        return data
+
+    monkeypatch.setattr(building, "build_training_data", build_without_tests)
+    with pytest.raises(RoundError, match="no test case .* labelled pool"):
+        run_round(experiment, folder=tmp_path / "b", progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert fine_tune.started_from == []  # refused before training

@@ -10,15 +10,29 @@ Three kinds of evidence, kept apart because they are not equally clean:
   examples. A point recurs when a point of the next round shares one of its member examples; an
   example regressed when the training variant answered it right in round n and wrong in round
   n+1. Half of a point's members were training rows, so the run's examples are split into the
-  ones trained on in some round so far and the untouched ones; only the untouched ones measure
-  the model without having been shown the answer.
+  ones trained on by the chain of accepted rounds the run's model descends from
+  (`rounds.start_chain`; a rejected round's rows were never shown to a later model) and the
+  untouched ones; only the untouched ones measure the model without having been shown the answer.
 - **New points**: points of round n+1 none of whose members belonged to a point of round n.
 
-A point is **fixed** when the tuned model answers all of its test cases right and it does not
-recur in the next round (when there is one); **improved** when the tuned score is higher than the
-starting model's but not perfect; **open** otherwise. A point has a handful of test cases, so
-"fixed" is a hint that the next round confirms or not, and the per-point verdicts say whether
-the paired test (Holm-adjusted across points) could tell.
+A point's **status** comes from the base (the model the round started from) and the tuned score
+on its test cases together (`STATUSES`):
+
+- **no test cases**: the round had none for it, so nothing was measured;
+- **worse**: the tuned score is below the base's (this wins over "already right": a model that
+  broke a point the base had right is not fine);
+- **already right**: the base answered every test case right and so does the tuned model;
+  nothing was there to fix (test cases are some of the point's members and, for small points,
+  pool neighbours the base often answers right);
+- **fixed**: the base got some test case wrong, the tuned model gets all of them right, and the
+  point does not recur in the next round when there is one that built on this round's model (the
+  round after a rejected round runs the model this one started from, so it says nothing);
+- **improved**: the tuned score is higher than the base's (including a perfect score on a point
+  that recurs);
+- **unchanged**: equal scores, both below 1.
+
+A point has a handful of test cases, so "fixed" is a hint that the next round confirms or not,
+and the per-point verdicts say whether the paired test (Holm-adjusted across points) could tell.
 """
 
 from __future__ import annotations
@@ -27,18 +41,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import math
+
 import pandas as pd
 
 from workbench.evaluation.errors import find_errors
-from workbench.experiments.rounds import Round
+from workbench.experiments.rounds import Round, start_chain, started_from_round
 
 ALL = "(all test cases)"
 REGRESSION = "regression"
 SUMMARY_COLUMNS = ["round", "started_from", "accepted", "variant", "examples", "score", "score_untouched", "untouched",
                    "errors", "points", "train_rows", "replayed_rows", "test_cases", "base", "tuned", "verdict",
-                   "regression_base", "regression_tuned", "regression_verdict", "seconds"]
-POINT_COLUMNS = ["round", "point_id", "name", "size", "action", "cases", "base", "tuned", "verdict", "status",
-                 "recurs_as", "members_wrong_next"]
+                   "regression_base", "regression_tuned", "regression_verdict", "rejected_because", "seconds"]
+POINT_COLUMNS = ["round", "accepted", "point_id", "name", "size", "action", "cases", "base", "tuned", "verdict",
+                 "status", "recurs_as", "members_wrong_next"]
+STATUSES = ("fixed", "improved", "already right", "unchanged", "worse", "no test cases")
 NEW_POINT_COLUMNS = ["round", "point_id", "name", "size", "action"]
 REGRESSION_COLUMNS = ["round", "example_id", "text", "trained_on"]
 
@@ -47,12 +64,16 @@ REGRESSION_COLUMNS = ["round", "example_id", "text", "trained_on"]
 class RoundComparison:
     """`summary`: one row per round (`SUMMARY_COLUMNS`; ``score`` is the kind's headline metric of
     the training variant over the round's run, ``score_untouched`` over the ``untouched`` examples
-    no earlier round trained on, ``base``/``tuned``/``verdict`` the before/after on all test cases,
-    ``seconds`` the round's wall time, ``accepted`` whether later rounds build on its model);
-    `points`: every training point of every round
-    (`POINT_COLUMNS`); `new_points`: points of round n+1 unrelated to round n's
+    that no round in the chain of accepted rounds the run's model descends from trained on,
+    ``base``/``tuned``/``verdict`` the before/after on all test cases,
+    ``seconds`` the round's wall time, ``accepted`` whether later rounds build on its model and
+    ``rejected_because`` the accept gate's reason when not);
+    `points`: every training point of every round (`POINT_COLUMNS`; ``status`` one of
+    `STATUSES`, ``accepted`` copied from its round: a point of a rejected round was measured on a
+    model no later round builds on); `new_points`: points of round n+1 unrelated to round n's
     (`NEW_POINT_COLUMNS`); `regressions`: examples right in round n's run and wrong in round
-    n+1's (`REGRESSION_COLUMNS`; ``trained_on``: some round up to n trained on the example)."""
+    n+1's (`REGRESSION_COLUMNS`; ``trained_on``: a round in the chain round n+1's model descends
+    from trained on the example)."""
 
     summary: pd.DataFrame
     points: pd.DataFrame
@@ -67,8 +88,13 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
         raise ValueError("no finished rounds to compare: run `workbench loop <config>` first")
     task = rounds[0].run.task
     metric = task.kind.summary_column
-    trained: set[str] = set()  # examples some round so far trained on
     found: dict[tuple[int, str], set[str]] = {}
+    by_number = {r.number: r for r in rounds}
+
+    def trained_before(done: Round) -> set[str]:
+        # What the model a round's run answered with has been shown: the training rows of the chain
+        # of rounds it descends from, not of rejected rounds beside that chain.
+        return set().union(*(_trained_on(r) for r in start_chain(by_number, started_from_round(done.record))))
 
     def wrong_of(done: Round, variant: str) -> set[str]:  # each round's errors once, as current and as next
         if (done.number, variant) not in found:
@@ -81,6 +107,7 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
         run = current.run
         wrong = wrong_of(current, variant)
         examples = list(dict.fromkeys(run.dataset["example_id"]))
+        trained = trained_before(current)
         untouched = [e for e in examples if e not in trained]
         table = current.frame("finetune/lora/before_after.csv")
         summary.append({
@@ -91,6 +118,7 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
             **{key: current.record.get("counts", {}).get(key) for key in
                ("errors", "points", "train_rows", "replayed_rows", "test_cases")},
             **_row(table, ALL, ""), **_row(table, REGRESSION, "regression_"),
+            "rejected_because": current.record.get("rejected_because"),
             "seconds": round(sum(current.record.get("stages", {}).values()), 1),
         })
         following = rounds[index + 1] if index + 1 < len(rounds) else None
@@ -99,17 +127,22 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
         scores = table.set_index("point_id") if not table.empty else pd.DataFrame()
         next_members = _members(following) if following is not None else {}
         next_wrong = wrong_of(following, variant) if following is not None else set()
+        # Only a next round that runs this round's model can confirm a fix.
+        builds_on = following is not None and started_from_round(following.record) == current.number
         for point in mine.to_dict("records"):
             members = set(point["example_ids"])
             row = scores.loc[point["point_id"]] if point["point_id"] in scores.index else None
             recurs = sorted(p for p, ids in next_members.items() if ids & members)
             tuned = float(row["tuned"]) if row is not None else float("nan")
             base = float(row["base"]) if row is not None else float("nan")
+            cases = int(row["cases"]) if row is not None else 0
             points.append({
-                "round": current.number, "point_id": point["point_id"], "name": point["name"], "size": point["size"],
-                "action": point["action"], "cases": int(row["cases"]) if row is not None else 0, "base": base,
+                "round": current.number, "accepted": current.record.get("accepted"), "point_id": point["point_id"],
+                "name": point["name"], "size": point["size"],
+                "action": point["action"], "cases": cases, "base": base,
                 "tuned": tuned, "verdict": row["verdict"] if row is not None else "no test cases",
-                "status": _status(base, tuned, bool(recurs)), "recurs_as": ", ".join(recurs),
+                "status": point_status(base, tuned, cases, recurs=builds_on and bool(recurs)),
+                "recurs_as": ", ".join(recurs),
                 "members_wrong_next": (len(members & next_wrong) / len(members)) if following and members
                 else float("nan"),
             })
@@ -119,25 +152,32 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
             for point in (nxt[nxt["kind"].isin(["point", "other"])].to_dict("records") if not nxt.empty else []):
                 if not set(point["example_ids"]) & known:
                     new_points.append({"round": following.number, **{k: point[k] for k in NEW_POINT_COLUMNS[1:]}})
-            trained |= _trained_on(current)
+            trained_next = trained_before(following)
             texts = following.run.dataset.drop_duplicates("example_id").set_index("example_id")["text"]
             for example in examples:
                 if example not in wrong and example in next_wrong:
                     regressions.append({"round": following.number, "example_id": example,
-                                        "text": texts.get(example, ""), "trained_on": example in trained})
-        else:
-            trained |= _trained_on(current)
+                                        "text": texts.get(example, ""), "trained_on": example in trained_next})
     return RoundComparison(pd.DataFrame(summary, columns=SUMMARY_COLUMNS), pd.DataFrame(points, columns=POINT_COLUMNS),
                            pd.DataFrame(new_points, columns=NEW_POINT_COLUMNS),
                            pd.DataFrame(regressions, columns=REGRESSION_COLUMNS), metric)
 
 
-def _status(base: float, tuned: float, recurs: bool) -> str:
-    if tuned == 1.0 and not recurs:
+def point_status(base: float, tuned: float, cases: int, *, recurs: bool = False) -> str:
+    """A point's status (one of `STATUSES`, see the module docstring) from the `base` and `tuned`
+    scores on its `cases` test cases (higher is better); `recurs`: a next round built on the
+    tuned model has a point sharing its members."""
+    if not cases or math.isnan(base) or math.isnan(tuned):
+        return "no test cases"
+    # Scores of a few dozen cases: compare with a tolerance so that 0.1 + 0.2 style sums do not
+    # turn "unchanged" into "worse".
+    if math.isclose(tuned, base, abs_tol=1e-9):
+        return "already right" if math.isclose(base, 1.0, abs_tol=1e-9) else "unchanged"
+    if tuned < base:
+        return "worse"
+    if math.isclose(tuned, 1.0, abs_tol=1e-9) and not recurs:
         return "fixed"
-    if tuned > base:
-        return "improved"
-    return "open"
+    return "improved"
 
 
 def _wrong(current: Round, variant: str) -> set[str]:

@@ -10,17 +10,31 @@ that reads a run reads a round) plus:
 - ``training_data/`` (``examples.parquet``, ``leakage.csv``, ``build.json``, ``test_cases.jsonl``);
 - ``finetune/lora/`` (``adapter/``, ``adapter.gguf``, ``training.json``, ``before_after.csv``,
   ``predictions.parquet``) and ``finetune/points_by_method.csv``;
-- ``round.json``: the round's number, the model it started from, the adapter it made, the rows
-  trained on, the wall time of each stage and the before/after verdict on all test cases.
+- ``round.json``: the round's number, the model it started from (``started_from``,
+  ``start_round``), the adapter it made, the rows trained on, the wall time of each stage, the
+  before/after verdict on all test cases, the accept gate (``accepted``, ``margin``, ``gate``,
+  ``rejected_because``) and the ``fingerprint`` of the settings that decide what the round means.
 
-Round 1 starts from the experiment's embedded model; round n+1 starts from round n's tuned model
-(the base GGUF with round n's adapter): its prompt variants run on that model, and its training
-continues from round n's adapter weights. A round whose tuned model the paired test finds worse
-than its start, on all test cases or on the regression set, is kept for the record but not built
-on (``accepted`` false in ``round.json``): the next round starts from the model it started from.
-A round trains on its own points' rows and replays the earlier rounds' training rows (so that it
-does not unlearn what the last one fixed), never one of its own test cases. Its before/after
-compares the model it started from with the model it made, on its own held-out test cases.
+Round 1 starts from the experiment's embedded model; round n+1 starts from the last accepted
+round's tuned model (the base GGUF with its adapter): its prompt variants run on that model, and
+its training continues from that adapter's weights. A round is accepted when its tuned model is
+not worse than its start by more than `RoundSettings.margin` on all test cases and on the
+regression set (`accept_gate`); a rejected round is kept for the record but not built on.
+
+The model a round starts from descends from a chain of accepted rounds (walked back through
+``started_from``, `start_chain`); only that chain counts as what the model has seen. A round
+trains on its own points' rows and replays the chain's training rows (so that it does not unlearn
+what the last one fixed; source ``replay`` in ``training_data/examples.parquet``, which holds
+every row the round trained on), never one of its own test cases; a test case that is one of the
+chain's training rows, or a near-duplicate of one (`find_leaks`: equal normalised text or cosine
+at the threshold), is dropped, since the starting model has seen its answer. Rejected rounds'
+rows are neither replayed nor count as seen. Its before/after compares the model it started from
+with the model it made, on its own held-out test cases.
+
+Every round records a fingerprint of the settings that change what a round means (`fingerprint`);
+a round whose settings differ from the last finished round's is refused, naming the setting,
+unless ``force``: otherwise the comparison would mix example sets and replay rows rendered with
+another prompt.
 
 A round is built in ``<n>.partial/`` and renamed to ``<n>/`` only when every stage has finished,
 so a failed round leaves the earlier rounds' models and artifacts untouched. Running the round
@@ -30,6 +44,7 @@ training resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -50,6 +65,7 @@ from workbench.models.base import Model
 from workbench.trainingdata.anchors import DEFAULT_SHARE
 
 STAGES = ("variants", "points", "training_data", "fine_tune", "re_test")
+REPLAY = "replay"
 ADAPTER = Path("finetune") / "lora" / "adapter.gguf"
 ALL_CASES = "(all test cases)"
 PEFT_ADAPTER = Path("finetune") / "lora" / "adapter"
@@ -67,8 +83,11 @@ class RoundSettings:
     rounds' training rows are replayed (`replay`), and `compare_repeats` (repeats at temperature
     > 0 in the before/after, for consistency; 0: none), `regression_size` (the most regression
     cases the training data keeps), `keep_worse` (build on a tuned model even when the paired
-    test finds it worse than its start) and `anchors` (pool examples added to balance the training
-    labels, at most this share of the points' rows; 0: none; `trainingdata.anchors`)."""
+    test finds it worse than its start), `anchors` (pool examples added to balance the training
+    labels, at most this share of the points' rows; 0: none; `trainingdata.anchors`) and `margin`
+    (the accept gate's non-inferiority margin, in the kind's headline metric: a round is built on
+    only when its tuned model scores at least its start's score minus `margin` on all test cases
+    and on the regression set; `accept_gate`)."""
 
     variant: str = "zero_shot"
     distance_threshold: float = 0.7
@@ -79,13 +98,15 @@ class RoundSettings:
     regression_size: int = 50
     keep_worse: bool = False
     anchors: float = DEFAULT_SHARE
+    margin: float = 0.02
 
 
 @dataclass
 class Round:
     """A finished round: its `number`, its folder `path`, the `run` of the prompt variants, and
-    `record` (``round.json``: ``round``, ``started_from``, ``adapter``, ``stages`` (seconds per
-    stage), ``counts`` and ``all_test_cases``)."""
+    `record` (``round.json``: ``round``, ``started_from``, ``start_round``, ``adapter``,
+    ``stages`` (seconds per stage), ``counts``, ``all_test_cases``, ``accepted``, ``margin``,
+    ``gate``, ``rejected_because`` and ``fingerprint``)."""
 
     number: int
     path: Path
@@ -134,16 +155,175 @@ def load_rounds(folder: str | Path) -> list[Round]:
     return [load_round(Path(folder) / str(number)) for number in finished_rounds(folder)]
 
 
+def started_from_round(record: dict[str, Any]) -> int | None:
+    """The number of the round whose tuned model a round (its ``round.json`` `record`) started
+    from; None for the base model. Reads ``start_round``, or ``started_from`` ("round 3") in
+    records written before it existed."""
+    if "start_round" in record:
+        return record["start_round"]
+    started = str(record.get("started_from") or "")
+    return int(started.split()[1]) if started.startswith("round ") else None
+
+
+def start_chain(rounds: dict[int, Round], start: int | None) -> list[Round]:
+    """Round `start` and every round its model descends from (newest first), walked back through
+    ``started_from`` in `rounds` (number -> Round); empty for the base model. These are the rounds
+    whose training rows the model has seen; rounds beside the chain (rejected ones) are not."""
+    chain: list[Round] = []
+    while start is not None:
+        if start not in rounds:
+            raise RoundError(f"the chain of rounds breaks at round {start}: it is not a finished round of this loop "
+                             "folder; restore it, or start a new loop folder")
+        if any(r.number == start for r in chain):
+            raise RoundError(f"round {start} descends from itself in round.json's started_from: the loop folder is "
+                             "damaged; start a new one")
+        chain.append(rounds[start])
+        start = started_from_round(rounds[start].record)
+    return chain
+
+
+def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, Any]:
+    """What decides what a round means, as plain JSON values: ``examples`` (how many the run
+    evaluates and a SHA-256 of their sorted ids: `--limit` and the dataset), ``variants`` (the
+    experiment's), ``variant`` (the training variant), ``distance_threshold``, ``min_size``,
+    ``anchors``, ``regression_size``, ``replay``, ``margin`` and ``training`` (every
+    `LoraSettings` field). Not in it: `compare_repeats` (extra consistency answers only) and
+    `keep_worse` (a decision about the next round, recorded as ``accepted``)."""
+    ids = sorted(str(e) for e in experiment.dataset["example_id"].unique())
+    return json.loads(json.dumps({
+        "examples": {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()},
+        "variants": list(experiment.variants), "variant": settings.variant,
+        "distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
+        "anchors": settings.anchors, "regression_size": settings.regression_size, "replay": settings.replay,
+        "margin": settings.margin, "training": dict(vars(settings.training)),
+    }, default=str))
+
+
+# How each fingerprint key is set from the command line, for the refusal message.
+_SETTING_NAMES = {"examples": "the examples evaluated (--limit, the dataset)", "variants": "--variants",
+                  "variant": "--variant", "distance_threshold": "the clustering's distance_threshold",
+                  "min_size": "the clustering's min_size", "anchors": "--anchors",
+                  "regression_size": "--regression-size", "replay": "--no-replay", "margin": "--margin",
+                  "training.epochs": "--epochs", "training.max_steps": "--steps",
+                  "training.learning_rate": "--learning-rate", "training.r": "--rank", "training.alpha": "--rank",
+                  "training.batch_size": "--batch-size"}
+
+
+def fingerprint_differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """One line per setting that differs between two fingerprints: its name (and flag), the value
+    before and the value now."""
+    def flat(values: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in values.items():
+            if key == "training" and isinstance(value, dict):
+                out.update({f"training.{k}": v for k, v in value.items()})
+            else:
+                out[key] = value
+        return out
+
+    old, new = flat(before), flat(now)
+    return [f"{_SETTING_NAMES.get(key, key)}: {old.get(key)!r} before, {new.get(key)!r} now"
+            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+def accept_gate(table: pd.DataFrame, margin: float) -> tuple[list[dict[str, Any]], str | None]:
+    """Whether a round's tuned model may be built on, from its before/after `table` (``point_id``,
+    ``cases``, ``base``, ``tuned``; ``difference``, ``low``, ``high``, ``verdict`` when present).
+
+    The rule (non-inferiority on the point estimate): on all test cases and on the regression set
+    (when the round has one), the tuned score must be at least the base score minus `margin`
+    (``tuned - base >= -margin``, in the kind's headline metric, higher is better). A set with a
+    missing score fails. Why the point estimate and not the lower bound of the paired interval:
+    a round has 20 to 70 test cases, where the 95% interval of a difference in accuracy is about
+    ±0.15 to ±0.25 wide; "lower bound >= -0.02" would reject nearly every round, clearly better
+    ones included, so the loop could never build on anything. The paired test alone (the old gate:
+    reject only on a significant "worse") accepts large drops such as 0.433 -> 0.313 on 67 cases.
+    The point estimate is the best single guess of the change, and the margin states how much
+    loss is tolerated; the interval and verdict are recorded beside it so a reader sees how sure
+    the figure is.
+
+    Returns (one dict per set checked: ``set``, ``cases``, ``base``, ``tuned``, ``difference``,
+    ``low``, ``high``, ``verdict``, ``passed``; the reason for rejection naming the sets and
+    figures, None when accepted)."""
+    checks: list[dict[str, Any]] = []
+    for name, key in (("all test cases", ALL_CASES), ("the regression set", "regression")):
+        found = table[table["point_id"] == key] if not table.empty else table
+        if found.empty or not found.iloc[0]["cases"]:
+            continue  # no regression cases this round: nothing to check there
+        row = found.iloc[0]
+        base, tuned = float(row["base"]), float(row["tuned"])
+        difference = tuned - base
+        # round(): 0.30 - 0.32 is -0.02000000000000002 in floats, which is not beyond a 0.02 margin.
+        passed = not (pd.isna(difference) or round(difference, 9) < -margin)
+        checks.append({"set": name, "cases": int(row["cases"]), "base": base, "tuned": tuned,
+                       "difference": difference, "low": _plain(row.get("low")), "high": _plain(row.get("high")),
+                       "verdict": row.get("verdict"), "passed": passed})
+    failed = [c for c in checks if not c["passed"]]
+    if not failed:
+        return checks, None
+    return checks, (f"more than the margin {margin:g} below its start on "
+                    + " and on ".join(f"{c['set']} ({c['base']:.3f} -> {c['tuned']:.3f}, difference "
+                                      f"{c['difference']:+.3f}{_interval(c)}, {c['cases']} cases)" for c in failed))
+
+
+def _interval(check: dict[str, Any]) -> str:
+    low, high = check.get("low"), check.get("high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f", 95% interval {low:+.3f} to {high:+.3f}"
+
+
+def _check_settings(settings: RoundSettings) -> None:
+    """Refuse settings a round cannot use, before any model call."""
+    from workbench.prompting.variants import parse_variant
+
+    if parse_variant(settings.variant).few_shot:
+        raise RoundError(f"--variant {settings.variant} shows few-shot examples; the training rows are rendered "
+                         "with it and the tuned model answers with it, without examples: choose a variant "
+                         "without few_shot (zero_shot, definitions, cot...)")
+    if settings.training.method != "lora":
+        raise RoundError(f"training method {settings.training.method!r}: the loop serves each round's model in "
+                         "llama.cpp, which loads LoRA adapters only: use method 'lora' (compare soft prompts with "
+                         "`workbench finetune --method prompt_tuning`)")
+    if not 0 <= settings.margin < 1:
+        raise RoundError(f"--margin must be at least 0 and below 1 (a share of the headline metric), got "
+                         f"{settings.margin}")
+
+
+def _check_fingerprint(previous: Round | None, now: dict[str, Any], force: bool, folder: Path,
+                       log: Any) -> list[str]:
+    """The settings that differ from the last finished round's when `force` allows them (else
+    RoundError naming them); [] when none differ."""
+    if previous is None or "fingerprint" not in previous.record:
+        return []  # a first round, or rounds recorded before fingerprints: nothing to compare with
+    differences = fingerprint_differences(previous.record["fingerprint"], now)
+    if not differences:
+        return []
+    if force:
+        log(f"settings differ from round {previous.number}'s (forced): " + "; ".join(differences))
+        return differences
+    raise RoundError(f"the loop in {folder} ran round {previous.number} with other settings: "
+                     + "; ".join(differences) + ". Rounds compared and replayed across settings mix example sets "
+                     "and prompts: run with round " + str(previous.number) + "'s settings, start a new loop folder "
+                     "(--folder), or pass --force (force=True) to run this round with the new ones")
+
+
 def run_round(experiment: Experiment, *, folder: str | Path | None = None, settings: RoundSettings | None = None,
-              progress: bool = True, log: Any = print, encoder: Any = None) -> Round:
+              progress: bool = True, log: Any = print, encoder: Any = None, force: bool = False) -> Round:
     """Run the next round of `experiment`'s loop in `folder` (default `loop_folder`) and return it
     (see the module docstring). `log` receives one line per stage; `encoder` embeds texts for the
-    clustering and the leakage checks (default: the sentence encoder).
+    clustering and the leakage checks (default: the sentence encoder); `force` runs the round
+    even when its settings' `fingerprint` differs from the last finished round's.
 
-    Raises RoundError when the experiment's model is not the embedded one (local LoRA tunes the
-    embedded model) or the last round had nothing left to train on; the stages' own errors (an
-    unusable training row, a failed conversion) propagate with the ``.partial`` folder kept."""
+    Raises RoundError, before any model call, when the experiment's model is not the embedded one
+    (local LoRA tunes the embedded model), the training variant shows few-shot examples, the
+    training method is not LoRA, the settings differ from the last round's (without `force`) or
+    the last round had nothing left to train on; and before training when the round's training
+    data has no test case (the training data is written to the ``.partial`` folder to look at).
+    The stages' own errors (an unusable training row, a failed conversion) propagate with the
+    ``.partial`` folder kept."""
     settings = settings or RoundSettings()
+    _check_settings(settings)
     folder = Path(folder) if folder is not None else loop_folder(experiment)
     config = dict(experiment.model_config)
     if config.get("kind", "embedded") != "embedded":
@@ -160,8 +340,11 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
                          f"({previous.record.get('stopped')}): the loop has ended; change the experiment (more "
                          "data, other variants) and start a new loop folder")
     number = previous.number + 1 if previous else 1
+    settings_print = fingerprint(experiment, settings)
+    forced = _check_fingerprint(previous, settings_print, force, folder, log)
     # The model to build on: the last round whose tuned model was kept (not worse than its start).
     start = next((r for r in reversed(earlier) if r.record.get("accepted")), None)
+    chain = start_chain({r.number: r for r in earlier}, start.number if start else None)
     work = folder / f"{number}.partial"
     work.mkdir(parents=True, exist_ok=True)
     if start is not None:
@@ -173,11 +356,13 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     record: dict[str, Any] = {
         "round": number, "experiment": experiment.name,
         "started_from": f"round {start.number}" if start else "base model",
+        "start_round": start.number if start else None, "chain": [r.number for r in chain],
         "start_adapter": config.get("lora_path"), "variant": settings.variant, "stages": stages,
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
-                     "anchors": settings.anchors,
+                     "anchors": settings.anchors, "margin": settings.margin, "keep_worse": settings.keep_worse,
                      "training": {key: value for key, value in vars(settings.training).items()}},
+        "fingerprint": settings_print, "forced": forced,
     }
 
     if encoder is None:
@@ -194,7 +379,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         log(f"round {number}: {record['stopped']}; nothing to train")
         return _finish(work, folder / str(number), run, record)
     with _stage("training_data", stages, log):
-        examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, folder, work,
+        examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, chain, work,
                                                       encoder)
     with _stage("fine_tune", stages, log):
         from workbench.finetune.checks import check_training_rows
@@ -212,13 +397,15 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "training_steps": trained["steps"],
     }
     record["adapter"] = str(ADAPTER)
-    worse = [name for name, key in (("all test cases", ALL_CASES), ("the regression set", "regression"))
-             if (table.loc[table["point_id"] == key, "verdict"] == "worse").any()]
-    record["accepted"] = settings.keep_worse or not worse
-    record["rejected_because"] = None if record["accepted"] else f"worse than its start on {' and '.join(worse)}"
+    record["gate"], reason = accept_gate(table, settings.margin)
+    record["margin"] = settings.margin
+    record["accepted"] = settings.keep_worse or reason is None
+    record["rejected_because"] = None if record["accepted"] else reason
+    if reason is not None and settings.keep_worse:
+        record["accepted_despite"] = reason
     if not record["accepted"]:
-        log(f"round {number}: the tuned model is {record['rejected_because']} (paired test): kept for the record, "
-            "not built on; the next round starts from the model this one started from")
+        log(f"round {number}: the tuned model is {reason}: kept for the record, not built on; the next round "
+            "starts from the model this one started from")
     record["all_test_cases"] = {key: _plain(every[key]) for key in ("cases", "metric", "base", "tuned", "verdict",
                                                                      "p_value")}
     return _finish(work, folder / str(number), run, record)
@@ -261,54 +448,83 @@ def _points(run: Run, settings: RoundSettings, encoder: Any) -> tuple[pd.DataFra
 
 
 def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, experiment: Experiment,
-                   settings: RoundSettings, folder: Path, work: Path,
+                   settings: RoundSettings, chain: list[Round], work: Path,
                    encoder: Any) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """(this round's training-data frame, the rows to train on, counts).
+    """(this round's training-data frame with the replayed rows, the rows to train on, counts).
 
-    The rows to train on are this round's train rows, one per example, then (with `replay`) the
-    earlier rounds' that are neither here already, nor a test case here, nor a near-duplicate of
-    one (column ``replayed``). A test case an earlier round trained on is dropped: the model this
-    round starts from has seen its answer, so it would not be held out."""
+    `chain` is the accepted rounds the start model descends from (`start_chain`); what they
+    trained on is what the start model has seen. A test case that is one of those rows, or equals
+    or nearly repeats one (`find_leaks`), is dropped: the start model has seen its answer, so it
+    would not be held out. The rows to train on are this round's train rows, one per example,
+    then (with `replay`) the chain's rows not here already, added to the frame with ``point_id``
+    and ``source`` "replay" (column ``replayed`` in the rows to train on). Counts:
+    ``replayed_rows``, ``tests_seen_dropped`` (test cases dropped, by id or near-duplicate) and
+    ``tests_near_seen_dropped`` (of those, the near-duplicates with another id)."""
     from dataclasses import replace as replace_data
 
-    from workbench.trainingdata.examples import build_training_data, one_row_per_example
+    from workbench.trainingdata.examples import TRAINING_COLUMNS, build_training_data, one_row_per_example
     from workbench.trainingdata.leakage import find_leaks, leakage_report
     from workbench.trainingdata.openai_jsonl import write_test_cases
 
-    data = build_training_data(points, assignments, run.dataset, run.task, pool=experiment.examples,
-                               variant=settings.variant, regression_size=settings.regression_size,
-                               anchors=settings.anchors, encoder=encoder)
-    earlier = [read_frame(folder / str(n) / "training_data" / "train_rows.parquet") for n in finished_rounds(folder)]
+    # Oldest first, so that the newest round's row of an example wins (its rendering is the newest).
+    earlier = [r.frame("training_data/train_rows.parquet") for r in reversed(chain)]
     earlier = [one_row_per_example(rows) for rows in earlier if not rows.empty]
     old = pd.concat(earlier, ignore_index=True).drop_duplicates("example_id", keep="last") if earlier else None
+    # The build keeps test cases away from what the start model trained on; the drop below is for
+    # what it cannot see (an example id trained on under another text).
+    data = build_training_data(points, assignments, run.dataset, run.task, pool=experiment.examples,
+                               variant=settings.variant, regression_size=settings.regression_size,
+                               anchors=settings.anchors, encoder=encoder,
+                               trained_texts=list(old["text"].astype(str)) if old is not None else ())
     examples = data.examples
-    seen = examples["split"].eq("test") & examples["example_id"].isin(set(old["example_id"]) if old is not None
-                                                                       else set())
+    is_test = examples["split"].eq("test")
+    seen_ids: set[str] = set()
+    if old is not None and is_test.any():
+        leaks = find_leaks(pd.concat([examples[is_test], old.assign(split="train")], ignore_index=True), encoder)
+        seen_ids = set(leaks["test_example"])
+    seen = is_test & examples["example_id"].isin(seen_ids)
+    near_seen = seen & ~examples["example_id"].isin(set(old["example_id"]) if old is not None else set())
+    dropped = examples.loc[seen, "example_id"].nunique()
+    near_dropped = examples.loc[near_seen, "example_id"].nunique()
     examples = examples[~seen].reset_index(drop=True)
-    train = one_row_per_example(examples[examples["split"] == "train"]).assign(replayed=False)
+    notes = list(data.notes)
+    if dropped:
+        notes.append(f"{dropped} test case(s) dropped: the model this round starts from trained on them "
+                     f"({near_dropped} of them as a near-duplicate of a training row)")
     replayed = 0
     if settings.replay and old is not None:
-        tests = examples[examples["split"] == "test"]
-        candidates = old[~old["example_id"].isin(set(tests["example_id"]) | set(train["example_id"]))]
-        candidates = candidates.assign(split="train")
-        leaks = find_leaks(pd.concat([tests, candidates], ignore_index=True), encoder)
-        candidates = candidates[~candidates["example_id"].isin(set(leaks["train_example"]))]
-        train = pd.concat([train, candidates.assign(replayed=True)], ignore_index=True)
-        replayed = len(candidates)
-    data = replace_data(data, examples=examples, leakage=leakage_report(examples, find_leaks(examples, encoder)))
+        # Every chain row that nearly repeats a remaining test case was dropped above with that test
+        # case, so the replayed rows cannot leak.
+        ours = set(examples.loc[examples["split"] == "train", "example_id"])
+        rows = old[~old["example_id"].isin(ours)]
+        rows = rows[[c for c in TRAINING_COLUMNS if c in rows.columns]].assign(point_id=REPLAY, source=REPLAY,
+                                                                               split="train")
+        examples = pd.concat([examples, rows], ignore_index=True)
+        replayed = len(rows)
+        if replayed:
+            notes.append(f"{replayed} row(s) replayed from rounds {', '.join(str(r.number) for r in reversed(chain))}")
+    train = one_row_per_example(examples[examples["split"] == "train"])
+    train = train.assign(replayed=train["source"].eq(REPLAY))
+    data = replace_data(data, examples=examples, leakage=leakage_report(examples, find_leaks(examples, encoder)),
+                        notes=notes)
     data.write(work / "training_data", overwrite=True)
+    if not (examples["split"] == "test").any():
+        # Refused here, before training: without a test case the re-test cannot measure the model.
+        raise RoundError(f"round {work.name.split('.')[0]}'s training data has no test case (the points' members all "
+                         f"train, no pool neighbour or regression case is left; {dropped} dropped as seen by the start "
+                         "model), so its tuned model could not be measured; nothing was trained. Give the experiment "
+                         "a labelled pool (`examples:` in the config), a larger --limit, or a --regression-size above "
+                         f"0; see {work / 'training_data'}")
     write_test_cases(examples, work / "training_data" / "test_cases.jsonl", run.task, overwrite=True)
     write_frame(train, work / "training_data" / "train_rows.parquet")
-    return examples, train, {"replayed_rows": replayed, "tests_seen_dropped": int(seen.sum())}
+    return examples, train, {"replayed_rows": replayed, "tests_seen_dropped": int(dropped),
+                             "tests_near_seen_dropped": int(near_dropped)}
 
 
 def _fine_tune(train: pd.DataFrame, work: Path, settings: RoundSettings, config: dict[str, Any],
                start: Round | None, progress: bool) -> dict[str, Any]:
     from workbench.finetune.gguf_adapter import train_for_llama_cpp
 
-    if settings.training.method != "lora":
-        raise RoundError("the loop serves each round's model in llama.cpp, which loads LoRA adapters only: use "
-                         "method 'lora' (compare soft prompts with `workbench finetune --method prompt_tuning`)")
     names = [f"example {e} (point {p}{', replayed' if r else ''})"
              for e, p, r in zip(train["example_id"], train["point_id"], train["replayed"])]
     trained, _ = train_for_llama_cpp(list(train["messages"]), work / ADAPTER.parent, settings=settings.training,

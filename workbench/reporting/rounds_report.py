@@ -2,7 +2,8 @@
 
 It takes the frames of `workbench.experiments.round_comparison.RoundComparison` (this layer does
 not import the experiments stage) and shows the score per round, each round's before/after, the
-points each round fixed or left open, the new points and the regressions.
+status of each round's points (fixed, improved, already right, unchanged, worse, no test cases),
+the new points and the regressions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from plotly.offline import get_plotlyjs
 
 from workbench.reporting.html import METRIC_NAMES, _cell, environment, render_figure
 
-STATUS_COLOURS = {"fixed": "#2e7d32", "improved": "#f9a825", "open": "#c62828"}
+# One colour per point status (`round_comparison.STATUSES`): green only for a point the tuned model
+# fixed, none for "already right" (nothing was wrong), red for a point it made worse.
+STATUS_COLOURS = {"fixed": "#2e7d32", "improved": "#9ccc65", "already right": "#90a4ae", "unchanged": "#f9a825",
+                  "worse": "#c62828", "no test cases": "#d7ccc8"}
 
 
 def plot_rounds(summary: pd.DataFrame, metric: str) -> go.Figure:
@@ -33,8 +37,8 @@ def plot_rounds(summary: pd.DataFrame, metric: str) -> go.Figure:
 
 
 def plot_point_status(points: pd.DataFrame) -> go.Figure:
-    """How many of each round's training points (``round``, ``status``) were fixed, improved or
-    left open."""
+    """How many of each round's training points (``round``, ``status``) have each status of
+    `STATUS_COLOURS`, stacked per round."""
     figure = go.Figure()
     counts = points.groupby(["round", "status"]).size().unstack(fill_value=0) if not points.empty else pd.DataFrame()
     for status, colour in STATUS_COLOURS.items():
@@ -59,6 +63,7 @@ def write_rounds_report(path: str | Path, *, title: str, summary: pd.DataFrame, 
         "points": [{**row, "base": _cell(row["base"], ".2f"), "tuned": _cell(row["tuned"], ".2f"),
                     "members_wrong_next": _cell(row["members_wrong_next"], "percent")}
                    for row in points.to_dict("records")],
+        "status_colours": STATUS_COLOURS,
         "new_points": new_points.to_dict("records"),
         "regressions": regressions.to_dict("records"),
     }
