@@ -27,6 +27,29 @@ Three parts, in one run (prints figures; not a test: no asserts):
    ``ru_maxrss`` (peak resident set, whole process, all parts so far) and tracemalloc's peak
    during the clustering-only fit (Python and numpy allocations only, no torch).
 
+4. Many labels: clinc150 (``--clinc``, default ``../shared/datasets/clinc150``, read in place;
+   skipped when absent). 151 labels (150 intents and "oos"); per seed a run of 8 test-split
+   examples per label (1,208), two variants, everything answered right except what is planted,
+   each planted example wrong in exactly one variant:
+   (a) a default answer: zero_shot answers one seeded intent to 80 examples of other intents, and
+       makes 25 random mistakes besides (the default is 76% of its errors);
+   (b) confusions of related intents, both ways: 6 pairs drawn from `PAIRS` (same domain, close
+       texts; each pair's cosine between its train-split centroids is printed), few_shot
+       answering B to 3 examples of A and A to 3 of B: 6 members, 2 signatures per family;
+   (c) confusions spread over unique signatures: 3 domains drawn from `DOMAINS`, 4 intents each,
+       few_shot making 6 mistakes within the domain, each (gold, answer) once and no reverse pair,
+       so only content can put them together;
+   (d) noise: few_shot answers a random other label to 60 other examples.
+   A planted family F (its example ids) is **recovered** when one point (kind "point": "other"
+   and "relabel" points never count) holds at least 80% of F and F is at least 80% of that
+   point's examples. Per family: **recall** = the largest share of F that one point holds;
+   **precision** = F's share of that point (the point holding most of F, ties to the smaller
+   point). The table gives the mean recall and precision over families and seeds, and how many
+   families were recovered; for the default answer also in how many seeds the recovering point is
+   a "default answer" point. Fitted with ``label_issues=None``. Also printed: points made, points
+   of one example, real points holding no planted example (made of the noise alone), and distinct
+   signatures (what grouping by signature alone would start from).
+
 The alternatives use the embeddings the clusterer uses (`SentenceEncoder` on
 ``task.kind.error_context(row)``), one member per (example, signature) as the clusterer has,
 grouped by ``task.kind.error_signature(row)``, and the clusterer's rule for small clusters:
@@ -35,6 +58,7 @@ clusters under 2 examples, and HDBSCAN's noise, go to one "other" point per sign
 recovering the family.
 
 Run: .venv/bin/python benchmarks/training_points.py [--run PATH ...] [--seeds 5] [--errors 10000]
+     [--clinc PATH] [--only clinc]
 """
 
 from __future__ import annotations
@@ -54,8 +78,8 @@ import pandas as pd
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from workbench.core.data import load_dataset
-from workbench.core.task import load_task
+from workbench.core.data import load_dataset, validate_dataset
+from workbench.core.task import load_task, task_from_dict
 from workbench.evaluation.errors import find_errors
 from workbench.experiments.runs import load_run
 from workbench.points.cluster import ErrorClusterer
@@ -63,6 +87,22 @@ from workbench.points.encoder import SentenceEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_RUNS = [ROOT / "runs/demo_complaints", ROOT / "runs/demo_app_reviews"]
+CLINC = ROOT.parent / "shared/datasets/clinc150"
+# Related intents of one domain whose requests read alike (part 4b).
+PAIRS = [("balance", "transfer"), ("bill_balance", "bill_due"), ("credit_limit", "credit_limit_change"),
+         ("pto_request", "pto_request_status"), ("reminder", "reminder_update"), ("todo_list", "todo_list_update"),
+         ("shopping_list", "shopping_list_update"), ("oil_change_how", "oil_change_when"),
+         ("travel_alert", "travel_notification"), ("calendar", "calendar_update"), ("insurance", "insurance_change"),
+         ("pto_balance", "pto_used")]
+# Four intents of one domain each (part 4c); none of them in PAIRS, so the families do not meet.
+DOMAINS = [("tire_change", "tire_pressure", "jump_start", "schedule_maintenance"),
+           ("book_flight", "flight_status", "carry_on", "lost_luggage"),
+           ("recipe", "ingredients_list", "ingredient_substitution", "cook_time"),
+           ("credit_score", "improve_credit_score", "apr", "interest_rate"),
+           ("restaurant_reviews", "restaurant_suggestion", "restaurant_reservation", "accept_reservations"),
+           ("play_music", "next_song", "update_playlist", "what_song")]
+# (gold, answer) positions within a domain: six mistakes, each signature once, no reverse pair.
+DOMAIN_MISTAKES = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3)]
 THRESHOLDS = (0.4, 0.55, 0.7)
 METHODS = ([f"agglomerative {t}" for t in THRESHOLDS] + ["k-means sqrt(n/2)", "HDBSCAN mcs=2"]
            + ["signature only"])
@@ -359,15 +399,134 @@ def scale(count: int) -> None:
           f"{traced_peak / 2**20:,.0f} MiB")
 
 
+def clinc_task(folder: Path):
+    """The clinc150 task (151 labels) and its test and train splits, read in place."""
+    frames = {part: pd.read_json(folder / f"{part}.jsonl", lines=True).rename(columns={"id": "example_id"})
+              for part in ("test", "train")}
+    labels = sorted(set(frames["test"]["label"]))
+    task = task_from_dict({"name": "clinc150", "kind": "classification",
+                           "labels": [{"name": label, "definition": label.replace("_", " ")} for label in labels]})
+    return task, {part: validate_dataset(frame, task, source=f"clinc150 {part}") for part, frame in frames.items()}
+
+
+def planted_clinc(test: pd.DataFrame, labels: list[str], seed: int) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                               dict[str, tuple[str, set[str]]]]:
+    """(run dataset, predictions, {family name: (family type, example ids)}) for one seed (part 4)."""
+    rng = random.Random(seed)
+    run = (test.groupby("label", group_keys=False).sample(n=8, random_state=seed)
+           .sort_values("example_id").reset_index(drop=True))
+    by_label = {label: list(ids) for label, ids in run.groupby("label")["example_id"]}
+    for ids in by_label.values():
+        rng.shuffle(ids)
+    gold = dict(zip(run["example_id"], run["label"]))
+    answers: dict[str, dict[str, str]] = {"zero_shot": {}, "few_shot": {}}
+    families: dict[str, tuple[str, set[str]]] = {}
+    pairs = rng.sample(PAIRS, 6)
+    domains = rng.sample(DOMAINS, 3)
+    for a, b in pairs:
+        mine = {example: b for example in by_label[a][:3]} | {example: a for example in by_label[b][:3]}
+        answers["few_shot"].update(mine)
+        families[f"pair {a} / {b}"] = ("confusion pair", set(mine))
+    for domain in domains:
+        used: dict[str, int] = {}
+        mine = {}
+        for g, w in DOMAIN_MISTAKES:
+            example = by_label[domain[g]][used.get(domain[g], 0)]
+            used[domain[g]] = used.get(domain[g], 0) + 1
+            mine[example] = domain[w]
+        answers["few_shot"].update(mine)
+        families[f"domain {domain[0]}..."] = ("confusion spread", set(mine))
+    planted = {example for _, members in families.values() for example in members}
+    reserved = {label for pair in pairs for label in pair} | {label for d in domains for label in d}
+    default = rng.choice([label for label in labels if label not in reserved and label != "oos"])
+    free = [example for example in run["example_id"] if example not in planted and gold[example] not in reserved
+            and gold[example] != default]
+    rng.shuffle(free)
+    defaulted, zero_noise, few_noise = free[:80], free[80:105], free[105:165]
+    answers["zero_shot"].update({example: default for example in defaulted})
+    families[f"default {default}"] = ("default answer", set(defaulted))
+    for variant, chosen in (("zero_shot", zero_noise), ("few_shot", few_noise)):
+        answers[variant].update({example: rng.choice([label for label in labels if label != gold[example]])
+                                 for example in chosen})
+    rows = [{"variant": variant, "example_id": example, "repeat": 0,
+             "prediction": answers[variant].get(example, gold[example]), "parse_error": None,
+             "request_error": None, "hallucinations": [], "raw_response": ""}
+            for variant in answers for example in run["example_id"]]
+    return run, pd.DataFrame(rows), families
+
+
+def clinc_families(folder: Path, seeds: int, encoder) -> None:
+    if not (folder / "test.jsonl").exists():
+        print(f"\n{folder}: no clinc150 here (pass --clinc); part 4 skipped")
+        return
+    task, splits = clinc_task(folder)
+    labels = list(task.label_names)
+    train = splits["train"]
+    print(f"\nclinc150: {len(labels)} labels, {len(splits['test']):,} test examples; {seeds} seeds")
+    closeness = []
+    for a, b in PAIRS:
+        centres = [encoder.encode(train.loc[train["label"] == label, "text"].head(20).tolist()).mean(axis=0)
+                   for label in (a, b)]
+        closeness.append(float(centres[0] @ centres[1] / np.linalg.norm(centres[0]) / np.linalg.norm(centres[1])))
+    print("  pairs' centroid cosine (20 train texts each): " + ", ".join(
+        f"{a}/{b} {value:.2f}" for (a, b), value in zip(PAIRS, closeness)))
+    vectors_for = make_vectors_for(task, encoder)
+    results: dict[str, list[tuple[float, float, bool, str]]] = {}
+    made, singletons, signatures, families_made, noise_only, noise_families = [], [], [], Counter(), [], Counter()
+    for seed in range(seeds):
+        run, predictions, planted = planted_clinc(splits["test"], labels, seed)
+        errors = find_errors(predictions, run, task)
+        clusterer = ErrorClusterer(encoder=FixedEncoder(*vectors_for(errors))).fit(errors, predictions, task,
+                                                                                   label_issues=None)
+        points = clusterer.points_
+        real = points[points["kind"] == "point"]
+        members = {pid: set(ids) for pid, ids in zip(real["point_id"], real["example_ids"])}
+        family_of = dict(zip(points["point_id"], points["family"]))
+        made.append(len(points))
+        singletons.append(int((points["size"] == 1).sum()))
+        signatures.append(clusterer.assignments_["signature"].nunique())
+        families_made.update(points["family"])
+        planted_ids = {example for _, family in planted.values() for example in family}
+        noise_only.append(sum(not (ids & planted_ids) for ids in members.values()))
+        noise_families.update(family_of[pid] for pid, ids in members.items() if not ids & planted_ids)
+        for name, (kind, family) in planted.items():
+            best = max(members, key=lambda pid: (len(members[pid] & family), -len(members[pid])), default=None)
+            held = members[best] & family if best else set()
+            recall = len(held) / len(family)
+            precision = len(held) / len(members[best]) if best else 0.0
+            results.setdefault(kind, []).append((recall, precision, recall >= 0.8 and precision >= 0.8,
+                                                 family_of.get(best, "")))
+    print(f"  per seed: {np.mean(signatures):.0f} distinct signatures on average; the clusterer made "
+          f"{np.mean(made):.1f} points ({np.mean(singletons):.1f} of one example; {np.mean(noise_only):.1f} real "
+          f"points made of noise alone, of the 85 noise errors); families made over all seeds: "
+          + ", ".join(f"{family} {count}" for family, count in families_made.most_common())
+          + "; noise-only points by family: " + (", ".join(f"{family} {count}" for family, count in
+                                                         noise_families.most_common()) or "none"))
+    print(f"    {'planted family':<18} {'families':>8} {'recall':>7} {'precision':>9} {'recovered':>9}  "
+          f"recovering point's family")
+    for kind, values in results.items():
+        recall, precision = np.mean([v[0] for v in values]), np.mean([v[1] for v in values])
+        recovered = sum(v[2] for v in values)
+        by_family = Counter(v[3] for v in values if v[2])
+        print(f"    {kind:<18} {len(values):>8} {recall:>7.2f} {precision:>9.2f} {f'{recovered}/{len(values)}':>9}  "
+              + ", ".join(f"{family} {count}" for family, count in by_family.most_common()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", type=Path, help="run folder(s) for part 1 (default: the demo runs)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--errors", type=int, default=10_000, help="synthetic errors for part 3 (0 skips it)")
+    parser.add_argument("--clinc", type=Path, default=CLINC, help="the clinc150 folder for part 4")
+    parser.add_argument("--only", choices=["clinc"], help="run part 4 alone")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
 
     encoder = SentenceEncoder()
+    if args.only == "clinc":
+        print("part 4: many labels (clinc150)")
+        clinc_families(args.clinc, args.seeds, encoder)
+        return
     print("part 1: agreement with hard-case families (tags); 'ARI all' counts untagged examples as family "
           "'none', the other columns use tagged examples only")
     for folder in args.run or DEMO_RUNS:
@@ -384,6 +543,8 @@ def main() -> None:
     if args.errors > 0:
         print("\npart 3: scale")
         scale(args.errors)
+    print("\npart 4: many labels (clinc150)")
+    clinc_families(args.clinc, args.seeds, encoder)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,20 @@ entity in its context) embedded by a sentence encoder and clustered agglomerativ
 linkage) with a cosine distance threshold. Chosen by measurement (`benchmarks/training_points.py`):
 on the demo runs HDBSCAN left 64% of the errors of a small set as noise and recovered no planted
 failure family; k-means with a fixed k cut families apart; agglomerative clustering at a threshold
-of 0.7 recovered a planted family in 5 of 5 seeds (0 of 5 at 0.55, where families split). Clusters smaller than `min_size` go to an
-explicit "other" point of their signature, and suspected label errors to a "relabel" point, so
-every error belongs to exactly one point.
+of 0.7 recovered a planted family in 5 of 5 seeds (0 of 5 at 0.55, where families split).
+
+With many labels almost every signature is unique, so signatures are not the only grouping
+(`workbench.points.families` has the order and the rules): a **default answer** (one answer
+given to most errors of a variant, whatever the gold) is one point first; a confusion and its
+reverse ("A read as B", "B read as A") share a signature group; and what no signature point
+takes is grouped by the answer alone ("anything read as X"), by the gold alone ("X read as
+anything"), when that is unlikely by chance, then by content across signatures. What is left
+goes to an explicit "other" point (its signature's when the signature recurs, else one shared
+one), and suspected label errors to a "relabel" point, so every error belongs to exactly one
+point. On clinc150 (151 labels, `benchmarks/training_points.py` part 4, 5 seeds) a planted
+default answer was one point in 5 of 5 seeds and planted two-way confusions of related intents
+were recovered in 28 of 30 families; on complaint_triage (part 2) the planted families came out
+as they did before these families were added.
 
 Errors are clustered per example: one example wrong in several variants is one member of a point,
 and every error row is assigned to the point of its (example, signature).
@@ -28,11 +39,13 @@ from workbench.core.answers import is_missing
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.points.families import error_sides, find_families
 from workbench.prompting.variants import parse_variant
 
 POINT_COLUMNS = [
     "point_id", "name", "description", "signature", "size", "share_of_errors", "example_ids", "representatives",
-    "keywords", "variants_affected", "fixed_by", "persistent", "action", "kind", "right_by_variant",
+    "keywords", "variants_affected", "fixed_by", "persistent", "action", "kind", "right_by_variant", "family",
+    "family_note",
 ]
 MAP_COLUMNS = ["example_id", "signature", "point_id", "x", "y", "text"]
 ACTIONS = ("prompt change", "add/clarify a definition", "fine-tune", "relabel")
@@ -43,9 +56,17 @@ class ErrorClusterer:
 
     `distance_threshold` is the cosine distance under which agglomerative clustering (average
     linkage) merges two groups of errors; `min_size` the fewest distinct examples a point needs
-    (smaller clusters join their signature's "other" point); `representatives` how many member
-    examples each point shows; `encoder` anything with ``encode(texts)`` (default: the packaged
-    all-MiniLM-L6-v2, loaded on first use).
+    (smaller clusters go on to the answer, gold and content families, then to an "other" point);
+    `representatives` how many member examples each point shows; `encoder` anything with
+    ``encode(texts)`` (default: the packaged all-MiniLM-L6-v2, loaded on first use).
+
+    A default answer is an answer given to at least `default_share` of the examples a variant got
+    wrong, to at least `default_min` of them, across at least `default_golds` gold labels with no
+    one gold label holding more than half (0.5, 5 and 3: "most" errors, more than a coincidence of
+    two or three, and not one common confusion; with three labels no answer can be a default). An
+    answer or gold family needs at least `family_min` members and a Bonferroni-corrected binomial
+    p-value under `family_alpha` against an even spread over the labels
+    (`workbench.points.families.chance_families`).
 
     After `fit`: ``points_`` (one row per point, columns `POINT_COLUMNS`, see `fit`),
     ``assignments_`` (the errors given, with ``signature`` and ``point_id`` added) and ``map_``
@@ -54,8 +75,14 @@ class ErrorClusterer:
     """
 
     def __init__(self, *, distance_threshold: float = 0.7, min_size: int = 2, representatives: int = 3,
-                 keywords: int = 3, encoder: Encoder | None = None):
+                 keywords: int = 3, encoder: Encoder | None = None, default_share: float = 0.5,
+                 default_min: int = 5, default_golds: int = 3, family_min: int = 3, family_alpha: float = 0.05):
         self.distance_threshold = distance_threshold
+        self.default_share = default_share
+        self.default_min = default_min
+        self.default_golds = default_golds
+        self.family_min = family_min
+        self.family_alpha = family_alpha
         self.min_size = min_size
         self.representatives = representatives
         self.keywords = keywords
@@ -78,7 +105,14 @@ class ErrorClusterer:
         when a variant fixes it, a definition when only variants with definitions do, fine-tuning
         when it is persistent or no variant fixes it, relabelling for suspected label errors),
         ``kind`` (``point``, ``other`` or ``relabel``), ``right_by_variant`` (per variant, the share
-        of the point's examples it answers right; 1.0 means it fixes the point).
+        of the point's examples it answers right; 1.0 means it fixes the point), ``family`` (what
+        holds the point together, one of `workbench.points.families.FAMILIES`: ``default answer``,
+        ``signature``, ``pair`` (a confusion both ways), ``answer`` (anything read as X), ``gold``
+        (X read as anything), ``content`` (similar texts across signatures), ``other``,
+        ``relabel``) and ``family_note`` (one sentence saying so, with the counts, e.g.
+        "zero_shot gave 'X' to 76 of 77 of its errors (99%)"; empty for plain signature points).
+        For a point of several signatures ``signature`` says what its members share ("anything
+        read as X"); the assignments keep each error's own signature.
         """
         require_columns(errors, ["example_id", "variant", "error_type", "text"], "errors",
                         "pass the frame find_errors returns")
@@ -116,46 +150,52 @@ class ErrorClusterer:
         vectors = encoder.encode([contexts[key] for key in keys]) if keys else np.zeros((0, 1))
         position = {key: index for index, key in enumerate(keys)}
 
-        groups: list[tuple[str, str, list[tuple[str, str]]]] = []  # (kind, signature, member keys)
-        for signature, in_signature in members.groupby("signature", sort=False):
-            member_keys = list(zip(in_signature["example_id"], in_signature["signature"]))
-            labels = self._cluster(vectors[[position[key] for key in member_keys]])
-            leftovers: list[tuple[str, str]] = []
-            for label in dict.fromkeys(labels):
-                cluster = [key for key, own in zip(member_keys, labels) if own == label]
-                if len(cluster) >= self.min_size:
-                    groups.append(("point", signature, cluster))
-                else:
-                    leftovers.extend(cluster)
-            if leftovers:
-                groups.append(("other", signature, leftovers))
+        sides = [error_sides(row) for row in frame.to_dict("records")]
+        frame_sides = pd.DataFrame(sides, columns=["gold_side", "answer_side"], index=frame.index, dtype=object)
+        side_of = dict(zip(zip(frame["example_id"], frame["signature"]), sides))
+        member_sides = pd.DataFrame([side_of[key] for key in keys], columns=["gold_side", "answer_side"], dtype=object)
+        families = find_families(
+            pd.concat([members[["example_id", "signature"]].reset_index(drop=True), member_sides], axis=1),
+            pd.concat([frame[["variant", "example_id"]], frame_sides], axis=1)[~relabel],
+            lambda chosen: vectors[[position[key] for key in chosen]], self._cluster,
+            labels=len(task.label_names), min_size=self.min_size, threshold=self.distance_threshold,
+            default_share=self.default_share,
+            default_min=self.default_min, default_golds=self.default_golds, family_min=self.family_min,
+            alpha=self.family_alpha)
 
-        groups.sort(key=lambda group: (group[0] != "point", -len(group[2])))
+        families.sort(key=lambda family: (family.kind != "point", -len(family.members)))
         texts = dict(zip(frame["example_id"], frame["text"]))
-        documents = [" ".join(texts[example] for example, _ in cluster) for _, _, cluster in groups]
+        documents = [" ".join(texts[example] for example, _ in family.members) for family in families]
         top_words = class_keywords(documents, self.keywords)
         correct = correct_examples(predictions, frame)
         variants = list(dict.fromkeys(predictions["variant"]))
+        rows_of: dict[tuple[str, str], list[int]] = {}
+        for index, key, flagged_row in zip(frame.index, zip(frame["example_id"], frame["signature"]), relabel):
+            if not flagged_row:
+                rows_of.setdefault(key, []).append(index)
         others = 0
-        for (kind, signature, cluster), words in zip(groups, top_words):
-            if kind == "point":
+        for family, words in zip(families, top_words):
+            if family.kind == "point":
                 point_id = f"P{sum(1 for p in points if p['kind'] == 'point') + 1}"
             else:
                 others += 1
                 point_id = f"other-{others}"
+            cluster = family.members
             examples = list(dict.fromkeys(example for example, _ in cluster))
             centre = vectors[[position[key] for key in cluster]].mean(axis=0)
             nearest = np.argsort(-(vectors[[position[key] for key in cluster]] @ centre), kind="stable")
             representatives = list(dict.fromkeys(cluster[i][0] for i in nearest))[: self.representatives]
-            mask = frame["example_id"].isin(examples) & (frame["signature"] == signature) & ~relabel
-            frame.loc[mask, "point_id"] = point_id
-            points.append(point_row(point_id, kind, signature, examples, representatives, words,
-                                      frame[mask], correct, variants))
+            mine = sorted(index for key in cluster for index in rows_of[key])
+            frame.loc[mine, "point_id"] = point_id
+            points.append(point_row(point_id, family.kind, family.signature, examples, representatives, words,
+                                    frame.loc[mine], correct, variants, family=family.family, title=family.title,
+                                    note=family.note))
         if relabel.any():
             examples = list(dict.fromkeys(frame.loc[relabel, "example_id"]))
             frame.loc[relabel, "point_id"] = "relabel"
             points.append(point_row("relabel", "relabel", "suspected label error", examples,
-                                      examples[: self.representatives], [], frame[relabel], correct, variants))
+                                    examples[: self.representatives], [], frame[relabel], correct, variants,
+                                    family="relabel"))
         table = pd.DataFrame(points, columns=POINT_COLUMNS)
         self.map_ = self._map(keys, vectors, frame, contexts)
         table["share_of_errors"] = [int((frame["point_id"] == point).sum()) / len(frame) for point in table["point_id"]]
@@ -239,10 +279,12 @@ def class_keywords(documents: list[str], count: int) -> list[list[str]]:
 
 
 def point_row(point_id: str, kind: str, signature: str, examples: list[str], representatives: list[str],
-              words: list[str], rows: pd.DataFrame, correct: dict[str, set[str]], variants: list[str]) -> dict:
+              words: list[str], rows: pd.DataFrame, correct: dict[str, set[str]], variants: list[str], *,
+              family: str = "signature", title: str | None = None, note: str = "") -> dict:
     """One row of the points table (`ErrorClusterer.fit` documents its columns; ``share_of_errors``
     is left at 0 for the caller). `rows` are the point's error rows; `correct` holds, per variant,
-    the examples it answered right (`correct_examples`), from which fixed_by and action follow."""
+    the examples it answered right (`correct_examples`), from which fixed_by and action follow.
+    `title` starts the name instead of the signature (a default answer's share)."""
     right = {variant: sum(example in correct.get(variant, set()) for example in examples) for variant in variants}
     fixed_by = [variant for variant in variants if right[variant] == len(examples)]
     persistent = all(count == 0 for count in right.values())
@@ -255,7 +297,7 @@ def point_row(point_id: str, kind: str, signature: str, examples: list[str], rep
     else:
         action = "fine-tune"
     quoted = ", ".join(f"'{word}'" for word in words)
-    name = signature + (f": {quoted}" if quoted else "") + (" (other)" if kind == "other" else "")
+    name = (title or signature) + (f": {quoted}" if quoted else "") + (" (other)" if kind == "other" else "")
     fixes = f"fixed by {', '.join(fixed_by)}" if fixed_by else ("wrong in every variant" if persistent
                                                               else "no variant gets all of them right")
     description = (f"{len(examples)} example(s) where {signature}" + (f", about {quoted}" if quoted else "")
@@ -267,6 +309,7 @@ def point_row(point_id: str, kind: str, signature: str, examples: list[str], rep
         "variants_affected": list(dict.fromkeys(rows["variant"])), "fixed_by": fixed_by,
         "persistent": persistent, "action": action, "kind": kind,
         "right_by_variant": {variant: right[variant] / len(examples) for variant in variants},
+        "family": family, "family_note": note,
     }
 
 

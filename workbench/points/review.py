@@ -252,8 +252,13 @@ def _rebuild(table: pd.DataFrame, frame: pd.DataFrame, predictions: pd.DataFrame
             earlier = list(old.at[pid, "representatives"]) if pid in old.index else []
             kept = [e for e in earlier if e in members[pid]]
             representatives = (kept + [e for e in members[pid] if e not in kept])[: max(len(earlier), 3)]
+            # The family (and its note, about the variants' answers, which a review does not change) stays.
+            family = (str(old.at[pid, "family"]) if pid in old.index and "family" in old.columns
+                      else kind if kind in ("other", "relabel") else "signature")
+            note = str(old.at[pid, "family_note"]) if pid in old.index and "family_note" in old.columns else ""
             row = point_row(pid, kind, signature, members[pid], representatives,
-                            [] if kind == "relabel" else words[pid], mine, correct, variants)
+                            [] if kind == "relabel" else words[pid], mine, correct, variants,
+                            family=family, note=note)
             row["name_source"] = "keywords"
         else:
             row = old.loc[pid].to_dict() | {"point_id": pid}

@@ -143,6 +143,7 @@ def render_report(sections: ReportSections, *, generated: str) -> str:
         "chips": any(view.labels for view in views),
         "plotly_js": Markup(get_plotlyjs()),
         "points": point_cards(sections),
+        "point_findings": point_findings(sections.points),
     }
     return environment().get_template("report.html.jinja").render(context)
 
@@ -151,6 +152,18 @@ def point_cards(sections: ReportSections, representatives: int = 3) -> list[dict
     """One card per training point: its name, description, what fixes it, and representative
     examples with their gold answers shown as the kind shows them."""
     return point_card_data(sections.points, sections.dataset, sections.task.kind, representatives)
+
+
+def point_findings(points: pd.DataFrame) -> list[str]:
+    """The lines shown at the top of the training-points section, one per default answer found
+    (rows of `points` whose ``family`` is "default answer"): its ``family_note`` and point id, e.g.
+    "zero_shot gave 'X' to 76 of 77 of its errors (99%): one default-answer point, P1". Points
+    tables written before the ``family`` column existed give none."""
+    if points.empty or "family" not in points.columns:
+        return []
+    found = points[points["family"] == "default answer"]
+    return [f"{note}: one default-answer point, {point_id}"
+            for note, point_id in zip(found["family_note"], found["point_id"])]
 
 
 def point_card_data(points: pd.DataFrame, dataset: pd.DataFrame, kind: TaskKind,
