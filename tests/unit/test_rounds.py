@@ -74,11 +74,15 @@ def stand_ins(monkeypatch):
         (work / "finetune" / "lora").mkdir(parents=True, exist_ok=True)
         table = pd.DataFrame(rows)
         table.to_csv(work / "finetune" / "lora" / "before_after.csv", index=False)
-        return table
+        best = None
+        if re_test.best_base is not None:  # the start model on its best prompt, on the same cases
+            best = table.assign(base=[re_test.best_base.get(p, b) for p, b in zip(table["point_id"], table["base"])])
+        return table, best
 
     fine_tune.fail, fine_tune.started_from = False, []
     re_test.verdict, re_test.point_base, re_test.tested = "no clear difference", 0.0, []
     re_test.figures = {ALL: (0.2, 0.4), "regression": (0.9, 0.9)}  # point_id -> (base, tuned)
+    re_test.best_base = None  # point_id -> the start model's score with its best prompt
     monkeypatch.setattr("workbench.models.registry.model_from_config", model_from_config)
     monkeypatch.setattr(rounds, "_fine_tune", fine_tune)
     monkeypatch.setattr(rounds, "_re_test", re_test)
@@ -455,3 +459,19 @@ def test_a_round_refuses_what_it_cannot_use_before_any_model_call_or_training(ex
     with pytest.raises(RoundError, match="no test case .* labelled pool"):
         run_round(experiment, folder=tmp_path / "b", progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert fine_tune.started_from == []  # refused before training
+
+
+def test_the_gate_measures_the_tuned_model_against_its_starts_best_prompt(experiment, stand_ins, tmp_path):
+    """The tuned model answers the compact prompt, which lists no labels: the base model given that
+    prompt is a straw man. Beating it (0.2 -> 0.4) while falling below the base model's best prompt
+    (0.6) by more than the margin is a rejection, and round.json says which prompt the start used."""
+    _, _, re_test = stand_ins
+    re_test.best_base = {ALL: 0.6}
+    first = run_round(experiment, folder=tmp_path / "rounds", progress=False, log=lambda _: None,
+                      encoder=WordsEncoder())
+    assert not first.record["accepted"]
+    check = next(c for c in first.record["gate"] if c["set"] == "all test cases")
+    assert check["start_prompt"] == "best prompt" and check["base"] == 0.6 and not check["passed"]
+    assert "0.600 -> 0.400" in first.record["rejected_because"]
+    regression = next(c for c in first.record["gate"] if c["set"] == "the regression set")
+    assert regression["start_prompt"] == "training variant" and regression["passed"]

@@ -147,6 +147,8 @@ def test_the_vector_cache_encodes_each_text_once_and_keeps_the_vectors_on_disk(t
 
     inner = Counting()
     cache = CachedEncoder(inner, path=tmp_path / "embeddings.npz")
+    # An empty cache is still an encoder: `encoder or SentenceEncoder()` must keep it.
+    assert (cache or None) is cache and cache.size == 0
     first = cache.encode(["a b", "c d", "a b"])
     again = cache.encode(["c d", "e f"])
     assert inner.seen == ["a b", "c d", "e f"] and np.array_equal(first[1], again[0])

@@ -28,12 +28,14 @@ from workbench.core.data import DatasetError
 from workbench.core.task import TaskSpecError
 from workbench.experiments.config import load_experiment
 from workbench.experiments.runs import load_run, run_experiment, write_run
+from workbench.finetune.tokens import MAX_LENGTH
 from workbench.models.base import FatalModelError, GenerationOptions
 from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
 from workbench.prompting.variants import parse_variant
 from workbench.reporting.sections import write_report
 from workbench.trainingdata.anchors import DEFAULT_SHARE
+from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,8 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("--pool", default=None,
                       help="a labelled dataset file to take neighbours from (default: the run's few-shot pool)")
     data.add_argument("--no-pool", action="store_true", help="use no neighbours: members and corrections only")
-    data.add_argument("--variant", default="zero_shot",
-                      help="the prompt variant the training messages are rendered with (default zero_shot)")
+    data.add_argument("--variant", default="tuned",
+                      help="the prompt variant the training messages are rendered with (default tuned: the compact "
+                           "prompt, no label list)")
     data.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
                       help="an annotation snapshot whose corrections replace gold targets (repeatable)")
     _anchors_argument(data)
@@ -125,13 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                           help="run rounds until N are finished (none when they are: a second call is free)")
     loop.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
     loop.add_argument("--variants", default=None, help="comma-separated variants instead of the config's")
-    loop.add_argument("--variant", default="zero_shot",
-                      help="the variant training rows are rendered with and the tuned model answers (no few-shot)")
+    loop.add_argument("--variant", default="tuned",
+                      help="the variant training rows are rendered with and the tuned model answers (no few-shot; "
+                           "default tuned: the compact prompt, run by each round besides the experiment's variants)")
     loop.add_argument("--folder", default=None, help="the loop folder (default <run_dir>/rounds)")
     loop.add_argument("--no-replay", action="store_true", help="train only on this round's rows")
     loop.add_argument("--keep-worse", action="store_true",
-                      help="build the next round on this round's model even when it tests worse than its start")
+                      help="build the next round on this round's model even when it fails the --margin gate")
     loop.add_argument("--regression-size", type=int, default=50, help="most regression cases per round (default 50)")
+    loop.add_argument("--margin", type=float, default=0.02,
+                      help="build on a round only when its tuned model scores at least its start's score minus "
+                           "MARGIN on all test cases and on the regression set (default 0.02)")
+    loop.add_argument("--force", action="store_true",
+                      help="run the round even when its settings differ from the last finished round's")
     _anchors_argument(loop)
     loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
     _training_arguments(loop, epochs=2)
@@ -368,7 +377,7 @@ def _data(args: argparse.Namespace) -> int:
     if cases.exists() and not args.overwrite:
         raise FileExistsError(f"{folder} holds training data already: pass --overwrite to replace it")
     data = build_training_data(points, assignments, run.dataset, run.task, pool=pool, corrections=corrections,
-                               variant=args.variant, anchors=args.anchors)
+                               variant=args.variant, anchors=args.anchors, threshold=args.near_duplicate)
     data.write(folder, overwrite=args.overwrite)
     write_test_cases(data.examples, cases, run.task, overwrite=args.overwrite)
     table = data.leakage.merge(data.counts().reset_index().groupby("point_id").sum(numeric_only=True),
@@ -461,7 +470,8 @@ def _finetune(args: argparse.Namespace) -> int:
     check_training_rows(train, run.task)
     folder = run.path / "finetune" / args.method
     settings = LoraSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
-                            epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size)
+                            epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
+                            max_length=args.max_length)
     model, tokenizer = load_base(model_config.get("model_path"))
     trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
                          base_gguf=model_config.get("model_path") or embedded_model_path(),
@@ -525,6 +535,10 @@ def _anchors_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchors", type=float, default=DEFAULT_SHARE, metavar="SHARE",
                         help="add pool examples that balance the training labels, at most SHARE times the points' "
                              f"rows (default {DEFAULT_SHARE:g}; 0: none)")
+    parser.add_argument("--near-duplicate", type=float, default=NEAR_DUPLICATE_COSINE, metavar="COSINE",
+                        help="texts at this cosine or above (or equal) are one near-duplicate group, never split "
+                             f"between training and test (default {NEAR_DUPLICATE_COSINE:g}, calibrated by "
+                             "benchmarks/leakage_threshold.py)")
 
 
 def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None:
@@ -533,6 +547,9 @@ def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank r (alpha is 2r)")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=MAX_LENGTH, metavar="TOKENS",
+                        help=f"most tokens a training row may have, prompt and answer (default {MAX_LENGTH}); a "
+                             "longer row is refused before any model call, naming it")
     parser.add_argument("--repeats", type=int, default=0,
                         help="also answer every test case N times at temperature 0.7 to compare consistency (0: no)")
 
@@ -545,17 +562,16 @@ def _loop(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.config, limit=args.limit, variants=_variant_list(args.variants))
     folder = Path(args.folder) if args.folder else loop_folder(experiment)
     training = LoraSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
-                            max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10)
+                            max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10,
+                            max_length=args.max_length)
     settings = RoundSettings(variant=args.variant, training=training, replay=not args.no_replay,
                              compare_repeats=args.repeats, regression_size=args.regression_size,
-                             keep_worse=args.keep_worse, anchors=args.anchors)
-    if args.variant not in [parse_variant(v).name for v in experiment.variants]:
-        raise ValueError(f"--variant {args.variant} is not among the experiment's variants "
-                         f"{[parse_variant(v).name for v in experiment.variants]}: the rounds compare its answers")
+                             keep_worse=args.keep_worse, anchors=args.anchors, margin=args.margin,
+                             near_duplicate=args.near_duplicate)
     wanted = args.rounds if args.until is None else max(0, args.until - len(finished_rounds(folder)))
     for _ in range(0 if args.report_only else wanted):
         try:
-            done = run_round(experiment, folder=folder, settings=settings, progress=False)
+            done = run_round(experiment, folder=folder, settings=settings, progress=False, force=args.force)
         except RoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -566,7 +582,7 @@ def _loop(args: argparse.Namespace) -> int:
                  f"({counts['replayed_rows']} replayed); all test cases {every['base']:.3f} -> {every['tuned']:.3f} "
                  f"({every['verdict']}, {every['cases']} cases)" if every else done.record.get("stopped", "")))
         if done.record.get("rejected_because"):
-            print(f"round {done.number}'s tuned model is {done.record['rejected_because']} (paired test): kept for "
+            print(f"round {done.number}'s tuned model is {done.record['rejected_because']}: kept for "
                   "the record, not built on; the next round starts from the model it started from "
                   "(--keep-worse builds on it anyway)")
         if done.adapter is None:
@@ -576,7 +592,7 @@ def _loop(args: argparse.Namespace) -> int:
         return 0
     report, comparison = write_loop_report(folder)
     with pd.option_context("display.width", 200, "display.precision", 3, "display.max_columns", 30):
-        print(comparison.summary.drop(columns=["started_from", "variant"]).to_string(index=False))
+        print(comparison.summary.drop(columns=["started_from", "variant", "rejected_because"]).to_string(index=False))
         statuses = comparison.points.groupby(["round", "status"]).size().unstack(fill_value=0)
         print(statuses.to_string())
     print(f"{len(comparison.new_points)} new points, {len(comparison.regressions)} regressions; report: "

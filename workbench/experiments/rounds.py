@@ -63,6 +63,7 @@ from workbench.experiments.runs import Run, load_run, redacted_config, run_exper
 from workbench.finetune.lora import LoraSettings
 from workbench.models.base import Model
 from workbench.trainingdata.anchors import DEFAULT_SHARE
+from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE
 
 STAGES = ("variants", "points", "training_data", "fine_tune", "re_test")
 REPLAY = "replay"
@@ -87,9 +88,10 @@ class RoundSettings:
     labels, at most this share of the points' rows; 0: none; `trainingdata.anchors`) and `margin`
     (the accept gate's non-inferiority margin, in the kind's headline metric: a round is built on
     only when its tuned model scores at least its start's score minus `margin` on all test cases
-    and on the regression set; `accept_gate`)."""
+    and on the regression set; `accept_gate`), and `near_duplicate` (the cosine at which two texts
+    are one near-duplicate group, kept on one side of the split; `trainingdata.groups`)."""
 
-    variant: str = "zero_shot"
+    variant: str = "tuned"
     distance_threshold: float = 0.7
     min_size: int = 2
     training: LoraSettings = field(default_factory=lambda: LoraSettings(epochs=2, checkpoint_every=10))
@@ -99,6 +101,7 @@ class RoundSettings:
     keep_worse: bool = False
     anchors: float = DEFAULT_SHARE
     margin: float = 0.02
+    near_duplicate: float = NEAR_DUPLICATE_COSINE
 
 
 @dataclass
@@ -195,7 +198,8 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
         "variants": list(experiment.variants), "variant": settings.variant,
         "distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
         "anchors": settings.anchors, "regression_size": settings.regression_size, "replay": settings.replay,
-        "margin": settings.margin, "training": dict(vars(settings.training)),
+        "margin": settings.margin, "near_duplicate": settings.near_duplicate,
+        "training": dict(vars(settings.training)),
     }, default=str))
 
 
@@ -206,7 +210,8 @@ _SETTING_NAMES = {"examples": "the examples evaluated (--limit, the dataset)", "
                   "regression_size": "--regression-size", "replay": "--no-replay", "margin": "--margin",
                   "training.epochs": "--epochs", "training.max_steps": "--steps",
                   "training.learning_rate": "--learning-rate", "training.r": "--rank", "training.alpha": "--rank",
-                  "training.batch_size": "--batch-size"}
+                  "training.batch_size": "--batch-size", "training.max_length": "--max-length",
+                  "near_duplicate": "--near-duplicate"}
 
 
 def fingerprint_differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -242,8 +247,9 @@ def accept_gate(table: pd.DataFrame, margin: float) -> tuple[list[dict[str, Any]
     loss is tolerated; the interval and verdict are recorded beside it so a reader sees how sure
     the figure is.
 
-    Returns (one dict per set checked: ``set``, ``cases``, ``base``, ``tuned``, ``difference``,
-    ``low``, ``high``, ``verdict``, ``passed``; the reason for rejection naming the sets and
+    `table` may come from `strongest_start` (``start_prompt`` names the start's prompt). Returns
+    (one dict per set checked: ``set``, ``cases``, ``base``, ``tuned``, ``difference``, ``low``,
+    ``high``, ``verdict``, ``start_prompt``, ``passed``; the reason for rejection naming the sets and
     figures, None when accepted)."""
     checks: list[dict[str, Any]] = []
     for name, key in (("all test cases", ALL_CASES), ("the regression set", "regression")):
@@ -257,13 +263,36 @@ def accept_gate(table: pd.DataFrame, margin: float) -> tuple[list[dict[str, Any]
         passed = not (pd.isna(difference) or round(difference, 9) < -margin)
         checks.append({"set": name, "cases": int(row["cases"]), "base": base, "tuned": tuned,
                        "difference": difference, "low": _plain(row.get("low")), "high": _plain(row.get("high")),
-                       "verdict": row.get("verdict"), "passed": passed})
+                       "verdict": row.get("verdict"), "start_prompt": row.get("start_prompt", "training variant"),
+                       "passed": passed})
     failed = [c for c in checks if not c["passed"]]
     if not failed:
         return checks, None
     return checks, (f"more than the margin {margin:g} below its start on "
                     + " and on ".join(f"{c['set']} ({c['base']:.3f} -> {c['tuned']:.3f}, difference "
                                       f"{c['difference']:+.3f}{_interval(c)}, {c['cases']} cases)" for c in failed))
+
+
+def strongest_start(table: pd.DataFrame, versus_best: pd.DataFrame | None) -> pd.DataFrame:
+    """The before/after `table` with, per row, the start model's stronger prompt as ``base``: its
+    answers with the training variant (`table`) or with its best prompt variant (`versus_best`,
+    the same columns; None when the training variant is the best). Column ``start_prompt`` says
+    which ("training variant" or "best prompt").
+
+    Why: the tuned model answers the compact `tuned` prompt, which lists no labels; the base model
+    given that prompt cannot know them, so beating it proves nothing. A user would run the base
+    model with its best prompt, so that is the start a round must not fall below."""
+    chosen = table.assign(start_prompt="training variant")
+    if versus_best is None or versus_best.empty:
+        return chosen
+    best = versus_best.set_index("point_id")
+    rows = []
+    for row in chosen.to_dict("records"):
+        other = best.loc[row["point_id"]] if row["point_id"] in best.index else None
+        if other is not None and float(other["base"]) > float(row["base"]):
+            row = {**row, **{k: other[k] for k in table.columns if k in other.index}, "start_prompt": "best prompt"}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=chosen.columns)
 
 
 def _interval(check: dict[str, Any]) -> str:
@@ -345,6 +374,12 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     # The model to build on: the last round whose tuned model was kept (not worse than its start).
     start = next((r for r in reversed(earlier) if r.record.get("accepted")), None)
     chain = start_chain({r.number: r for r in earlier}, start.number if start else None)
+    from workbench.finetune.checks import check_training_length
+    from workbench.prompting.variants import parse_variant
+
+    # Every text the round may train on must fit as a training row: found here, not after the variants ran.
+    log(check_training_length(experiment.task, settings.variant, [experiment.dataset, experiment.examples],
+                              max_length=settings.training.max_length, gguf=config.get("model_path")).describe())
     work = folder / f"{number}.partial"
     work.mkdir(parents=True, exist_ok=True)
     if start is not None:
@@ -365,14 +400,16 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "fingerprint": settings_print, "forced": forced,
     }
 
-    if encoder is None:
-        from workbench.points.encoder import SentenceEncoder
+    from workbench.points.encoder import CachedEncoder, cached
 
-        encoder = SentenceEncoder()
+    # One vector per text for the whole loop, kept on disk so that a resumed or later round does
+    # not encode the run and the pool again.
+    encoder = CachedEncoder(cached(encoder), path=folder / "embeddings.npz")
     with _stage("variants", stages, log):
-        run = _run_variants(experiment, work, model, config, progress)
+        run = _run_variants(experiment, work, model, config, progress, settings.variant)
     with _stage("points", stages, log):
-        points, assignments = _points(run, settings, encoder)
+        points, assignments = _points(run, settings, encoder, base_model=start is None,
+                                      voters=[parse_variant(v).name for v in experiment.variants])
     trainable = points[points["kind"].isin(["point", "other"])] if not points.empty else points
     if trainable.empty:
         record["stopped"] = "no errors" if points.empty else "no training points (only suspected label errors)"
@@ -381,13 +418,14 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     with _stage("training_data", stages, log):
         examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, chain, work,
                                                       encoder)
+        encoder.save()
     with _stage("fine_tune", stages, log):
         from workbench.finetune.checks import check_training_rows
 
         check_training_rows(train, run.task)
         trained = _fine_tune(train, work, settings, config, start, progress)
     with _stage("re_test", stages, log):
-        table = _re_test(examples, run, model, config, work, settings, experiment, points)
+        table, versus_best = _re_test(examples, run, model, config, work, settings, experiment, points)
     every = table[table["point_id"] == ALL_CASES].iloc[0]
     record["counts"] = {
         "examples": int(run.dataset["example_id"].nunique()), "errors": int(len(assignments)),
@@ -397,7 +435,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "training_steps": trained["steps"],
     }
     record["adapter"] = str(ADAPTER)
-    record["gate"], reason = accept_gate(table, settings.margin)
+    record["gate"], reason = accept_gate(strongest_start(table, versus_best), settings.margin)
     record["margin"] = settings.margin
     record["accepted"] = settings.keep_worse or reason is None
     record["rejected_because"] = None if record["accepted"] else reason
@@ -420,23 +458,41 @@ def _stage(name: str, stages: dict[str, float], log: Any) -> Iterator[None]:
     log(f"[{name}] done in {stages[name]:.1f} s")
 
 
-def _run_variants(experiment: Experiment, work: Path, model: Model, config: dict[str, Any], progress: bool) -> Run:
-    run = run_experiment(replace(experiment, run_dir=work), model=model, progress=progress)
+def _run_variants(experiment: Experiment, work: Path, model: Model, config: dict[str, Any], progress: bool,
+                  training_variant: str) -> Run:
+    from workbench.prompting.variants import parse_variant
+
+    # The training variant is how the tuned model answers; the comparison of rounds scores it in every run.
+    variants = list(experiment.variants)
+    if training_variant not in [parse_variant(v).name for v in variants]:
+        variants.append(training_variant)
+    run = run_experiment(replace(experiment, run_dir=work, variants=variants), model=model, progress=progress)
     source = dict(experiment.source, model=config)
     return write_run(replace(run, config=redacted_config(source)), work)
 
 
-def _points(run: Run, settings: RoundSettings, encoder: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _points(run: Run, settings: RoundSettings, encoder: Any, base_model: bool = False,
+            voters: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     from workbench.evaluation.errors import find_errors
     from workbench.points.cluster import ErrorClusterer
     from workbench.points.label_issues import find_label_issues
+    from workbench.prompting.variants import TUNED, parse_variant
     from workbench.reporting.sections import write_report
 
-    errors = find_errors(run.predictions, run.dataset, run.task)
-    issues = find_label_issues(run.predictions, run.dataset, run.task)
+    predictions = run.predictions
+    if base_model and parse_variant(settings.variant).template.startswith(TUNED):
+        # The base model has not learned the labels the tuned prompt leaves out: its answers there
+        # are neither failure modes to train on (on many labels, nearly every example) nor votes
+        # on the gold.
+        predictions = predictions[predictions["variant"] != parse_variant(settings.variant).name]
+    errors = find_errors(predictions, run.dataset, run.task)
+    # Suspected label errors are votes of the experiment's own variants; the training variant the
+    # round added to them is how the tuned model answers, not another independent prompt.
+    votes = predictions if voters is None else predictions[predictions["variant"].isin(voters)]
+    issues = find_label_issues(votes, run.dataset, run.task)
     clusterer = ErrorClusterer(distance_threshold=settings.distance_threshold, min_size=settings.min_size,
                                encoder=encoder)
-    clusterer.fit(errors, run.predictions, run.task, issues)
+    clusterer.fit(errors, predictions, run.task, issues)
     write_frame(clusterer.points_, run.path / "points.parquet")
     write_frame(clusterer.assignments_, run.path / "point_assignments.parquet")
     write_frame(issues, run.path / "label_issues.parquet")
@@ -474,13 +530,14 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
     # what it cannot see (an example id trained on under another text).
     data = build_training_data(points, assignments, run.dataset, run.task, pool=experiment.examples,
                                variant=settings.variant, regression_size=settings.regression_size,
-                               anchors=settings.anchors, encoder=encoder,
+                               anchors=settings.anchors, encoder=encoder, threshold=settings.near_duplicate,
                                trained_texts=list(old["text"].astype(str)) if old is not None else ())
     examples = data.examples
     is_test = examples["split"].eq("test")
     seen_ids: set[str] = set()
     if old is not None and is_test.any():
-        leaks = find_leaks(pd.concat([examples[is_test], old.assign(split="train")], ignore_index=True), encoder)
+        leaks = find_leaks(pd.concat([examples[is_test], old.assign(split="train")], ignore_index=True), encoder,
+                           settings.near_duplicate)
         seen_ids = set(leaks["test_example"])
     seen = is_test & examples["example_id"].isin(seen_ids)
     near_seen = seen & ~examples["example_id"].isin(set(old["example_id"]) if old is not None else set())
@@ -505,8 +562,8 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
             notes.append(f"{replayed} row(s) replayed from rounds {', '.join(str(r.number) for r in reversed(chain))}")
     train = one_row_per_example(examples[examples["split"] == "train"])
     train = train.assign(replayed=train["source"].eq(REPLAY))
-    data = replace_data(data, examples=examples, leakage=leakage_report(examples, find_leaks(examples, encoder)),
-                        notes=notes)
+    leaks = find_leaks(examples, encoder, settings.near_duplicate)
+    data = replace_data(data, examples=examples, leakage=leakage_report(examples, leaks), notes=notes)
     data.write(work / "training_data", overwrite=True)
     if not (examples["split"] == "test").any():
         # Refused here, before training: without a test case the re-test cannot measure the model.
@@ -534,7 +591,10 @@ def _fine_tune(train: pd.DataFrame, work: Path, settings: RoundSettings, config:
 
 
 def _re_test(examples: pd.DataFrame, run: Run, model: Model, config: dict[str, Any], work: Path,
-             settings: RoundSettings, experiment: Experiment, points: pd.DataFrame) -> pd.DataFrame:
+             settings: RoundSettings, experiment: Experiment,
+             points: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(the before/after table on the training variant, the table against the start model's best
+    prompt or None), both written to ``finetune/lora/``."""
     from workbench.finetune.before_after import before_after
     from workbench.finetune.methods import points_by_method
     from workbench.models.registry import model_from_config
@@ -546,7 +606,7 @@ def _re_test(examples: pd.DataFrame, run: Run, model: Model, config: dict[str, A
                           best_variant=best if best != settings.variant else None, pool=experiment.examples)
     write_before_after(result, work / "finetune" / "lora")
     points_by_method(points, {"lora": result.table}).to_csv(work / "finetune" / "points_by_method.csv", index=False)
-    return result.table
+    return result.table, result.versus_best
 
 
 def best_variant(run: Run) -> str:

@@ -69,7 +69,10 @@ class CachedEncoder:
             return np.zeros((0, width), dtype=np.float32)
         return np.stack([self._vectors[text] for text in texts])
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """How many texts have a vector. (Not ``__len__``: an empty cache would be falsy, and
+        ``encoder or SentenceEncoder()`` would silently swap it for another encoder.)"""
         return len(self._vectors)
 
     def save(self, path: str | Path | None = None) -> Path:
