@@ -11,7 +11,6 @@ from workbench.core.data import validate_dataset
 from workbench.core.task import task_from_dict
 from workbench.evaluation.errors import find_errors
 from workbench.points.cluster import ErrorClusterer
-from workbench.points.families import error_sides
 
 LABELS = [f"intent_{number:02d}" for number in range(30)]
 TASK = task_from_dict({"name": "intents", "kind": "classification",
@@ -153,6 +152,14 @@ def test_x_read_as_anything_and_anything_read_as_x_group_when_unlikely_by_chance
 
 
 def test_which_errors_have_a_gold_side_and_an_answer_side():
+    drug_task = task_from_dict({"name": "n", "kind": "ner", "labels": [{"name": "DRUG"}, {"name": "DOSE"}]})
+    tags = task_from_dict({"name": "m", "kind": "multilabel", "labels": [{"name": "bug"}, {"name": "ui"}]})
+
+    def error_sides(row):
+        gold = row.get("gold")
+        task = drug_task if isinstance(gold, dict) else tags if isinstance(gold, list) else TASK
+        return task.kind.error_sides(row)
+
     assert error_sides({"error_type": "wrong_label", "gold": "a", "predicted": "b"}) == ("a", "b")
     assert error_sides({"error_type": "parse_failure", "gold": "a", "predicted": None}) == (None, "unparsed")
     drug, dose = {"start": 0, "end": 3, "label": "DRUG"}, {"start": 0, "end": 3, "label": "DOSE"}

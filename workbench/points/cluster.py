@@ -39,7 +39,7 @@ from workbench.core.answers import is_missing
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.points.encoder import Encoder, SentenceEncoder
-from workbench.points.families import error_sides, find_families
+from workbench.points.families import find_families
 from workbench.prompting.variants import parse_variant
 
 POINT_COLUMNS = [
@@ -150,7 +150,7 @@ class ErrorClusterer:
         vectors = encoder.encode([contexts[key] for key in keys]) if keys else np.zeros((0, 1))
         position = {key: index for index, key in enumerate(keys)}
 
-        sides = [error_sides(row) for row in frame.to_dict("records")]
+        sides = [task.kind.error_sides(row) for row in frame.to_dict("records")]
         frame_sides = pd.DataFrame(sides, columns=["gold_side", "answer_side"], index=frame.index, dtype=object)
         side_of = dict(zip(zip(frame["example_id"], frame["signature"]), sides))
         member_sides = pd.DataFrame([side_of[key] for key in keys], columns=["gold_side", "answer_side"], dtype=object)

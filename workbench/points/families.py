@@ -25,7 +25,7 @@ what it claims and leaving the rest to the next:
    `min_size` examples in all), else in one shared "other" point, so that unique signatures do
    not each make a point.
 
-Which errors have a gold side and an answer side (`error_sides`) is limited to what makes sense:
+Which errors have a gold side and an answer side (`TaskKind.error_sides`, per kind) is limited to what makes sense:
 classification's wrong labels (gold label, answer label) and parse failures (answer side
 "unparsed", no gold side: a format failure, not a confusion of the gold label), and NER's
 wrong-label errors, including a boundary error that also changed the label (gold type, answer
@@ -49,7 +49,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.stats import binom
 
-UNPARSED = "unparsed"
+from workbench.core.kinds.base import UNPARSED_SIDE
+
 FAMILIES = ("default answer", "signature", "pair", "answer", "gold", "content", "other", "relabel")
 Key = tuple[str, str]  # (example_id, signature): one member
 
@@ -69,24 +70,6 @@ class Family:
     note: str = ""
 
 
-def error_sides(error: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(gold side, answer side) of one error row (columns ``error_type``, ``gold``,
-    ``predicted``), or None for a side that is not a label (see the module docstring)."""
-    kind, gold, predicted = error.get("error_type"), error.get("gold"), error.get("predicted")
-    if isinstance(gold, dict) or isinstance(predicted, dict):  # NER spans
-        if (kind in ("wrong_label", "boundary") and isinstance(gold, dict) and isinstance(predicted, dict)
-                and gold.get("label") and predicted.get("label") and gold["label"] != predicted["label"]):
-            return str(gold["label"]), str(predicted["label"])
-        return None, None
-    if "label" in error and not isinstance(gold, str):  # multi-label rows name their one label
-        return None, None
-    if kind == "wrong_label" and isinstance(gold, str) and isinstance(predicted, str):
-        return gold, predicted
-    if kind == "parse_failure" and isinstance(gold, str):
-        return None, UNPARSED
-    return None, None
-
-
 def default_answers(rows: pd.DataFrame, *, share: float, at_least: int,
                     golds: int) -> dict[str, dict[str, tuple[int, int]]]:
     """{answer: {variant: (examples given it, examples wrong)}} for the default answers in `rows`.
@@ -102,7 +85,7 @@ def default_answers(rows: pd.DataFrame, *, share: float, at_least: int,
     found: dict[str, dict[str, tuple[int, int]]] = {}
     for variant, mine in rows.groupby("variant", sort=False):
         wrong = mine["example_id"].nunique()
-        answered = mine[mine["answer_side"].notna() & (mine["answer_side"] != UNPARSED)]
+        answered = mine[mine["answer_side"].notna() & (mine["answer_side"] != UNPARSED_SIDE)]
         for answer, given in answered.groupby("answer_side", sort=False):
             count = given["example_id"].nunique()
             per_gold = given.drop_duplicates("example_id")["gold_side"].value_counts()
@@ -127,14 +110,14 @@ def chance_families(pool: Sequence[Key], side: dict[Key, str | None], other_side
     "unparsed" answers are grouped without the test: no label is being picked by chance.
     """
     probability = 1 / (labels - 1) if which == "answer" else 1 / labels
-    tested = [key for key in pool if side.get(key) is not None and side[key] != UNPARSED]
+    tested = [key for key in pool if side.get(key) is not None and side[key] != UNPARSED_SIDE]
     counts = Counter(side[key] for key in pool if side.get(key) is not None)
     families = []
     for value, count in counts.most_common():
         mine = [key for key in pool if side.get(key) == value]
         if count < at_least or len({other_side.get(key) for key in mine}) < 2:
             continue
-        if value == UNPARSED:
+        if value == UNPARSED_SIDE:
             families.append(Family("point", which, "anything unparsed", mine,
                                    note=f"{count} answers that could not be read, across gold labels"))
             continue
@@ -178,7 +161,7 @@ def join_reverse(clusters: list[list[Key]], gold: dict[Key, str | None], answer:
     ``signature`` point, and single errors both ways can still meet in step 5."""
     sides = [(gold[c[0]], answer[c[0]]) for c in clusters]
     centres = {i: _unit(vectors(c).mean(axis=0, keepdims=True))[0] for i, c in enumerate(clusters)
-               if sides[i][0] is not None and sides[i][1] not in (None, UNPARSED)
+               if sides[i][0] is not None and sides[i][1] not in (None, UNPARSED_SIDE)
                and len({example for example, _ in c}) >= min_size}
     parent = list(range(len(clusters)))
 
@@ -210,7 +193,7 @@ def related_components(pool: list[Key], gold: dict[Key, str | None], answer: dic
     groups of their own."""
     if not pool:
         return []
-    named = [sorted({gold[key], answer[key]} - {None, UNPARSED}) for key in pool]
+    named = [sorted({gold[key], answer[key]} - {None, UNPARSED_SIDE}) for key in pool]
     columns = {label: i for i, label in enumerate(dict.fromkeys(label for labels in named for label in labels))}
     rows = [i for i, labels in enumerate(named) for _ in labels]
     incidence = csr_matrix((np.ones(len(rows)), (rows, [columns[label] for labels in named for label in labels])),
@@ -297,10 +280,10 @@ def find_families(members: pd.DataFrame, rows: pd.DataFrame, vectors: Callable[[
     for component in related_components(leftovers, gold, answer, vectors, threshold):
         # One label in every member is a gold or answer family, which steps 3 and 4 found too
         # likely by chance; only a web of related labels is kept here.
-        common = set.intersection(*({gold[key], answer[key]} - {None, UNPARSED} for key in component))
+        common = set.intersection(*({gold[key], answer[key]} - {None, UNPARSED_SIDE} for key in component))
         if examples_of(component) >= min_size and not common:
             signatures = [signature for _, signature in component]
-            related = sorted({side[key] for side in (gold, answer) for key in component} - {None, UNPARSED})
+            related = sorted({side[key] for side in (gold, answer) for key in component} - {None, UNPARSED_SIDE})
             families.append(Family("point", "content", joined(signatures), component, note=(
                 f"similar texts across {len(set(signatures))} signatures of {len(related)} related labels "
                 f"({', '.join(related[:5])}{', ...' if len(related) > 5 else ''})")))

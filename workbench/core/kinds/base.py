@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from workbench.core.task import Task
 
 
+# The answer side of an error whose answer could not be read as any label.
+UNPARSED_SIDE = "unparsed"
+
+
 @dataclass(frozen=True)
 class AnnotationQuestion:
     """The Argilla question annotators answer for a kind, described without importing argilla.
@@ -172,6 +176,14 @@ class TaskKind:
         """What went wrong in one error row of `errors`, in words (the first grouping of errors
         into training points), e.g. "complaint read as request", "missed DRUG"."""
         raise NotImplementedError
+
+    def error_sides(self, error: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(gold side, answer side) of one error row: the gold label and the label answered
+        instead, where the error is a confusion of one label for another; None for a side that is
+        no label. Training points group errors by either side alone when there are many labels
+        (`workbench.points.families`). By default an error has no sides: its signature already
+        names the one label concerned ("missed X", "extra X")."""
+        return None, None
 
     def error_context(self, error: dict[str, Any]) -> str:
         """The text to embed for one error row when clustering errors: the input text, with the

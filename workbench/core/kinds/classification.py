@@ -19,7 +19,7 @@ from workbench.core.answers import (
     stated_labels,
 )
 from workbench.core.kinds import classification_scoring as scoring
-from workbench.core.kinds.base import AnnotationQuestion, AnswerView, TaskKind
+from workbench.core.kinds.base import UNPARSED_SIDE, AnnotationQuestion, AnswerView, TaskKind
 
 if TYPE_CHECKING:
     from workbench.core.task import Task
@@ -91,6 +91,16 @@ class ClassificationKind(TaskKind):
         if error["error_type"] == "parse_failure" or is_missing(error.get("predicted")):
             return f"{error['gold']} unparsed"
         return f"{error['gold']} read as {error['predicted']}"
+
+    def error_sides(self, error):
+        # A parse failure has an answer side ("unparsed": format failures group together) but no
+        # gold side: it is not a confusion of the gold label.
+        kind, gold, predicted = error.get("error_type"), error.get("gold"), error.get("predicted")
+        if kind == "wrong_label" and isinstance(gold, str) and isinstance(predicted, str):
+            return gold, predicted
+        if kind == "parse_failure" and isinstance(gold, str):
+            return None, UNPARSED_SIDE
+        return None, None
 
     def annotation_question(self, task):
         return AnnotationQuestion("label", "label", task.label_names, "Label",

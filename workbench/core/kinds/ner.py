@@ -104,6 +104,15 @@ class NerKind(TaskKind):
     def errors(self, predictions, gold, task):
         return scoring.ner_errors(predictions, gold)
 
+    def error_sides(self, error):
+        # Only a changed type is a confusion of one type for another (a boundary error that also
+        # changed the label included); missed and spurious entities name one type already.
+        kind, gold, predicted = error.get("error_type"), error.get("gold"), error.get("predicted")
+        if (kind in ("wrong_label", "boundary") and isinstance(gold, dict) and isinstance(predicted, dict)
+                and gold.get("label") and predicted.get("label") and gold["label"] != predicted["label"]):
+            return str(gold["label"]), str(predicted["label"])
+        return None, None
+
     def error_signature(self, error):
         kind, gold, predicted = error["error_type"], error.get("gold"), error.get("predicted")
         if kind == "parse_failure":
