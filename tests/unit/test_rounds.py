@@ -74,6 +74,16 @@ def stand_ins(monkeypatch):
         (work / "finetune" / "lora").mkdir(parents=True, exist_ok=True)
         table = pd.DataFrame(rows)
         table.to_csv(work / "finetune" / "lora" / "before_after.csv", index=False)
+        # The answers the before/after used, as the real one writes them: the start ("base")
+        # answers like the fake model, the tuned model gets every test case right.
+        cases = tests.drop_duplicates("example_id")
+        answers = pd.concat([pd.DataFrame({"variant": "base", "example_id": cases["example_id"], "repeat": 0,
+                                           "prediction": "request"}),
+                             pd.DataFrame({"variant": "tuned", "example_id": cases["example_id"], "repeat": 0,
+                                           "prediction": cases["target"]})], ignore_index=True)
+        from workbench.core.frames import write_frame
+
+        write_frame(answers, work / "finetune" / "lora" / "predictions.parquet")
         best = None
         if re_test.best_base is not None:  # the start model on its best prompt, on the same cases
             best = table.assign(base=[re_test.best_base.get(p, b) for p, b in zip(table["point_id"], table["base"])])
@@ -87,6 +97,44 @@ def stand_ins(monkeypatch):
     monkeypatch.setattr(rounds, "_fine_tune", fine_tune)
     monkeypatch.setattr(rounds, "_re_test", re_test)
     return asked, fine_tune, re_test
+
+
+@pytest.fixture
+def arm_stand_ins(stand_ins, monkeypatch):
+    """Stand-ins for a reference arm's training (writes its adapter, records what it was given)
+    and answers (right on `answer.right` of each arm's test cases: arm -> share)."""
+    from workbench.experiments import arms
+
+    def train(rows, folder, training, config, start_from, progress):
+        (folder / "adapter").mkdir(parents=True, exist_ok=True)
+        (folder / "adapter.gguf").write_bytes(b"GGUF")
+        train.calls.append({"arm": folder.name, "rows": rows, "max_steps": training.max_steps, "training": training,
+                            "start_from": start_from})
+        return training.max_steps
+
+    def answer(model, examples, task, variant, cache, options, progress):
+        cases = examples[examples["split"] == "test"].drop_duplicates("example_id").reset_index(drop=True)
+        arm = answer.asked_for[-1] if answer.asked_for else None
+        right = int(round(answer.right.get(arm, 0.0) * len(cases)))
+        predictions = [t if i < right else ("fraud" if t != "fraud" else "request")
+                       for i, t in enumerate(cases["target"])]
+        return pd.DataFrame({"variant": variant, "example_id": cases["example_id"], "repeat": 0,
+                             "prediction": predictions})
+
+    asked, fine_tune, re_test = stand_ins
+    real_model = __import__("workbench.models.registry", fromlist=["x"]).model_from_config
+
+    def model_for_arm(config):
+        # The arm is named by the folder of the adapter it asks for: finetune/<arm>/adapter.gguf.
+        if config.get("lora_path"):
+            answer.asked_for.append(__import__("pathlib").Path(config["lora_path"]).parent.name)
+        return real_model(config)
+
+    train.calls, answer.right, answer.asked_for = [], {}, []
+    monkeypatch.setattr(arms, "train_arm", train)
+    monkeypatch.setattr(arms, "answer_arm", answer)
+    monkeypatch.setattr("workbench.models.registry.model_from_config", model_for_arm)
+    return asked, fine_tune, re_test, train, answer
 
 
 def test_a_failed_round_leaves_the_last_one_untouched_and_resumes_from_its_cache(experiment, stand_ins, tmp_path):
@@ -475,3 +523,244 @@ def test_the_gate_measures_the_tuned_model_against_its_starts_best_prompt(experi
     assert "0.600 -> 0.400" in first.record["rejected_because"]
     regression = next(c for c in first.record["gate"] if c["set"] == "the regression set")
     assert regression["start_prompt"] == "training variant" and regression["passed"]
+
+
+ALL_ARMS = ("targeted", "random", "all")
+
+
+def test_arms_are_refused_before_any_model_call_unless_known_and_with_targeted(experiment, stand_ins, tmp_path):
+    from dataclasses import replace
+
+    from workbench.experiments.rounds import RoundSettings
+
+    asked, fine_tune, _ = stand_ins
+    for arms, message in [(("targeted", "shuffled"), r"unknown arm\(s\) \['shuffled'\]"),
+                          (("random", "all"), "leave out 'targeted'"),
+                          (("targeted", "random", "random"), "name an arm twice"),
+                          ("targeted,random", r"pass \('targeted', 'random'\)")]:
+        with pytest.raises(RoundError, match=message):
+            run_round(experiment, folder=tmp_path / "a", settings=RoundSettings(arms=arms), log=lambda _: None,
+                      encoder=WordsEncoder())
+    with pytest.raises(RoundError, match="labelled pool, and it has none"):
+        run_round(replace(experiment, examples=None), folder=tmp_path / "a",
+                  settings=RoundSettings(arms=("targeted", "random")), log=lambda _: None, encoder=WordsEncoder())
+    assert asked == [] and fine_tune.started_from == [] and not (tmp_path / "a").exists()
+
+
+def test_reference_arms_train_on_the_pool_without_test_cases_for_the_targeted_steps(
+        experiment, arm_stand_ins, tmp_path, monkeypatch):
+    import workbench.trainingdata.examples as building
+    from workbench.experiments.arms import ARM_COLUMNS
+    from workbench.experiments.rounds import RoundSettings
+    from workbench.trainingdata.leakage import find_leaks
+
+    asked, fine_tune, re_test, train, answer = arm_stand_ins
+    real = building.build_training_data
+    pool = experiment.examples
+    near = {}
+
+    def build_with_a_test_near_a_pool_row(*args, **kwargs):
+        # A test case with its own id whose text is an unused pool row's, shouted: that pool row is
+        # no test case by id, but a near-duplicate of one, so no arm may train on it.
+        data = real(*args, **kwargs)
+        unused = pool[~pool["example_id"].isin(data.examples["example_id"])].iloc[0]
+        near["pool_id"] = unused["example_id"]
+        row = data.examples[data.examples["split"] == "test"].iloc[[0]].assign(
+            example_id="near-1", point_id="regression", source="regression", text=unused["text"].upper() + "  ",
+            target=unused["label"])
+        data.examples = pd.concat([data.examples, row], ignore_index=True)
+        return data
+
+    monkeypatch.setattr(building, "build_training_data", build_with_a_test_near_a_pool_row)
+    answer.right = {"random": 0.5, "all": 0.25}
+    done = run_round(experiment, folder=tmp_path / "rounds", progress=False, log=lambda _: None,
+                     encoder=WordsEncoder(), settings=RoundSettings(arms=("all", "targeted", "random")))
+    targeted = done.frame("training_data/train_rows.parquet")
+    examples = done.frame("training_data/examples.parquet")
+    tests = examples[examples["split"] == "test"]
+    steps = done.record["counts"]["training_steps"]
+    calls = {call["arm"]: call for call in train.calls}
+    assert set(calls) == {"random", "all"}
+    random_rows, all_rows = calls["random"]["rows"], calls["all"]["rows"]
+    # Same number of rows as the targeted arm, the same steps, the same settings otherwise.
+    assert len(random_rows) == len(targeted) == done.record["arms"]["rows"]["random"]
+    assert calls["random"]["max_steps"] == calls["all"]["max_steps"] == steps
+    assert calls["all"]["training"] == RoundSettings().training.__class__(**{**vars(RoundSettings().training),
+                                                                              "max_steps": steps})
+    assert calls["random"]["start_from"] is None  # round 1: from the base model, like the targeted arm
+    # No arm trains on a test case or a near-duplicate of one.
+    for rows in (random_rows, all_rows):
+        assert not set(rows["example_id"]) & set(tests["example_id"])
+        assert near["pool_id"] not in set(rows["example_id"])
+        leaks = find_leaks(pd.concat([tests, rows], ignore_index=True), WordsEncoder(), RoundSettings().near_duplicate)
+        assert leaks.empty
+        assert set(rows["example_id"]) <= set(pool["example_id"])
+    # The all arm holds every pool row that is neither.
+    candidates = pool.assign(point_id="pool", split="train")
+    leaking = find_leaks(pd.concat([tests, candidates], ignore_index=True), WordsEncoder(),
+                         RoundSettings().near_duplicate)
+    eligible = set(pool["example_id"]) - set(leaking["train_example"])
+    assert set(all_rows["example_id"]) == eligible and len(all_rows) == len(eligible) > len(random_rows)
+    assert done.record["arms"]["eligible_pool_rows"] == len(eligible)
+    # Rendered like the targeted rows: the same variant's prompt, the gold answer last.
+    assert [m["role"] for m in random_rows["messages"].iloc[0]] == [m["role"] for m in targeted["messages"].iloc[0]]
+    assert random_rows["messages"].iloc[0][0] == targeted["messages"].iloc[0][0]
+    assert (done.path / "finetune" / "random" / "adapter.gguf").exists()
+    assert (done.path / "finetune" / "all" / "rows.parquet").exists()
+    # arms.csv: one row per arm and set, paired comparisons against targeted and the start model.
+    table = pd.read_csv(done.path / "finetune" / "arms.csv")
+    assert list(table.columns) == ARM_COLUMNS
+    assert set(zip(table["arm"], table["set"])) == {(a, s) for a in ALL_ARMS
+                                                    for s in ("all test cases", "regression set")}
+    every = table[table["set"] == "all test cases"].set_index("arm")
+    assert every.loc["targeted", "score"] == 1.0 and every.loc["random", "score"] == pytest.approx(0.5, abs=0.05)
+    assert every.loc["random", "cases"] == tests["example_id"].nunique()
+    assert every.loc["random", "vs_targeted_difference"] < 0 and every.loc["random", "vs_targeted_verdict"] == "worse"
+    assert pd.isna(every.loc["targeted", "vs_targeted_p_value"]) and not pd.isna(every.loc["targeted",
+                                                                                            "vs_start_p_value"])
+    assert (table["method"] == "mcnemar_score").all()
+    for side in ("vs_targeted", "vs_start"):
+        compared = table.dropna(subset=[f"{side}_p_value"])
+        assert (compared[f"{side}_p_adjusted"] >= compared[f"{side}_p_value"] - 1e-12).all()
+    # Holm across every comparison of the table: the smallest p-value is multiplied by their number.
+    ps = pd.concat([table["vs_targeted_p_value"], table["vs_start_p_value"]]).dropna()
+    adjusted = pd.concat([table["vs_targeted_p_adjusted"], table["vs_start_p_adjusted"]]).dropna()
+    assert adjusted.min() == pytest.approx(min(1.0, ps.min() * len(ps)))
+    assert done.record["arms"]["best"] == "targeted"
+    assert done.record["arms"]["verdict"].startswith("Round 1: the targeted arm scored best on all test cases (1.000")
+    assert done.record["fingerprint"]["arms"] == list(ALL_ARMS) and done.record["stages"]["arms"] >= 0
+    path, _ = write_loop_report(tmp_path / "rounds")
+    html = path.read_text()
+    assert 'id="arms"' in html and "the targeted arm scored best on all test cases" in html
+
+
+def test_the_targeted_arm_alone_decides_acceptance_and_is_built_on(experiment, arm_stand_ins, tmp_path):
+    from workbench.experiments.rounds import RoundSettings
+
+    asked, fine_tune, re_test, train, answer = arm_stand_ins
+    settings = RoundSettings(arms=ALL_ARMS)
+    folder = tmp_path / "rounds"
+    # The targeted model falls below its start by more than the margin; the arms answer every case
+    # right. The round is still rejected: the references never stand in for the round's model.
+    re_test.figures[ALL] = (0.433, 0.313)
+    answer.right = {"random": 1.0, "all": 1.0}
+    first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder(),
+                      settings=settings)
+    assert first.record["accepted"] is False and first.record["arms"]["best"] in {"random", "all", "targeted"}
+    # Accepted on the targeted figures even though both arms get every case wrong.
+    _accepting(re_test)
+    answer.right = {"random": 0.0, "all": 0.0}
+    second = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder(),
+                       settings=settings)
+    assert second.record["accepted"] is True and second.record["started_from"] == "base model"
+    assert "the targeted arm scored best" in second.record["arms"]["verdict"]
+    train.calls.clear()
+    third = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder(),
+                      settings=settings)
+    # Round 3 runs and trains on round 2's targeted adapter (finetune/lora), every arm from it.
+    assert third.record["started_from"] == "round 2"
+    assert str((folder / "2" / rounds.ADAPTER).resolve()) in asked
+    assert fine_tune.started_from[-1] == folder / "2" / rounds.PEFT_ADAPTER
+    assert {str(call["start_from"]) for call in train.calls} == {str(folder / "2" / rounds.PEFT_ADAPTER)}
+    assert not (folder / "3" / "finetune" / "random" / "checkpoints").exists()
+
+
+def test_arms_are_in_the_fingerprint_and_rounds_recorded_before_them_ran_targeted(experiment, stand_ins, tmp_path):
+    from workbench.experiments.rounds import RoundSettings, fingerprint, fingerprint_differences
+
+    folder = tmp_path / "rounds"
+    first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
+    assert first.record["fingerprint"]["arms"] == ["targeted"] and "arms" not in first.record
+    with pytest.raises(RoundError, match=r"--arms: \['targeted'\] before, \['targeted', 'random'\] now"):
+        run_round(experiment, folder=folder, settings=RoundSettings(arms=("random", "targeted")),
+                  log=lambda _: None, encoder=WordsEncoder())
+    old = {k: v for k, v in fingerprint(experiment, RoundSettings()).items() if k != "arms"}
+    assert fingerprint_differences(old, fingerprint(experiment, RoundSettings())) == []
+    assert fingerprint_differences(old, fingerprint(experiment, RoundSettings(arms=ALL_ARMS))) == [
+        "--arms: ['targeted'] before, ['targeted', 'random', 'all'] now"]
+    html = write_loop_report(folder)[0].read_text()
+    assert 'id="arms"' not in html  # no arms trained: no arms section
+
+
+def test_the_arms_verdict_names_the_best_arm_and_whether_the_test_could_tell():
+    from workbench.core.task import load_task
+    from workbench.experiments.arms import arms_verdict, compare_arms
+
+    task = load_task(ROOT / "data/complaint_triage/task.yaml")
+    ids = [f"e{i}" for i in range(40)]
+    examples = pd.DataFrame({"example_id": ids, "split": "test", "point_id": ["P1"] * 30 + ["regression"] * 10,
+                             "text": ids, "target": "fraud"})
+
+    def answers(name, right):
+        return pd.DataFrame({"variant": name, "example_id": ids, "repeat": 0,
+                             "prediction": ["fraud" if i < right else "request" for i in range(40)]})
+
+    # random 22/40 against targeted 20/40: best, but two discordant cases cannot tell them apart.
+    predictions = pd.concat([answers("start", 10), answers("targeted", 20), answers("random", 22),
+                             answers("all", 5)], ignore_index=True)
+    table = compare_arms(predictions, examples, task, {"targeted": 30, "random": 30, "all": 200},
+                         {"targeted": 16, "random": 16, "all": 16})
+    assert len(table) == 6  # three arms, two sets
+    sentence = arms_verdict(table, 2)
+    assert sentence.startswith("Round 2: the random arm scored best on all test cases (0.550 against the targeted "
+                               "arm's 0.500, 40 cases); the paired test could not tell it from the targeted arm")
+    every = table[table["set"] == "all test cases"].set_index("arm")
+    assert every.loc["all", "vs_targeted_verdict"] == "worse" and every.loc["targeted", "vs_start_verdict"] == "better"
+    assert every.loc["all", "rows"] == 200 and every.loc["all", "steps"] == 16
+    assert arms_verdict(table[table["arm"] == "targeted"]) == ""
+
+
+def test_the_cli_passes_arms_to_the_round_and_refuses_an_unknown_one(experiment, arm_stand_ins, tmp_path, capsys):
+    from workbench.cli.main import main
+
+    asked = arm_stand_ins[0]
+    config = str(tmp_path / "loop.yaml")
+    assert main(["loop", config, "--folder", str(tmp_path / "r"), "--arms", "targeted,bogus"]) == 2
+    assert "unknown arm(s) ['bogus']" in capsys.readouterr().err and asked == []
+    assert main(["loop", config, "--folder", str(tmp_path / "r"), "--arms", "targeted, random"]) == 0
+    record = json.loads((tmp_path / "r" / "1" / "round.json").read_text())
+    assert record["fingerprint"]["arms"] == ["targeted", "random"] and set(record["arms"]["rows"]) == {"targeted",
+                                                                                                     "random"}
+    assert (tmp_path / "r" / "1" / "finetune" / "arms.csv").exists()
+
+
+def test_an_arm_trains_and_answers_through_the_same_seams_as_the_targeted_arm(experiment, tmp_path, monkeypatch):
+    """The glue the stand-ins above replace: training goes to `train_for_llama_cpp` with the
+    targeted step count and start adapter; answers come from the runner, one per test case."""
+    from workbench.experiments import arms
+    from workbench.finetune import gguf_adapter
+    from workbench.finetune.lora import LoraSettings
+
+    given = {}
+
+    def train_for_llama_cpp(chats, folder, *, settings, model_path, names, progress, start_from):
+        given.update(chats=chats, folder=folder, settings=settings, names=names, start_from=start_from)
+        return type("Trained", (), {"steps": settings.max_steps})(), folder / "adapter.gguf"
+
+    monkeypatch.setattr(gguf_adapter, "train_for_llama_cpp", train_for_llama_cpp)
+    rows = arms.render_rows(experiment.examples.head(3), experiment.task, "tuned", "random")
+    steps = arms.train_arm(rows, tmp_path / "random", LoraSettings(max_steps=7), {}, tmp_path / "start", False)
+    assert steps == 7 and given["start_from"] == tmp_path / "start" and len(given["chats"]) == 3
+    assert given["chats"][0][-1] == {"role": "assistant", "content": rows["answer"].iloc[0]}
+    assert given["names"][0].endswith("(random arm)")
+    examples = rows.assign(split="test")
+    answers = arms.answer_arm(FakeModel('{"label": "request"}'), examples, experiment.task, "tuned",
+                              tmp_path / "cache.sqlite", None, False)
+    assert list(answers["example_id"]) == list(rows["example_id"]) and set(answers["prediction"]) == {"request"}
+
+
+def test_a_reference_arm_without_enough_pool_rows_is_noted_not_fatal(experiment, arm_stand_ins, tmp_path):
+    from dataclasses import replace
+
+    from workbench.experiments.rounds import RoundSettings
+
+    # A pool of three rows: fewer than training needs once the test cases are out of it. (No
+    # anchors: choose_anchors fails on a pool the neighbours used up, a separate matter.)
+    small = replace(experiment, examples=experiment.examples.head(3))
+    done = run_round(small, folder=tmp_path / "rounds", progress=False, log=lambda _: None, encoder=WordsEncoder(),
+                     settings=RoundSettings(arms=ALL_ARMS, anchors=0.0))
+    summary = done.record["arms"]
+    assert set(summary["rows"]) == {"targeted"} and len(summary["notes"]) == 2
+    assert summary["notes"][0].startswith("the random arm was not trained") and summary["verdict"] == ""
+    assert set(pd.read_csv(done.path / "finetune" / "arms.csv")["arm"]) == {"targeted"}
+    assert done.record["accepted"] is True

@@ -141,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "MARGIN on all test cases and on the regression set (default 0.02)")
     loop.add_argument("--force", action="store_true",
                       help="run the round even when its settings differ from the last finished round's")
+    loop.add_argument("--arms", default="targeted",
+                      help="comma-separated arms each round trains on the same step budget: targeted (the round's "
+                           "model, always included), random (as many pool rows, drawn at random), all (every pool "
+                           "row); the others are references in finetune/<arm>/ and finetune/arms.csv")
     _anchors_argument(loop)
     loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
     _training_arguments(loop, epochs=2)
@@ -567,7 +571,8 @@ def _loop(args: argparse.Namespace) -> int:
     settings = RoundSettings(variant=args.variant, training=training, replay=not args.no_replay,
                              compare_repeats=args.repeats, regression_size=args.regression_size,
                              keep_worse=args.keep_worse, anchors=args.anchors, margin=args.margin,
-                             near_duplicate=args.near_duplicate)
+                             near_duplicate=args.near_duplicate,
+                             arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()))
     wanted = args.rounds if args.until is None else max(0, args.until - len(finished_rounds(folder)))
     for _ in range(0 if args.report_only else wanted):
         try:

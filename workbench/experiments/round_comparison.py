@@ -223,8 +223,10 @@ def _row(table: pd.DataFrame, point: str, prefix: str) -> dict[str, object]:
 
 
 def write_loop_report(folder: str | Path, *, title: str | None = None) -> tuple[Path, RoundComparison]:
-    """Compare the finished rounds in the loop `folder` and write ``rounds.html`` there; returns
-    (its path, the comparison)."""
+    """Compare the finished rounds in the loop `folder` and write ``rounds.html`` there (with each
+    round's reference arms, `arms.loop_arms`, when it trained any); returns (its path, the
+    comparison)."""
+    from workbench.experiments.arms import loop_arms
     from workbench.experiments.rounds import load_rounds
     from workbench.reporting.rounds_report import write_rounds_report
 
@@ -232,8 +234,9 @@ def write_loop_report(folder: str | Path, *, title: str | None = None) -> tuple[
     rounds = load_rounds(folder)
     comparison = compare_rounds(rounds)
     name = rounds[0].run.name
+    arms, arm_verdicts = loop_arms(rounds)
     path = write_rounds_report(folder / "rounds.html", title=title or f"{name}: the loop, round by round",
                                summary=comparison.summary, points=comparison.points,
                                new_points=comparison.new_points, regressions=comparison.regressions,
-                               metric=comparison.metric)
+                               metric=comparison.metric, arms=arms, arm_verdicts=arm_verdicts)
     return path, comparison

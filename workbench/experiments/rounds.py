@@ -10,16 +10,20 @@ that reads a run reads a round) plus:
 - ``training_data/`` (``examples.parquet``, ``leakage.csv``, ``build.json``, ``test_cases.jsonl``);
 - ``finetune/lora/`` (``adapter/``, ``adapter.gguf``, ``training.json``, ``before_after.csv``,
   ``predictions.parquet``) and ``finetune/points_by_method.csv``;
+- with reference arms (`RoundSettings.arms`, `workbench.experiments.arms`), ``finetune/random/``
+  and ``finetune/all/`` (each arm's adapter, rows and answers) and ``finetune/arms.csv``;
 - ``round.json``: the round's number, the model it started from (``started_from``,
   ``start_round``), the adapter it made, the rows trained on, the wall time of each stage, the
   before/after verdict on all test cases, the accept gate (``accepted``, ``margin``, ``gate``,
-  ``rejected_because``) and the ``fingerprint`` of the settings that decide what the round means.
+  ``rejected_because``), the ``arms`` summary (with reference arms) and the ``fingerprint`` of the
+  settings that decide what the round means.
 
 Round 1 starts from the experiment's embedded model; round n+1 starts from the last accepted
 round's tuned model (the base GGUF with its adapter): its prompt variants run on that model, and
 its training continues from that adapter's weights. A round is accepted when its tuned model is
 not worse than its start by more than `RoundSettings.margin` on all test cases and on the
-regression set (`accept_gate`); a rejected round is kept for the record but not built on.
+regression set (`accept_gate`); a rejected round is kept for the record but not built on. Only the
+targeted model (``finetune/lora/``) is gated and built on: reference arms are measured beside it.
 
 The model a round starts from descends from a chain of accepted rounds (walked back through
 ``started_from``, `start_chain`); only that chain counts as what the model has seen. A round
@@ -58,6 +62,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.core.frames import read_frame, write_frame
+from workbench.experiments.arms import ARMS, REFERENCE_ARMS, check_arms, run_arms
 from workbench.experiments.config import Experiment
 from workbench.experiments.runs import Run, load_run, redacted_config, run_experiment, write_run
 from workbench.finetune.lora import LoraSettings
@@ -65,7 +70,7 @@ from workbench.models.base import Model
 from workbench.trainingdata.anchors import DEFAULT_SHARE
 from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE
 
-STAGES = ("variants", "points", "training_data", "fine_tune", "re_test")
+STAGES = ("variants", "points", "training_data", "fine_tune", "re_test", "arms")
 REPLAY = "replay"
 ADAPTER = Path("finetune") / "lora" / "adapter.gguf"
 ALL_CASES = "(all test cases)"
@@ -89,7 +94,9 @@ class RoundSettings:
     (the accept gate's non-inferiority margin, in the kind's headline metric: a round is built on
     only when its tuned model scores at least its start's score minus `margin` on all test cases
     and on the regression set; `accept_gate`), and `near_duplicate` (the cosine at which two texts
-    are one near-duplicate group, kept on one side of the split; `trainingdata.groups`)."""
+    are one near-duplicate group, kept on one side of the split; `trainingdata.groups`), and `arms`
+    (the arms the round trains: "targeted", the round's own model, always; "random" and "all",
+    references trained on the labelled pool with the same step budget; `workbench.experiments.arms`)."""
 
     variant: str = "tuned"
     distance_threshold: float = 0.7
@@ -102,6 +109,7 @@ class RoundSettings:
     anchors: float = DEFAULT_SHARE
     margin: float = 0.02
     near_duplicate: float = NEAR_DUPLICATE_COSINE
+    arms: tuple[str, ...] = ("targeted",)
 
 
 @dataclass
@@ -189,9 +197,10 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
     """What decides what a round means, as plain JSON values: ``examples`` (how many the run
     evaluates and a SHA-256 of their sorted ids: `--limit` and the dataset), ``variants`` (the
     experiment's), ``variant`` (the training variant), ``distance_threshold``, ``min_size``,
-    ``anchors``, ``regression_size``, ``replay``, ``margin`` and ``training`` (every
-    `LoraSettings` field). Not in it: `compare_repeats` (extra consistency answers only) and
-    `keep_worse` (a decision about the next round, recorded as ``accepted``)."""
+    ``anchors``, ``regression_size``, ``replay``, ``margin``, ``near_duplicate``, ``arms`` (in
+    `arms.ARMS` order) and ``training`` (every `LoraSettings` field). Not in it: `compare_repeats`
+    (extra consistency answers only) and `keep_worse` (a decision about the next round, recorded as
+    ``accepted``)."""
     ids = sorted(str(e) for e in experiment.dataset["example_id"].unique())
     return json.loads(json.dumps({
         "examples": {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()},
@@ -199,6 +208,7 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
         "distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
         "anchors": settings.anchors, "regression_size": settings.regression_size, "replay": settings.replay,
         "margin": settings.margin, "near_duplicate": settings.near_duplicate,
+        "arms": [arm for arm in ARMS if arm in settings.arms],
         "training": dict(vars(settings.training)),
     }, default=str))
 
@@ -211,7 +221,10 @@ _SETTING_NAMES = {"examples": "the examples evaluated (--limit, the dataset)", "
                   "training.epochs": "--epochs", "training.max_steps": "--steps",
                   "training.learning_rate": "--learning-rate", "training.r": "--rank", "training.alpha": "--rank",
                   "training.batch_size": "--batch-size", "training.max_length": "--max-length",
-                  "near_duplicate": "--near-duplicate"}
+                  "near_duplicate": "--near-duplicate", "arms": "--arms"}
+
+# Fingerprint keys added after rounds were recorded, with the value those rounds ran with.
+_BEFORE_RECORDED = {"arms": ["targeted"]}
 
 
 def fingerprint_differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -226,7 +239,7 @@ def fingerprint_differences(before: dict[str, Any], now: dict[str, Any]) -> list
                 out[key] = value
         return out
 
-    old, new = flat(before), flat(now)
+    old, new = {**_BEFORE_RECORDED, **flat(before)}, flat(now)
     return [f"{_SETTING_NAMES.get(key, key)}: {old.get(key)!r} before, {new.get(key)!r} now"
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
@@ -302,10 +315,15 @@ def _interval(check: dict[str, Any]) -> str:
     return f", 95% interval {low:+.3f} to {high:+.3f}"
 
 
-def _check_settings(settings: RoundSettings) -> None:
-    """Refuse settings a round cannot use, before any model call."""
+def _check_settings(settings: RoundSettings, pool: pd.DataFrame | None = None) -> None:
+    """Refuse settings a round cannot use, before any model call (`pool`: the experiment's
+    labelled examples, which the reference arms draw from)."""
     from workbench.prompting.variants import parse_variant
 
+    try:
+        check_arms(settings.arms, pool)
+    except ValueError as error:
+        raise RoundError(f"--arms: {error}") from error
     if parse_variant(settings.variant).few_shot:
         raise RoundError(f"--variant {settings.variant} shows few-shot examples; the training rows are rendered "
                          "with it and the tuned model answers with it, without examples: choose a variant "
@@ -352,7 +370,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     The stages' own errors (an unusable training row, a failed conversion) propagate with the
     ``.partial`` folder kept."""
     settings = settings or RoundSettings()
-    _check_settings(settings)
+    _check_settings(settings, experiment.examples)
     folder = Path(folder) if folder is not None else loop_folder(experiment)
     config = dict(experiment.model_config)
     if config.get("kind", "embedded") != "embedded":
@@ -396,6 +414,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
                      "anchors": settings.anchors, "margin": settings.margin, "keep_worse": settings.keep_worse,
+                     "arms": list(settings.arms),
                      "training": {key: value for key, value in vars(settings.training).items()}},
         "fingerprint": settings_print, "forced": forced,
     }
@@ -446,6 +465,16 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
             "starts from the model this one started from")
     record["all_test_cases"] = {key: _plain(every[key]) for key in ("cases", "metric", "base", "tuned", "verdict",
                                                                      "p_value")}
+    if len(settings.arms) > 1:
+        # References for the targeted model, measured after its gate: they never decide acceptance.
+        with _stage("arms", stages, log):
+            record["arms"] = run_arms(settings.arms, examples=examples, train=train, steps=trained["steps"],
+                                      pool=experiment.examples, task=run.task, variant=settings.variant,
+                                      training=settings.training, config=config,
+                                      start_from=start.path / PEFT_ADAPTER if start is not None else None,
+                                      work=work, number=number, encoder=encoder, threshold=settings.near_duplicate,
+                                      options=experiment.options, progress=progress, log=log)
+            encoder.save()
     return _finish(work, folder / str(number), run, record)
 
 
@@ -634,7 +663,8 @@ def _finish(work: Path, final: Path, run: Run, record: dict[str, Any]) -> Round:
     (work / "round.json").write_text(json.dumps(record, indent=2, default=_plain), encoding="utf-8")
     if final.exists():  # a finished round is never overwritten; this one is left beside it
         raise RoundError(f"{final} exists already; the new round stays in {work}")
-    shutil.rmtree(work / "finetune" / "lora" / "checkpoints", ignore_errors=True)  # the adapter is saved
+    for arm in ("lora", *REFERENCE_ARMS):  # the adapters are saved
+        shutil.rmtree(work / "finetune" / arm / "checkpoints", ignore_errors=True)
     os.replace(work, final)
     return load_round(final)
 

@@ -3,7 +3,9 @@
 It takes the frames of `workbench.experiments.round_comparison.RoundComparison` (this layer does
 not import the experiments stage) and shows the score per round, each round's before/after, the
 status of each round's points (fixed, improved, already right, unchanged, worse, no test cases),
-the new points and the regressions.
+the new points and the regressions; and, for rounds that trained reference arms
+(``--arms targeted,random,all``), each arm on the round's test cases with its paired comparisons
+and one sentence per round saying which arm scored best and whether the test could tell.
 """
 
 from __future__ import annotations
@@ -50,9 +52,16 @@ def plot_point_status(points: pd.DataFrame) -> go.Figure:
 
 
 def write_rounds_report(path: str | Path, *, title: str, summary: pd.DataFrame, points: pd.DataFrame,
-                        new_points: pd.DataFrame, regressions: pd.DataFrame, metric: str) -> Path:
+                        new_points: pd.DataFrame, regressions: pd.DataFrame, metric: str,
+                        arms: pd.DataFrame | None = None, arm_verdicts: dict[int, str] | None = None) -> Path:
     """Write the loop's report to `path` from the comparison's frames (see
-    `workbench.experiments.round_comparison`: `summary`, `points`, `new_points`, `regressions`)."""
+    `workbench.experiments.round_comparison`: `summary`, `points`, `new_points`, `regressions`).
+
+    `arms` (optional): the rounds' reference-arm tables (`workbench.experiments.arms.loop_arms`:
+    ``round``, ``arm``, ``set``, ``rows``, ``steps``, ``cases``, ``score``, ``start_score``, the
+    ``vs_targeted_*`` and ``vs_start_*`` comparisons (``difference``, ``low``, ``high``,
+    ``p_adjusted``, ``verdict``) and ``method``), shown with `arm_verdicts` (round -> one
+    sentence) when any round has them."""
     path = Path(path)
     context = {
         "title": title, "generated": datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -66,6 +75,8 @@ def write_rounds_report(path: str | Path, *, title: str, summary: pd.DataFrame, 
         "status_colours": STATUS_COLOURS,
         "new_points": new_points.to_dict("records"),
         "regressions": regressions.to_dict("records"),
+        "arms": [_arm_row(row) for row in arms.to_dict("records")] if arms is not None else [],
+        "arm_verdicts": [{"round": r, "text": text} for r, text in sorted((arm_verdicts or {}).items()) if text],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(environment().get_template("rounds.html.jinja").render(context), encoding="utf-8")
@@ -76,4 +87,20 @@ def _summary_row(row: dict) -> dict:
     shown = dict(row)
     for key in ("score", "score_untouched", "base", "tuned", "regression_base", "regression_tuned"):
         shown[key] = _cell(row[key], ".3f")
+    return shown
+
+
+def _arm_row(row: dict) -> dict:
+    shown = dict(row)
+    for key in ("score", "start_score"):
+        shown[key] = _cell(row.get(key), ".3f")
+    for side in ("vs_targeted", "vs_start"):
+        difference = row.get(f"{side}_difference")
+        if difference is None or pd.isna(difference):
+            shown[side] = None  # the targeted arm is not compared with itself
+            continue
+        shown[side] = {"difference": _cell(difference, "+.3f"), "low": _cell(row.get(f"{side}_low"), "+.3f"),
+                       "high": _cell(row.get(f"{side}_high"), "+.3f"),
+                       "p_adjusted": _cell(row.get(f"{side}_p_adjusted"), ".3g"),
+                       "verdict": row.get(f"{side}_verdict")}
     return shown
