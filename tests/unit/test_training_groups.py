@@ -157,3 +157,12 @@ def test_the_vector_cache_encodes_each_text_once_and_keeps_the_vectors_on_disk(t
     reloaded = CachedEncoder(fresh, path=tmp_path / "embeddings.npz")
     assert np.allclose(reloaded.encode(["a b", "e f"]), cache.encode(["a b", "e f"])) and fresh.seen == []
     assert cache.encode([]).shape == (0, first.shape[1])
+
+
+def test_a_pool_the_points_use_up_leaves_no_anchor_or_regression_candidate_and_still_builds():
+    clusterer, dataset = run()
+    tiny = POOL[POOL["example_id"].isin(["card0", "fee0"])]  # both become neighbours of their points
+    data = build_training_data(clusterer.points_, clusterer.assignments_, dataset, TASK, pool=tiny,
+                               encoder=WordsEncoder(), min_members_to_split=5, anchors=1.0, regression_size=10)
+    assert find_leaks(data.examples, WordsEncoder()).empty
+    assert not (data.examples["source"] == "anchors").any()

@@ -34,6 +34,7 @@ import random
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from workbench.core.frames import require_columns
@@ -113,7 +114,9 @@ def _unused(examples: pd.DataFrame, pool: pd.DataFrame, encoder: Encoder | None,
     spare = pool[~pool["example_id"].astype(str).isin(set(examples["example_id"].astype(str)))]
     spare = spare.drop_duplicates("example_id").reset_index(drop=True)
     if ledger is not None:
-        return spare[[ledger.allows(text, "train") for text in spare["text"].astype(str)]].reset_index(drop=True)
+        # A boolean array, not a list: an empty list would select no columns instead of no rows.
+        allowed = np.array([ledger.allows(text, "train") for text in spare["text"].astype(str)], dtype=bool)
+        return spare[allowed].reset_index(drop=True)
     encoder = cached(encoder)
     tests = examples.loc[examples["split"] == "test", "text"].astype(str).tolist()
     if spare.empty or not tests:

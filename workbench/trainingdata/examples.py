@@ -378,7 +378,7 @@ def _regression(rows: list[dict[str, Any]], truth: pd.DataFrame, pool: pd.DataFr
     chosen = [(e, str(truth.at[e, "text"]), truth.at[e, column]) for e in rng.sample(rest, min(size, len(rest)))]
     if len(chosen) < size and pool is not None:
         spare = pool[~pool["example_id"].astype(str).isin(used | set(truth.index))].drop_duplicates("example_id")
-        spare = spare[[ledger.allows(text, "test") for text in spare["text"].astype(str)]]
+        spare = spare[np.array([ledger.allows(text, "test") for text in spare["text"].astype(str)], dtype=bool)]
         picked = rng.sample(range(len(spare)), min(size - len(chosen), len(spare)))
         chosen += [(str(spare["example_id"].iloc[i]), str(spare["text"].iloc[i]), spare[column].iloc[i])
                    for i in sorted(picked)]
