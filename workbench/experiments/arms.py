@@ -121,13 +121,13 @@ def render_rows(rows: pd.DataFrame, task: Task, variant: str, arm: str) -> pd.Da
     ``source`` the arm's name, ``split`` "train"), ``answer`` and ``messages`` rendered with
     `variant` by the training-data frame's own renderer (chain-of-thought reasoning included)."""
     from workbench.prompting.variants import parse_variant
-    from workbench.trainingdata.examples import _finish
+    from workbench.trainingdata.examples import render_rows as render_training_rows
 
     target = task.kind.target_column
     records = [{"point_id": arm, "split": "train", "source": arm, "example_id": str(e), "text": str(text),
                 "target": value, "synthetic": False, "signature": None, "distance": None}
                for e, text, value in zip(rows["example_id"], rows["text"], rows[target])]
-    return _finish(records, task, parse_variant(variant), None)
+    return render_training_rows(records, task, parse_variant(variant), None)
 
 
 def compare_arms(predictions: pd.DataFrame, examples: pd.DataFrame, task: Task, rows: dict[str, int],

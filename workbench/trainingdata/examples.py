@@ -205,7 +205,7 @@ def build_training_data(
     # Examples of points not built here (suspected label errors) are errors too: not regression cases.
     rows += _regression(rows, truth, pool, task, regression_size, rng, ledger,
                         erred=set(assignments["example_id"].astype(str)))
-    frame = _finish(rows, task, chosen, template_dir)
+    frame = render_rows(rows, task, chosen, template_dir)
     for point_id in wanted["point_id"]:
         if not ((frame["point_id"] == point_id) & (frame["split"] == "test")).any():
             notes.append(f"{point_id} has no test case: give a labelled pool (neighbours) or annotate more examples")
@@ -265,7 +265,7 @@ def add_examples(data: TrainingData, rows: pd.DataFrame, task: Task, *, encoder:
         raise ValueError(f"example {clash} is a test case in one place and training data in another: give it one split")
     extra = [_row(r["point_id"], r["split"], r["source"], r["example_id"], r["text"], r["target"], None, None,
                   bool(r.get("synthetic", r["source"] == "generated"))) for r in rows.to_dict("records")]
-    frame = pd.concat([data.examples, _finish(extra, task, parse_variant(data.variant), template_dir)],
+    frame = pd.concat([data.examples, render_rows(extra, task, parse_variant(data.variant), template_dir)],
                       ignore_index=True)
     encoder = cached(encoder)
     check_no_leaks(frame, encoder, threshold)  # rows made elsewhere: a leak is the caller's to resolve
@@ -406,9 +406,11 @@ def _answer(task: Task, variant: PromptVariant, example: dict[str, Any], target:
     return json.dumps(reasoning | task.kind.answer_object(task, example), ensure_ascii=False)
 
 
-def _finish(rows: list[dict[str, Any]], task: Task, variant: PromptVariant,
+def render_rows(rows: list[dict[str, Any]], task: Task, variant: PromptVariant,
             template_dir: str | Path | None) -> pd.DataFrame:
-    """The rows with ``answer`` and ``messages`` rendered; a target the kind cannot format is named."""
+    """`rows` (dicts with ``point_id``, ``example_id``, ``text``, ``target`` and the other
+    `TRAINING_COLUMNS`) as a frame with ``answer`` and ``messages`` rendered for `variant`, as every
+    trainer sees them; a target the kind cannot format is named."""
     for row in rows:
         example = {"example_id": row["example_id"], "text": row["text"], task.kind.target_column: row["target"]}
         try:
