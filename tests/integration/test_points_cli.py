@@ -49,15 +49,21 @@ def test_points_are_written_to_the_run_folder(tmp_path):
     # The variants never agree on a wrong answer; only the annotator's correction raises a suspicion.
     assert issues.loc[issues["is_label_issue"], "example_id"].tolist() == [complaint]
     assert complaint in points.set_index("point_id").at["relabel", "example_ids"]
-    assert set(points["signature"]) <= {f"{gold} read as {said}" for gold in run.task.label_names
-                                        for said in ("request", "complaint")} | {"suspected label error"}
-    by_signature = points.groupby("signature")
-    complaint = points[points["signature"] == "complaint read as request"]
-    assert (complaint["fixed_by"].map(lambda fixed: fixed == ["definitions"])).all()
-    assert (complaint["action"] == "add/clarify a definition").all()
-    fraud = points[points["signature"] == "fraud read as request"]
-    assert len(fraud) and (fraud["fixed_by"].map(len) == 0).all() and fraud["persistent"].all()
-    assert points["share_of_errors"].sum() == pytest.approx(1.0) and len(by_signature) >= 3
+    # Without definitions the model answers "request" to every example, with them "complaint": two
+    # default answers, each one point whatever the gold (not one point per gold label), with its share.
+    assert set(points["family"]) == {"default answer", "relabel"}
+    defaults = points[points["family"] == "default answer"].set_index("signature")
+    assert set(defaults.index) == {"anything read as request", "anything read as complaint"}
+    request = defaults.loc["anything read as request"]
+    assert "zero_shot gave 'request' to" in request["family_note"] and "cot gave 'request'" in request["family_note"]
+    # definitions answers "complaint" everywhere: right on exactly the complaints among them, so it
+    # fixes part of the point, not all of it, and the point is one to fine-tune.
+    gold = run.dataset.set_index("example_id")["label"]
+    complaints = sum(gold[e] == "complaint" for e in request["example_ids"]) / len(request["example_ids"])
+    assert 0 < complaints < 1 and request["right_by_variant"]["definitions"] == pytest.approx(complaints)
+    assert request["fixed_by"] == [] and request["action"] == "fine-tune"
+    assert points["share_of_errors"].sum() == pytest.approx(1.0)
     assert "training points" in done.stdout and isinstance(points.iloc[0]["example_ids"], list)
     html = (run.path / "report.html").read_text()
     assert html.count('class="card point"') == len(points) and 'id="chart-point_fixes"' in html
+    assert "one default-answer point" in html  # said at the top of the points section
