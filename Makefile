@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 # training points for review; the training data exported with the spaCy baseline trained on it.
 # NER answers are long, so its round is the smaller. Argilla keeps running: `workbench argilla down`.
 DEMO_ROUND_CLASSIFICATION := --until 1 --limit 16 --variants zero_shot,definitions,few_shot --steps 24 --regression-size 12 \
-	--arms targeted,random,all
+	--arms targeted,random
 DEMO_ROUND_NER := --until 1 --limit 8 --variants zero_shot,few_shot --steps 8 --regression-size 6
 
 demo: install argilla-venv
