@@ -125,8 +125,9 @@ def strongest_start(table: pd.DataFrame, versus_best: pd.DataFrame | None) -> pd
     which ("training variant" or "best prompt").
 
     Why: the tuned model answers the compact `tuned` prompt, which lists no labels; the base model
-    given that prompt cannot know them, so beating it proves nothing. A user would run the base
-    model with its best prompt, so that is the start a round must not fall below."""
+    given that prompt is often weak (it has not learned them, though constrained decoding still
+    holds its answer to them), so beating it alone proves little. A user would run the base model
+    with its best prompt, so the stronger of the two is the start a round must not fall below."""
     chosen = table.assign(start_prompt="training variant")
     if versus_best is None or versus_best.empty:
         return chosen
