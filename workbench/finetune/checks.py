@@ -5,7 +5,6 @@ here costs a second; found after training, it costs the training."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +101,7 @@ def check_training_length(
 
     Returns a `LengthCheck`. Raises TrainingLengthError naming the longest row over `max_length`
     (its example id and length), the limit, how many rows are over, and the flag to change it."""
-    from workbench.trainingdata.examples import definition_reasoning  # the answer training data writes
+    from workbench.trainingdata.examples import training_answer  # the answer training data writes
 
     frames = [texts] if isinstance(texts, pd.DataFrame) else [frame for frame in texts if frame is not None]
     for frame in frames:
@@ -119,10 +118,7 @@ def check_training_length(
             target = row.get(kind.target_column) if has_gold else None
             if _known(target):
                 example = {"example_id": example_id, "text": text, kind.target_column: target}
-                answer = kind.answer_object(task, example)
-                if chosen.cot:
-                    answer = {"reasoning": definition_reasoning(task, target)} | answer
-                messages.append({"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)})
+                messages.append({"role": "assistant", "content": training_answer(task, chosen, example, target)})
                 prompt, reply = chat_ids(tokenizer, messages, f"example {example_id}")
                 tokens = len(prompt) + len(reply)
             else:

@@ -399,7 +399,9 @@ def definition_reasoning(task: Task, target: Any) -> str:
     return text if len(text) <= REASONING_MAX_CHARS else text[: REASONING_MAX_CHARS - 1] + "…"
 
 
-def _answer(task: Task, variant: PromptVariant, example: dict[str, Any], target: Any) -> str:
+def training_answer(task: Task, variant: PromptVariant, example: dict[str, Any], target: Any) -> str:
+    """The assistant turn of a training row: `example`'s gold `target` as the JSON `variant` asks
+    for, with the definitions reasoning first for a chain-of-thought variant."""
     if not variant.cot:
         return task.kind.format_answer(task, example)
     reasoning = {"reasoning": definition_reasoning(task, target)}
@@ -414,7 +416,7 @@ def render_rows(rows: list[dict[str, Any]], task: Task, variant: PromptVariant,
     for row in rows:
         example = {"example_id": row["example_id"], "text": row["text"], task.kind.target_column: row["target"]}
         try:
-            row["answer"] = _answer(task, variant, example, row["target"])
+            row["answer"] = training_answer(task, variant, example, row["target"])
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"point {row['point_id']}, example {row['example_id']}: the target {row['target']!r} "
                              f"cannot be written as a {task.kind} answer ({error}); fix the gold or the correction"
