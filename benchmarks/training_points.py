@@ -38,7 +38,9 @@ Three parts, in one run (prints figures; not a test: no asserts):
        answering B to 3 examples of A and A to 3 of B: 6 members, 2 signatures per family;
    (c) confusions spread over unique signatures: 3 domains drawn from `DOMAINS`, 4 intents each,
        few_shot making 6 mistakes within the domain, each (gold, answer) once and no reverse pair,
-       so only content can put them together;
+       so only content can put them together (or the three-labels-confused-pairwise rule);
+   (c') confusions in a ring: 2 more domains, 4 mistakes each (A->B, B->C, C->D, D->A), where no
+       three labels are confused pairwise, so only alike texts can put them together;
    (d) noise: few_shot answers a random other label to 60 other examples.
    A planted family F (its example ids) is **recovered** when one point (kind "point": "other"
    and "relabel" points never count) holds at least 80% of F and F is at least 80% of that
@@ -103,6 +105,8 @@ DOMAINS = [("tire_change", "tire_pressure", "jump_start", "schedule_maintenance"
            ("play_music", "next_song", "update_playlist", "what_song")]
 # (gold, answer) positions within a domain: six mistakes, each signature once, no reverse pair.
 DOMAIN_MISTAKES = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3)]
+# The same in a ring: four mistakes, no three labels confused pairwise (part 4c').
+RING_MISTAKES = [(0, 1), (1, 2), (2, 3), (3, 0)]
 THRESHOLDS = (0.4, 0.55, 0.7)
 METHODS = ([f"agglomerative {t}" for t in THRESHOLDS] + ["k-means sqrt(n/2)", "HDBSCAN mcs=2"]
            + ["signature only"])
@@ -422,20 +426,21 @@ def planted_clinc(test: pd.DataFrame, labels: list[str], seed: int) -> tuple[pd.
     answers: dict[str, dict[str, str]] = {"zero_shot": {}, "few_shot": {}}
     families: dict[str, tuple[str, set[str]]] = {}
     pairs = rng.sample(PAIRS, 6)
-    domains = rng.sample(DOMAINS, 3)
+    domains = rng.sample(DOMAINS, 5)
     for a, b in pairs:
         mine = {example: b for example in by_label[a][:3]} | {example: a for example in by_label[b][:3]}
         answers["few_shot"].update(mine)
         families[f"pair {a} / {b}"] = ("confusion pair", set(mine))
-    for domain in domains:
+    for number, domain in enumerate(domains):
         used: dict[str, int] = {}
         mine = {}
-        for g, w in DOMAIN_MISTAKES:
+        ring = number >= 3
+        for g, w in RING_MISTAKES if ring else DOMAIN_MISTAKES:
             example = by_label[domain[g]][used.get(domain[g], 0)]
             used[domain[g]] = used.get(domain[g], 0) + 1
             mine[example] = domain[w]
         answers["few_shot"].update(mine)
-        families[f"domain {domain[0]}..."] = ("confusion spread", set(mine))
+        families[f"domain {domain[0]}..."] = ("confusion ring" if ring else "confusion spread", set(mine))
     planted = {example for _, members in families.values() for example in members}
     reserved = {label for pair in pairs for label in pair} | {label for d in domains for label in d}
     default = rng.choice([label for label in labels if label not in reserved and label != "oos"])

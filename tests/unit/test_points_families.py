@@ -119,6 +119,23 @@ def test_confusions_spread_over_unique_signatures_merge_by_content():
     assert len(others) == 1 and others.iloc[0]["size"] == 6 and "no recurring pattern" in others.iloc[0]["name"]
 
 
+def test_three_labels_confused_with_each_other_pairwise_merge_though_their_texts_differ():
+    # intent_01..03 confused pairwise in both directions, each signature once, texts unrelated (as
+    # "rules for toothpaste" read as lost_luggage and "status of my flight" read as carry_on are):
+    # the confusions close triangles in the label graph, which chance rarely does. A chain of
+    # confusions (intent_10 -> 11 -> 12 -> 13) closes none and stays apart, as does the noise.
+    web = [(f"web text {n}", LABELS[1 + a], LABELS[1 + b]) for n, (a, b) in
+           enumerate([(0, 1), (1, 2), (2, 0), (0, 2), (1, 0), (2, 1)])]
+    chain = [(f"chain text {n}", LABELS[10 + n], LABELS[11 + n]) for n in range(3)]
+    noise = [(f"message {n}", LABELS[14 + n], LABELS[22 + n]) for n in range(4)]
+    clusterer, _, _, errors = fit(web + chain + noise)
+    one_point_each(clusterer, errors)
+    content = clusterer.points_[clusterer.points_["family"] == "content"]
+    assert len(content) == 1 and sorted(content.iloc[0]["example_ids"]) == [f"e{n:03d}" for n in range(6)]
+    others = clusterer.points_[clusterer.points_["kind"] == "other"]
+    assert len(others) == 1 and others.iloc[0]["size"] == 7
+
+
 def test_a_confusion_and_its_reverse_are_one_pair_point():
     cases = [("transfer money to mum", LABELS[1], LABELS[2]), ("transfer to savings", LABELS[1], LABELS[2]),
              ("transfer my balance", LABELS[2], LABELS[1]), ("transfer back", LABELS[2], LABELS[1]),

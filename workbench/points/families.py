@@ -187,9 +187,10 @@ def join_reverse(clusters: list[list[Key]], gold: dict[Key, str | None], answer:
 def related_components(pool: list[Key], gold: dict[Key, str | None], answer: dict[Key, str | None],
                        vectors: Callable[[list[Key]], np.ndarray], threshold: float) -> list[list[Key]]:
     """`pool` split into connected groups, two members linked when they share a label (as gold or
-    answer, either way round) and their texts are within cosine distance `threshold`: confusions
-    among a few related labels, each (gold, answer) perhaps once. Members with no label side are
-    groups of their own."""
+    answer, either way round) and either their texts are within cosine distance `threshold` or
+    their other two labels were confused by a third member (a triangle of confusions):
+    confusions among a few related labels, each (gold, answer) perhaps once. Members with no
+    label side are groups of their own."""
     if not pool:
         return []
     named = [sorted({gold[key], answer[key]} - {None, UNPARSED_SIDE}) for key in pool]
@@ -198,9 +199,25 @@ def related_components(pool: list[Key], gold: dict[Key, str | None], answer: dic
     incidence = csr_matrix((np.ones(len(rows)), (rows, [columns[label] for labels in named for label in labels])),
                            shape=(len(pool), max(len(columns), 1)))
     # Only pairs that share a label need their texts compared (sparse: few do with many labels).
-    first, second = (incidence @ incidence.T).nonzero()
+    shared = (incidence @ incidence.T).tocoo()
+    first, second = shared.row, shared.col
     matrix = _unit(vectors(pool))
     close = np.einsum("ij,ij->i", matrix[first], matrix[second]) >= 1 - threshold
+    # "L read as A" and "L read as B" (either way round) are linked whatever their texts when some
+    # member confused A and B too: three labels confused pairwise, which chance rarely makes with
+    # many labels (measured: on clinc150 this took planted spread confusions from 0.77 to 1.00
+    # recall at 1.00 precision; a ring of confusions with no such triangle still needs alike texts).
+    pair = np.array([[columns[label] for label in labels] if len(labels) == 2 else [-1, -1] for labels in named])
+    two = (pair[first, 0] >= 0) & (pair[second, 0] >= 0) & (shared.data == 1) & (first != second)
+    # With one label in common, the two labels left are those in one pair but not the other.
+    sum_first, sum_second = pair[first].sum(axis=1), pair[second].sum(axis=1)
+    in_second = (pair[first, 0] == pair[second, 0]) | (pair[first, 0] == pair[second, 1])
+    common = np.where(in_second, pair[first, 0], pair[first, 1])
+    left, right = sum_first - common, sum_second - common
+    width = len(columns) + 1
+    edges = np.unique(pair[pair[:, 0] >= 0].min(axis=1) * width + pair[pair[:, 0] >= 0].max(axis=1))
+    triangle = two & np.isin(np.minimum(left, right) * width + np.maximum(left, right), edges)
+    close |= triangle
     linked = csr_matrix((np.ones(int(close.sum())), (first[close], second[close])), shape=(len(pool), len(pool)))
     _, component = connected_components(linked, directed=False)
     groups: dict[int, list[Key]] = {}
