@@ -49,6 +49,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries and other details")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    init = commands.add_parser("init", help="make a project folder from your own data: task.yaml, a test/pool "
+                                            "split and an experiment config that `workbench run` takes")
+    init.add_argument("data", help="a table (.csv, .tsv, .xlsx, .parquet, .jsonl, .json) or a CoNLL file "
+                                   "(.conll, .iob, .iob2, .bio) for NER")
+    init.add_argument("--text", default=None, help="the column holding the texts (NER with tags: the tokens)")
+    init.add_argument("--label", default=None, help="the column holding the labels (multilabel: a list or --sep "
+                                                    "cells; NER: spans with character offsets, or IOB/BIO tags)")
+    init.add_argument("--id", default=None, help="a column of unique ids (default: row-<n>, the row a spreadsheet "
+                                                 "shows, header on row 1, or a JSONL file's line; sentence-<n> for CoNLL)")
+    init.add_argument("--kind", choices=["classification", "multilabel", "ner"], default=None,
+                      help="the task kind (default: ner for CoNLL, multilabel with --sep, else classification)")
+    init.add_argument("--sep", default=None, help="the delimiter between labels in a multi-label cell, e.g. ';'")
+    init.add_argument("--test-size", type=float, default=0.3,
+                      help="a fraction of the rows (0.3) or a number of rows (50) for test.jsonl (default 0.3)")
+    init.add_argument("--seed", type=int, default=0, help="the split's random seed (default 0)")
+    init.add_argument("--name", default=None, help="the task and experiment name (default: the file's name)")
+    init.add_argument("--out", default=None, help="the project folder (default: ./<name>/)")
+    init.add_argument("--overwrite", action="store_true", help="replace the project files written there before")
+
     run = commands.add_parser("run", help="run an experiment config and write runs/<name>/")
     run.add_argument("config")
     run.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
@@ -154,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        if args.command == "init":
+            return _init(args)
         if args.command == "run":
             return _run(args)
         if args.command == "push":
@@ -176,6 +197,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _variant_list(text: str | None) -> list[str] | None:
     return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def _init(args: argparse.Namespace) -> int:
+    from workbench.core.importing import import_table
+    from workbench.experiments.project_init import next_commands, write_project
+
+    imported = import_table(args.data, text_column=args.text, label_column=args.label, id_column=args.id,
+                            kind=args.kind, sep=args.sep, name=args.name)
+    project = write_project(imported, args.out or imported.task.name, test_size=args.test_size, seed=args.seed,
+                            overwrite=args.overwrite)
+    print(f"{imported.source}: {len(imported.dataset)} rows, {imported.task.kind} task {imported.task.name!r} with "
+          f"{len(imported.task.labels)} labels ({imported.task.kind.counted[1]} per label):")
+    print(project.counts.to_string(index=False))
+    for note in project.split.notes:
+        print(f"note: {note}")
+    print(f"wrote {project.folder}/: task.yaml, test.jsonl ({len(project.split.test)} rows), train.jsonl "
+          f"({len(project.split.train)} rows, the few-shot pool) and experiment.yaml")
+    print("next:\n" + "\n".join(next_commands(project)))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
