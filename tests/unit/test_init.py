@@ -84,6 +84,9 @@ def test_the_split_is_seeded(tmp_path):
     assert list(first.test["example_id"]) != list(other.test["example_id"])
     assert len(first.test) == 6  # ceil(0.3 * 20)
     assert len(split_dataset(imported.dataset, imported.task, test_size=7).test) == 7
+    # 0.55 of 100 rows is 55, though 0.55 * 100 is 55.00000000000001 in floating point.
+    hundred = pd.concat([imported.dataset] * 5, ignore_index=True).assign(example_id=[f"e{n}" for n in range(100)])
+    assert len(split_dataset(hundred, imported.task, test_size=0.55).test) == 55
 
 
 def test_made_ids_say_where_the_row_is_in_the_file(tmp_path):

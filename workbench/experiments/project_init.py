@@ -83,15 +83,16 @@ def split_dataset(dataset: pd.DataFrame, task: Task, *, test_size: float = DEFAU
     `test_size` is a fraction of the rows (0 < f < 1, rounded up, as scikit-learn does) or a
     number of rows (1 or more). Each row's stratification group is its rarest label (its label,
     for classification; ``(no label)`` for a row with none). Rows whose group has a single row
-    cannot be in both files: they stay in the pool, and a note names them. When the test set is
-    too small to hold every group, the split is random (not stratified), and a note says so.
-    Raises `ProjectError` when either side would be empty.
+    cannot be in both files: they stay in the pool, and a note names them (for classification: a
+    label on one row is never tested). When the test set is too small to hold every group, the
+    split is random (not stratified), and a note says so. Raises `ProjectError` when either side
+    would be empty.
     """
     rows = len(dataset)
     wanted = test_size if test_size < 1 else int(test_size)
     if test_size <= 0 or (test_size >= 1 and not float(test_size).is_integer()):
         raise ProjectError(f"test size {test_size!r} must be a fraction between 0 and 1 (0.3) or a number of rows (50)")
-    n_test = math.ceil(wanted * rows) if wanted < 1 else wanted
+    n_test = math.ceil(round(wanted * rows, 9)) if wanted < 1 else wanted  # 0.1 of 30 is 3, not ceil(3.0000000000000004)
     if not 1 <= n_test < rows:
         raise ProjectError(f"a test size of {test_size!r} leaves {rows - n_test} of {rows} rows for the pool and "
                            f"{n_test} for the test set; both need at least one: give a smaller test size")
@@ -102,9 +103,10 @@ def split_dataset(dataset: pd.DataFrame, task: Task, *, test_size: float = DEFAU
     notes = []
     if rare:
         shown = sorted({groups[index] for index in rare})
-        notes.append(f"{len(rare)} row(s) kept in the pool (train.jsonl), not tested, because their label is on a "
-                     f"single row: {', '.join(repr(label) for label in shown[:10])}"
-                     f"{' ...' if len(shown) > 10 else ''} (example_id {', '.join(dataset['example_id'].iloc[rare][:5])}"
+        notes.append(f"{len(rare)} row(s) kept in the pool (train.jsonl), not tested: the split is stratified by "
+                     "each row's rarest label, and no other row shares theirs "
+                     f"({', '.join(repr(label) for label in shown[:10])}"
+                     f"{' ...' if len(shown) > 10 else ''}; example_id {', '.join(dataset['example_id'].iloc[rare][:5])}"
                      f"{' ...' if len(rare) > 5 else ''})")
     common_groups = len({groups[index] for index in common})
     # scikit-learn's conditions for a stratified split: each side holds every group at least once.
