@@ -55,7 +55,8 @@ def test_the_same_data_in_every_format_gives_the_same_task_and_split(tmp_path, w
                                 id_column="id" if with_id else None)
         project = write_project(imported, tmp_path / suffix[1:], test_size=0.25, seed=3)
         files = [read_jsonl(project.test_path), read_jsonl(project.train_path)]
-        first_ids[suffix] = next(row["example_id"] for row in files[0] + files[1] if row["text"] == TICKETS["message"][0])
+        first_ids[suffix] = next(row["example_id"] for row in files[0] + files[1]
+                                 if row["text"] == TICKETS["message"][0])
         if not with_id:  # made ids say where the row is, which differs by format (see the next test)
             files = [[{key: value for key, value in row.items() if key != "example_id"} for row in rows]
                      for rows in files]
@@ -146,7 +147,8 @@ def test_multilabel_from_a_delimiter(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
 def test_multilabel_from_a_list_column(tmp_path, suffix):
-    frame = TOPICS.assign(topics=[[part.strip() for part in cell.split(";") if part.strip()] for cell in TOPICS["topics"]])
+    frame = TOPICS.assign(topics=[[part.strip() for part in cell.split(";") if part.strip()]
+                                  for cell in TOPICS["topics"]])
     if suffix == ".csv":  # a CSV holds the lists as JSON text
         frame = frame.assign(topics=[json.dumps(labels) for labels in frame["topics"]])
     imported = import_table(write_table(frame, tmp_path / f"topics{suffix}"), text_column="review",

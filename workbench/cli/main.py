@@ -53,11 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "split and an experiment config that `workbench run` takes")
     init.add_argument("data", help="a table (.csv, .tsv, .xlsx, .parquet, .jsonl, .json) or a CoNLL file "
                                    "(.conll, .iob, .iob2, .bio) for NER")
-    init.add_argument("--text", default=None, metavar="COLUMN", help="the column holding the texts (NER with tags: the tokens)")
-    init.add_argument("--label", default=None, metavar="COLUMN", help="the column holding the labels (multilabel: a list or --sep "
-                                                    "cells; NER: spans with character offsets, or IOB/BIO tags)")
-    init.add_argument("--id", default=None, metavar="COLUMN", help="a column of unique ids (default: row-<n>, the row a spreadsheet "
-                                                 "shows, header on row 1, or a JSONL file's line; sentence-<n> for CoNLL)")
+    init.add_argument("--text", default=None, metavar="COLUMN",
+                      help="the column holding the texts (NER with tags: the tokens)")
+    init.add_argument("--label", default=None, metavar="COLUMN",
+                      help="the column holding the labels (multilabel: a list or --sep cells; NER: spans with "
+                           "character offsets, or IOB/BIO tags)")
+    init.add_argument("--id", default=None, metavar="COLUMN",
+                      help="a column of unique ids (default: row-<n>, the row a spreadsheet shows, header on row 1, "
+                           "or a JSONL file's line; sentence-<n> for CoNLL)")
     init.add_argument("--kind", choices=["classification", "multilabel", "ner"], default=None,
                       help="the task kind (default: ner for CoNLL, multilabel with --sep, else classification)")
     init.add_argument("--sep", default=None, help="the delimiter between labels in a multi-label cell, e.g. ';'")

@@ -472,7 +472,8 @@ def _task_for(dataset: pd.DataFrame, kind: str, name: str, label_column: str, so
                 "a classifier needs at least two labels to choose between: add rows with another label (for a "
                 f"yes/no question, label the other rows too, e.g. 'not_{labels[0]}')") from None
         reason = str(exc).removeprefix(f"{spec_source} is not a valid task specification: ")
-        raise TableImportError(f"{source}: the labels in column {label_column!r} cannot make a task: {reason}") from None
+        raise TableImportError(f"{source}: the labels in column {label_column!r} cannot make a task: "
+                               f"{reason}") from None
 
 
 def _natural(label: str) -> tuple:

@@ -92,7 +92,8 @@ def split_dataset(dataset: pd.DataFrame, task: Task, *, test_size: float = DEFAU
     wanted = test_size if test_size < 1 else int(test_size)
     if test_size <= 0 or (test_size >= 1 and not float(test_size).is_integer()):
         raise ProjectError(f"test size {test_size!r} must be a fraction between 0 and 1 (0.3) or a number of rows (50)")
-    n_test = math.ceil(round(wanted * rows, 9)) if wanted < 1 else wanted  # 0.1 of 30 is 3, not ceil(3.0000000000000004)
+    # Rounded first: 0.55 of 100 rows is 55, not ceil(55.00000000000001).
+    n_test = math.ceil(round(wanted * rows, 9)) if wanted < 1 else wanted
     if not 1 <= n_test < rows:
         raise ProjectError(f"a test size of {test_size!r} leaves {rows - n_test} of {rows} rows for the pool and "
                            f"{n_test} for the test set; both need at least one: give a smaller test size")
@@ -106,7 +107,8 @@ def split_dataset(dataset: pd.DataFrame, task: Task, *, test_size: float = DEFAU
         notes.append(f"{len(rare)} row(s) kept in the pool (train.jsonl), not tested: the split is stratified by "
                      "each row's rarest label, and no other row shares theirs "
                      f"({', '.join(repr(label) for label in shown[:10])}"
-                     f"{' ...' if len(shown) > 10 else ''}; example_id {', '.join(dataset['example_id'].iloc[rare][:5])}"
+                     f"{' ...' if len(shown) > 10 else ''}; "
+                     f"example_id {', '.join(dataset['example_id'].iloc[rare][:5])}"
                      f"{' ...' if len(rare) > 5 else ''})")
     common_groups = len({groups[index] for index in common})
     # scikit-learn's conditions for a stratified split: each side holds every group at least once.
