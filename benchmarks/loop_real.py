@@ -45,17 +45,14 @@ same settings sends no model call and trains nothing), the held-out answers are 
 ``<work>/<dataset>/heldout.sqlite``. A loop folder made with other settings is refused by the
 loop's fingerprint check: use another --work.
 
-Sizing (measured on this 2-core machine while it was shared with one or two other jobs, so upper
-figures): the 20-intent quick run below took 33 min (per round: variants 26 s for 60 calls, points
-and training data 1-4 s, 10 LoRA steps 110-430 s, re-test 40-65 s, the two reference arms 360-650
-s; held-out 100 answers per model 30-40 s, spaCy 11 s). On all 150 intents round 1's variants took
-515 s (450 calls with 1,350-1,460-token prompts for zero_shot and few_shot, 93 for tuned), points
-19 s, training data 41 s (392 training rows, 192 test cases); LoRA steps of batch 4 took 9 s
-with one other job and 33 s with two. Each round trains three adapters (targeted, random, all) for
---steps steps each, and seven models answer the 600 held-out texts (about 0.3 s a call for the
-tuned prompt), so --steps (default 40) and --test-size decide the time: at 9 s a step the full
-setting is about 2 x (9 + 3 x 6 + 10) + 25 min, past the 90-minute goal; --steps 20 or
---arms targeted is what brings it under on a shared machine (not timed end to end yet).
+Sizing: the full clinc150 setting (the defaults: 150 intents, 40 LoRA steps per round and arm,
+three arms, 600 held-out texts) took 51 min on this 2-core machine with nothing else running
+(2026-12-04): per round variants 190 s (450 calls, 1,350-1,460-token prompts for zero_shot and
+few_shot, 92 for tuned), points 1-4 s, training data 0-4 s, 40 LoRA steps of batch 4 92-145 s
+(about 3.6 s a step), re-test 64-68 s, the two reference arms 281-291 s; held-out 600 answers 281 s
+for the best prompt and 204-229 s per tuned model (six of them); spaCy 126 s. On a machine shared
+with one or two other jobs a LoRA step took 9 to 33 s instead, so run it alone. The 20-intent quick
+run below took 33 min on a shared machine.
 
 Run (the full setting; see --help for the sizes):
     nice .venv/bin/python benchmarks/loop_real.py --datasets clinc150 --work /tmp/loop_real
