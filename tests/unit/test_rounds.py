@@ -523,6 +523,12 @@ def test_the_gate_measures_the_tuned_model_against_its_starts_best_prompt(experi
     assert "0.600 -> 0.400" in first.record["rejected_because"]
     regression = next(c for c in first.record["gate"] if c["set"] == "the regression set")
     assert regression["start_prompt"] == "training variant" and regression["passed"]
+    # The CLI's round line names that start too: "0.200 -> 0.400" alone would read as a gain.
+    from workbench.cli.main import _best_prompt_start
+
+    assert _best_prompt_start(first.record) == "; the start's best prompt scored 0.600 on them, the gate's start"
+    check["start_prompt"] = "training variant"
+    assert _best_prompt_start(first.record) == ""
 
 
 ALL_ARMS = ("targeted", "random", "all")

@@ -601,6 +601,15 @@ def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None
                         help="also answer every test case N times at temperature 0.7 to compare consistency (0: no)")
 
 
+def _best_prompt_start(record: dict) -> str:
+    """Where the gate measured the round against the start's best prompt, not its answers with the
+    training variant, that figure: otherwise "0.000 -> 0.000" hides that the start scored 0.182."""
+    check = next((c for c in record.get("gate") or [] if c.get("set") == "all test cases"), None)
+    if not check or check.get("start_prompt") != "best prompt":
+        return ""
+    return f"; the start's best prompt scored {check['base']:.3f} on them, the gate's start"
+
+
 def _loop(args: argparse.Namespace) -> int:
     from workbench.experiments.round_comparison import write_loop_report
     from workbench.experiments.rounds import RoundError, RoundSettings, finished_rounds, loop_folder, run_round
@@ -628,7 +637,8 @@ def _loop(args: argparse.Namespace) -> int:
         print(f"round {done.number} ({done.record['started_from']}) in {done.path}: "
               + (f"{counts['points']} training points, {counts['train_rows']} rows trained "
                  f"({counts['replayed_rows']} replayed); all test cases {every['base']:.3f} -> {every['tuned']:.3f} "
-                 f"({every['verdict']}, {every['cases']} cases)" if every else done.record.get("stopped", "")))
+                 f"({every['verdict']}, {every['cases']} cases){_best_prompt_start(done.record)}"
+                 if every else done.record.get("stopped", "")))
         if done.record.get("rejected_because"):
             print(f"round {done.number}'s tuned model is {done.record['rejected_because']}: kept for "
                   "the record, not built on; the next round starts from the model it started from "
