@@ -65,7 +65,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import random
 import sys
 import time
