@@ -29,6 +29,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,7 +182,8 @@ def train_lora(
         set_peft_model_state_dict(model, state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())  # map_location put it on the training device
+        _restore_device_rng(torch, state.get("device_rng"), device_name)
         losses, start = list(state["losses"]), int(state["step"])
         resumed = start
     # The schedule is stepped here once per step, not prepared: accelerate would step it once per process.
@@ -208,7 +210,7 @@ def train_lora(
             _save_checkpoint(checkpoints, step + 1, {
                 "step": step + 1, "adapter": get_peft_model_state_dict(accelerator.unwrap_model(model)),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
-                "losses": losses, "data_hash": digest, "settings": asdict(settings)})
+                "device_rng": _device_rng(torch, device_name), "losses": losses, "data_hash": digest, "settings": asdict(settings)})
     bar.close()
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
@@ -242,6 +244,27 @@ def _process_share(index: int, processes: int) -> Callable[[list[int]], list[int
         repeated = (batch * math.ceil(processes / len(batch)))[:max(len(batch), processes)]
         return repeated[index::processes]
     return share
+
+
+def _device_rng(torch: Any, device_name: str) -> Any:
+    """The random state of the CUDA device training runs on (LoRA dropout draws from it there, not
+    from the CPU generator), or None on the CPU."""
+    if not device_name.startswith("cuda"):
+        return None
+    return torch.cuda.get_rng_state(torch.device(device_name))
+
+
+def _restore_device_rng(torch: Any, saved: Any, device_name: str) -> None:
+    """Put back `_device_rng`'s state, so that a resumed training draws the dropout masks the
+    uninterrupted one would have. A checkpoint from the CPU (or from before this was saved) has
+    none; resuming it on a GPU cannot repeat the masks, which is said rather than hidden."""
+    if not device_name.startswith("cuda"):
+        return
+    if saved is None:
+        warnings.warn("the checkpoint holds no CUDA random state (made on the CPU or by an older version): the "
+                      "resumed training draws other dropout masks than an uninterrupted one", stacklevel=3)
+        return
+    torch.cuda.set_rng_state(saved.cpu(), torch.device(device_name))
 
 
 def peft_config(settings: LoraSettings, tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]]) -> Any:
