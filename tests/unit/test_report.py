@@ -335,3 +335,118 @@ def test_multilabel_report_shows_its_scores_per_label_chart_and_label_chips(tmp_
     assert re.search(r'<pre class="raw">' + re.escape(ESCAPED_PROBE) + r"\{", rest)
     assert "false_negative, false_positive" in rest
     assert '<span class="missing">no labels</span>' in rest  # the gold of the example with no label
+
+
+PROVENANCE = {
+    "run_id": "complaints-20261203T101500Z-1a2b3c4d",
+    "started_at": "2026-12-03T10:15:00.123456+00:00",
+    "finished_at": "2026-12-03T10:17:30.000000+00:00",
+    "model": {"kind": "openai_compatible", "model": "gpt-4o-mini", "endpoint": "https://api.example.com/v1",
+              "structured_output": "json_schema", "extra_body": {}},
+    "templates": {}, "versions": {"python": "3.12.0"},
+}
+ORIGIN_LINE = ('<p class="meta origin">model openai_compatible gpt-4o-mini at https://api.example.com/v1 · '
+               "run complaints-20261203T101500Z-1a2b3c4d · config configs/complaints.yaml · "
+               "ran 2026-12-03T10:15:00+00:00</p>")
+
+
+def section(document: str, name: str) -> str:
+    """The HTML of the report's section with id `name`."""
+    start = document.index(f'<section id="{name}">')
+    return document[start:document.index("</section>", start)]
+
+
+def wrong_answer_count(task, dataset, predictions) -> int:
+    """Wrong answers counted independently of the report: prediction rows with any error."""
+    return len(find_errors(predictions, dataset, task)[["example_id", "variant", "repeat"]].drop_duplicates())
+
+
+def test_header_names_the_model_run_config_and_time(tmp_path, complaint_task, classification_data, classification_run):
+    path = write_report(tmp_path / "r.html", complaint_task, classification_data, classification_run,
+                        provenance=PROVENANCE, config="configs/complaints.yaml")
+    header = without_bundle(path.read_text(encoding="utf-8")).split("</header>")[0]
+    assert ORIGIN_LINE in header
+    assert header.index(ORIGIN_LINE) < header.index("generated ")
+
+
+def test_header_without_a_run_leaves_the_run_out_cleanly(classification_report):
+    rest = without_bundle(classification_report.read_text(encoding="utf-8"))
+    header = rest[rest.index("<header>"):rest.index("</header>")]
+    assert 'class="meta origin"' not in header
+    facts = header.split('<p class="meta">')[1].split("</p>")[0]
+    assert not re.search(r"\b(model|run|config|ran) ", facts)
+    assert "None" not in rest
+    # The generation time is ISO 8601 with its timezone.
+    assert re.search(r"^generated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d · ", facts)
+
+
+def test_header_says_what_it_knows_of_a_partial_provenance(tmp_path, complaint_task, classification_data,
+                                                           classification_run):
+    sections = report_sections(complaint_task, classification_data, classification_run,
+                               provenance={"run_id": "r-1", "model": None, "started_at": None})
+    assert sections.origin.facts() == ["run r-1"]
+    embedded = {"model": {"kind": "llama_cpp", "model": "SmolLM2-135M-Instruct.Q4_1.gguf", "n_ctx": 4096,
+                          "lora": {"file": "adapter.gguf", "sha256": "ab" * 32}}}
+    assert report_sections(complaint_task, classification_data, classification_run,
+                           provenance=embedded).origin.facts() == [
+        "model llama_cpp SmolLM2-135M-Instruct.Q4_1.gguf with adapter adapter.gguf"]
+
+
+def test_a_report_in_a_run_folder_takes_the_runs_provenance(tmp_path, complaint_task, classification_data,
+                                                            classification_run):
+    (tmp_path / "provenance.json").write_text(json.dumps({**PROVENANCE, "config": "configs/complaints.yaml"}))
+    path = write_report(tmp_path / "report.html", complaint_task, classification_data, classification_run)
+    assert ORIGIN_LINE in path.read_text(encoding="utf-8")
+
+
+def test_secrets_in_the_model_config_never_reach_the_report(tmp_path, complaint_task, classification_data,
+                                                            classification_run):
+    secrets = ["sk-in-the-config", "Bearer sk-in-a-header", "sk-in-the-url", "hunter2", "sk-in-extra-body"]
+    model = {
+        "kind": "openai_compatible", "model": "my-model", "api_key": secrets[0],
+        "headers": {"Authorization": secrets[1]}, "default_headers": {"X-Api-Key": secrets[0]},
+        "base_url": f"https://user:{secrets[3]}@llm.example.com/v1?key={secrets[2]}",
+        "extra_body": {"api_key": secrets[4]},
+    }
+    path = write_report(tmp_path / "r.html", complaint_task, classification_data, classification_run,
+                        provenance={**PROVENANCE, "model": model})
+    document = path.read_text(encoding="utf-8")
+    for secret in secrets:
+        assert secret not in document
+    assert "Authorization" not in without_bundle(document)
+    assert "model openai_compatible my-model at https://llm.example.com/v1 · " in document
+
+
+def test_capped_errors_say_showing_30_of_the_real_count(complaint_task, classification_data, classification_run,
+                                                         classification_report):
+    total = wrong_answer_count(complaint_task, classification_data, classification_run)
+    assert total > 30
+    errors = section(without_bundle(classification_report.read_text(encoding="utf-8")), "errors")
+    examples = find_errors(classification_run, classification_data, complaint_task)["example_id"].nunique()
+    assert f"<h2>Worst errors: {total} wrong answers to {examples} examples</h2>" in errors
+    assert f"showing 30 of {total} wrong answers" in errors
+    assert sum(errors.count(f"<tr><td>{v}</td>") for v in ("zero_shot", "definitions", "cot")) == 30
+
+
+def test_errors_under_the_cap_say_no_showing(ner_report, ae_task):
+    errors = section(without_bundle(ner_report.read_text(encoding="utf-8")), "errors")
+    total = int(re.search(r"<h2>Worst errors: (\d+) wrong answers", errors).group(1))
+    assert 0 < total < 500
+    assert errors.count("<tr><td>") == total  # every wrong answer is there
+    assert "showing" not in errors.lower()
+
+
+def test_point_cards_say_how_many_of_their_examples_they_show(complaint_task, classification_data):
+    from workbench.reporting.html import card_macro, point_card_data
+
+    ids = list(classification_data["example_id"])
+    points = pd.DataFrame([
+        {"point_id": "P1", "name": "big", "description": "d", "size": 7, "share_of_errors": 0.7,
+         "action": "fine-tune", "fixed_by": [], "representatives": ids[:5]},
+        {"point_id": "P2", "name": "small", "description": "d", "size": 2, "share_of_errors": 0.2,
+         "action": "fine-tune", "fixed_by": [], "representatives": ids[5:7]},
+    ])
+    big, small = (str(card_macro("point_card")(card)) for card in
+                  point_card_data(points, classification_data, complaint_task.kind, representatives=3))
+    assert "showing 3 of 7 examples" in big and big.count('<div class="excerpt">') == 3
+    assert "showing" not in small and small.count('<div class="excerpt">') == 2

@@ -119,13 +119,18 @@ def environment() -> Environment:
 
 
 def render_report(sections: ReportSections, *, generated: str) -> str:
-    """The whole report as one HTML document; `generated` is the date shown under the title."""
+    """The whole report as one HTML document; `generated` is the time shown under the title.
+
+    The header's first line names the run (`ReportSections.origin`: model, run id, config, when it
+    ran) as far as it is known; it is left out when nothing is.
+    """
     task = sections.task
     cards = report_cards(sections)
     views = [view for card in cards for view in (card.gold, *(answer.view for answer in card.answers)) if view]
     context = {
         "title": sections.title,
         "task": task,
+        "origin": sections.origin.facts(),
         "facts": [f"generated {generated}", f"{task.kind} task", f"{len(sections.variants)} variants",
                   f"{sections.examples_evaluated} of {sections.dataset_size} examples evaluated",
                   f"{sections.repeats} repeat{'s' if sections.repeats != 1 else ''} per example"],
@@ -138,7 +143,9 @@ def render_report(sections: ReportSections, *, generated: str) -> str:
         "charts": [{"name": name, "div": render_figure(name, figure), "caption": CHART_CAPTIONS.get(name, "")}
                    for name, figure in sections.figures.items()],
         "cards": cards,
-        "wrong_answers": len(sections.worst_errors),
+        "wrong_answers": sections.wrong_answers,
+        "wrong_examples": sections.wrong_examples,
+        "shown_answers": len(sections.worst_errors),
         "marks": any(view.highlights for view in views),  # the legend explains what the page uses
         "chips": any(view.labels for view in views),
         "plotly_js": Markup(get_plotlyjs()),
@@ -170,7 +177,9 @@ def point_card_data(points: pd.DataFrame, dataset: pd.DataFrame, kind: TaskKind,
                     representatives: int = 3) -> list[dict[str, Any]]:
     """The values the ``point_card`` macro shows, one dict per row of `points` (the points table:
     ``point_id``, ``name``, ``description``, ``size``, ``share_of_errors``, ``action``,
-    ``fixed_by``, ``representatives``); `dataset` gives the examples' ``text`` and gold target."""
+    ``fixed_by``, ``representatives``); `dataset` gives the examples' ``text`` and gold target.
+    ``examples`` holds at most `representatives` of them: the card says "showing k of size"
+    when that is fewer than the point's ``size``."""
     if points.empty:
         return []
     truth = dataset.set_index("example_id")

@@ -9,9 +9,12 @@ column) comes from the task's kind, `task.kind`.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -35,6 +38,7 @@ from workbench.reporting.plots import (
     plot_reliability,
     plot_variant_comparison,
 )
+from workbench.reporting.provenance import RunOrigin, run_origin
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,12 @@ class ReportSections:
     `workbench.evaluation.efficiency.score_efficiency` from ``parse_failure_rate`` on, and, when
     variants were repeated, ``all_agree_share`` and ``fleiss_kappa``. ``figures`` maps a section
     name to its chart, in display order (a ``confusion`` chart only for kinds that have one).
-    ``worst_errors`` is the table of `workbench.evaluation.errors.worst_errors`.
+    ``worst_errors`` is the table of `workbench.evaluation.errors.worst_errors`, capped;
+    ``wrong_answers`` counts every wrong answer (prediction row with an error) and
+    ``wrong_examples`` the examples they are to, so the report can say how many it leaves out.
     ``interval_methods`` names the methods of the summary's intervals (``wilson``, ``bca_bootstrap``).
     ``points`` holds the training points when they were given (else empty), ``dataset`` the gold rows.
+    ``origin`` names the run's model, run id, config and time, where they were given.
     """
 
     title: str
@@ -71,7 +78,9 @@ class ReportSections:
     interval_methods: tuple[str, ...] = ()
     points: pd.DataFrame = field(default_factory=pd.DataFrame)
     dataset: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
-
+    wrong_answers: int = 0
+    wrong_examples: int = 0
+    origin: RunOrigin = field(default_factory=RunOrigin)
 
 
 def report_sections(
@@ -84,6 +93,8 @@ def report_sections(
     max_errors: int = 30,
     points: pd.DataFrame | None = None,
     point_map: pd.DataFrame | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    config: str | Path | None = None,
 ) -> ReportSections:
     """Compute every table and chart of a report from a run's predictions and its gold dataset.
 
@@ -91,6 +102,9 @@ def report_sections(
     `workbench.core.data.load_dataset`. `baseline` is the variant every other one is compared with
     (default: the first in run order). `points` and `point_map` (`ErrorClusterer.points_` and
     ``map_``, or the run folder's ``points.parquet``) add a training-points section.
+    `provenance` (`Run.provenance`) and `config` (the experiment config's path) are what the
+    header says of the run (`workbench.reporting.provenance.run_origin`); without them it leaves
+    the model, run, config and time out.
     """
     if predictions.empty:
         raise ValueError("predictions are empty: run at least one variant before writing a report")
@@ -139,6 +153,9 @@ def report_sections(
         interval_methods=tuple(dict.fromkeys(ci["method"])),
         points=points if points is not None else pd.DataFrame(),
         dataset=dataset,
+        wrong_answers=len(errors[["example_id", "variant", "repeat"]].drop_duplicates()),
+        wrong_examples=int(errors["example_id"].nunique()),
+        origin=run_origin(provenance, config=config),
     )
 
 
@@ -178,15 +195,23 @@ def write_report(
     max_errors: int = 30,
     points: pd.DataFrame | None = None,
     point_map: pd.DataFrame | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    config: str | Path | None = None,
 ) -> Path:
     """Write the run's report to `path` as one HTML file that opens offline; returns the path.
 
-    See `report_sections` for the inputs. Parent folders are created.
+    See `report_sections` for the inputs. Parent folders are created. Without `provenance`, a
+    report written into a run folder (beside its ``provenance.json``, as `write_run` leaves it)
+    takes that run's provenance, so it names the run's model, id and time.
     """
-    sections = report_sections(task, dataset, predictions, title=title, baseline=baseline, max_errors=max_errors,
-                               points=points, point_map=point_map)
-    document = render_report(sections, generated=datetime.now().strftime("%Y-%m-%d %H:%M"))
     path = Path(path)
+    if provenance is None:
+        beside = path.parent / "provenance.json"
+        if beside.is_file():
+            provenance = json.loads(beside.read_text(encoding="utf-8"))
+    sections = report_sections(task, dataset, predictions, title=title, baseline=baseline, max_errors=max_errors,
+                               points=points, point_map=point_map, provenance=provenance, config=config)
+    document = render_report(sections, generated=datetime.now().astimezone().isoformat(timespec="seconds"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document, encoding="utf-8")
     return path
