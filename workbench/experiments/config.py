@@ -6,7 +6,7 @@
     task: data/complaint_triage/task.yaml
     dataset: data/complaint_triage/test.jsonl
     examples: data/complaint_triage/train.jsonl   # few-shot pool (optional)
-    limit: 40                          # a seeded random sample of the dataset (optional)
+    limit: 40                          # a seeded random sample of the dataset (optional; 0 or all: every row)
     variants: [zero_shot, definitions, few_shot, cot]
     repeats: 1
     options: {temperature: 0.0, max_tokens: 256}
@@ -48,7 +48,7 @@ class _ExperimentModel(BaseModel):
     task: str
     dataset: str
     examples: str | None = None
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=0)  # 0: every row (load_experiment reads "all" as 0)
     variants: list[str | dict[str, Any]] = Field(min_length=1)
     repeats: int = Field(1, ge=1)
     options: _OptionsModel = Field(default_factory=_OptionsModel)
@@ -79,16 +79,64 @@ class Experiment:
         return model_from_config(self.model_config)
 
 
+def parse_limit(value: Any, *, source: str = "limit") -> int | None:
+    """A sample size as a config or the command line gives it: a whole number of examples, with
+    ``0`` or ``"all"`` (any case) meaning every example; None stays None (no limit given).
+
+    Returns the number (0 for all). Raises ValueError naming `source` (e.g. ``"exp.yaml: limit"``)
+    for anything else: a word other than all, a negative number, a fraction, true/false.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "all":
+            return 0
+        if text.isdigit():
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(
+        f"{source} is {value!r}; use a whole number of examples (a seeded sample), or 0 or all for every example"
+    )
+
+
+def load_model_config(spec: str | Path) -> dict[str, Any]:
+    """The model config that `spec` names: a YAML file holding what an experiment config's ``model:``
+    mapping holds (``kind: openai_compatible``, ``model: ...``, ``base_url: ...``), or the name of a
+    registered model kind that needs no other field (``embedded``).
+
+    The mapping is validated by its kind's schema here, so a mistake names the file. Raises
+    FileNotFoundError when `spec` looks like a file (a path, or a name ending .yaml/.yml) that is
+    not there, and ValueError (ModelConfigError) for an invalid config or an unknown kind.
+    """
+    path = Path(spec)
+    looks_like_a_file = path.suffix.lower() in (".yaml", ".yml") or len(path.parts) > 1
+    if path.is_file():
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"model config {path} must hold a mapping such as {{kind: openai_compatible, "
+                             f"model: gpt-4o-mini}} (what an experiment config's model: holds), got {config!r}")
+        validate_model_config(config, source=f"model config {path}")
+        return dict(config)
+    if looks_like_a_file:
+        raise FileNotFoundError(f"model config {path} does not exist")
+    config = {"kind": str(spec)}
+    validate_model_config(config, source=f"model {spec!r} (neither a file nor a model kind that needs nothing else)")
+    return config
+
+
 def load_experiment(
-    path: str | Path, *, limit: int | None = None, run_dir: str | Path | None = None, **overrides: Any
+    path: str | Path, *, limit: int | str | None = None, run_dir: str | Path | None = None, **overrides: Any
 ) -> Experiment:
     """Read and validate an experiment config.
 
-    `limit` overrides the config's sample size (0: all). `overrides` replace top-level config keys
-    (``variants``, ``repeats``, ``options``, ``model``, ``name``, ``runs_dir``, ...) before
-    validation (None keeps the config's value), so a notebook's parameters cell can start from the same config as
-    ``workbench run`` and share its cache. `run_dir` replaces the run folder
-    (default ``<runs_dir>/<name>``).
+    `limit` overrides the config's sample size (0 or ``"all"``: every example; see `parse_limit`).
+    `overrides` replace top-level config keys (``variants``, ``repeats``, ``options``, ``model``,
+    ``name``, ``dataset``, ``runs_dir``, ...) before validation (None keeps the config's value), so a
+    notebook's parameters cell can start from the same config as ``workbench run`` and share its
+    cache. A relative ``dataset`` resolves like the config's own (beside the config first). `run_dir`
+    replaces the run folder (default ``<runs_dir>/<name>``).
     """
     path = Path(path)
     if not path.exists():
@@ -96,15 +144,20 @@ def load_experiment(
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must hold a mapping (name, task, dataset, variants, ...)")
-    raw.update({key: value for key, value in overrides.items() if value is not None})
+    if "limit" in raw:
+        raw["limit"] = parse_limit(raw["limit"], source=f"{path}: limit")
+    limit = parse_limit(limit)
+    overridden = {key for key, value in overrides.items() if value is not None}
+    raw.update({key: overrides[key] for key in overridden})
     try:
         config = _ExperimentModel.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(str(part) for part in error['loc'])}"
+            f"{' (overridden)' if error['loc'] and error['loc'][0] in overridden else ''}: {error['msg']}"
+            for error in exc.errors()
         )
         raise ValueError(f"{path} is not a valid experiment config: {problems}") from None
-
     def resolve(value: str) -> Path:
         beside = (path.parent / value).resolve()
         return beside if beside.exists() else Path(value).resolve()
