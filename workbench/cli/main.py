@@ -1,6 +1,7 @@
 """Command line: the same pipeline as the notebooks, headless.
 
-    workbench run configs/demo_complaints.yaml [--limit N] [--no-progress]
+    workbench run configs/demo_complaints.yaml [--limit N|all] [--model FILE] [--dataset PATH] [--name NAME]
+                                               [--fail-under [VARIANT:]METRIC=VALUE]  (exit 1 when short)
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
     workbench push runs/demo_complaints --variant few_shot     (a run folder, or the config that wrote it)
     workbench points runs/demo_complaints                      (training points from a run's errors)
@@ -26,8 +27,15 @@ import pandas as pd
 
 from workbench.core.data import DatasetError
 from workbench.core.task import TaskSpecError
-from workbench.experiments.config import load_experiment
+from workbench.experiments.config import load_experiment, load_model_config, parse_limit
 from workbench.experiments.runs import load_run, run_experiment, write_run
+from workbench.experiments.score_gate import (
+    apply_thresholds,
+    check_thresholds,
+    describe_check,
+    gate_scores,
+    parse_threshold,
+)
 from workbench.finetune.tokens import MAX_LENGTH
 from workbench.models.base import FatalModelError, GenerationOptions
 from workbench.prompting.runner import build_requests
@@ -72,10 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     init.add_argument("--overwrite", action="store_true", help="replace the project files written there before")
 
     run = commands.add_parser("run", help="run an experiment config and write runs/<name>/")
-    run.add_argument("config")
-    run.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--variants", default=None, help="comma-separated variants instead of the config's")
+    run.add_argument("config", help="an experiment config (YAML: name, task, dataset, variants, model, ...)")
+    run.add_argument("--limit", type=_limit_argument, default=None, metavar="N|all",
+                     help="use a seeded sample of N examples; 0 or all: every example (default: the config's limit, "
+                          "else all)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    run.add_argument("--variants", default=None,
+                     help="comma-separated variants instead of the config's (default: the config's variants)")
+    run.add_argument("--model", default=None, metavar="FILE|KIND",
+                     help="a model config file (YAML holding what a config's model: holds, e.g. kind: "
+                          "openai_compatible, model: ..., base_url: ...) or a model kind that needs nothing else "
+                          "(embedded) (default: the config's model)")
+    run.add_argument("--dataset", default=None, metavar="PATH",
+                     help="the dataset to run on instead of the config's (default: the config's dataset)")
+    run.add_argument("--name", default=None,
+                     help="the run's name: it goes to <runs_dir>/NAME/ (default: the config's name)")
+    run.add_argument("--fail-under", action="append", default=[], metavar="[VARIANT:]METRIC=VALUE",
+                     help="after the run and its report, exit 1 with the figures when the best variant (or "
+                          "VARIANT) scores under VALUE on METRIC, e.g. accuracy=0.80 or few_shot:macro_f1=0.6; "
+                          "METRIC is accuracy, macro_f1, micro_f1 (with a 95%% interval) or a column of the run's "
+                          "scores (repeatable; default: no gate)")
 
     preview = commands.add_parser("preview", help="print the rendered messages for one example")
     preview.add_argument("config")
@@ -202,6 +226,13 @@ def _variant_list(text: str | None) -> list[str] | None:
     return [v.strip() for v in text.split(",") if v.strip()] if text else None
 
 
+def _limit_argument(text: str) -> int | None:
+    try:
+        return parse_limit(text, source="--limit")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _init(args: argparse.Namespace) -> int:
     from workbench.core.importing import import_table
     from workbench.experiments.project_init import next_commands, write_project
@@ -222,7 +253,16 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    experiment = load_experiment(args.config, limit=args.limit, variants=_variant_list(args.variants))
+    thresholds = [parse_threshold(spec) for spec in args.fail_under]
+    experiment = load_experiment(
+        args.config, limit=args.limit, variants=_variant_list(args.variants), name=args.name,
+        # A path typed on the command line is relative to where it was typed, not to the config.
+        dataset=str(Path(args.dataset).resolve()) if args.dataset else None,
+        model=load_model_config(args.model) if args.model else None,
+    )
+    # Refused here, before any model call: a gate that cannot be checked must not cost a run.
+    check_thresholds(thresholds, experiment.task, experiment.dataset,
+                     [parse_variant(spec).name for spec in experiment.variants])
     print(
         f"{experiment.name}: {len(experiment.dataset)} examples x {len(experiment.variants)} variants "
         f"x {experiment.repeats} repeat(s) on {experiment.model_config.get('kind', 'embedded')} model"
@@ -239,7 +279,17 @@ def _run(args: argparse.Namespace) -> int:
                           title=f"{experiment.name}: prompt variants")
     print(f"wrote run {run.run_id} to {run.path}/")
     print(f"report: {report.resolve()}")
-    return 1 if stats.get("failed") else 0
+    gate_failed = False
+    if thresholds:
+        metrics = list(dict.fromkeys(threshold.metric for threshold in thresholds))
+        checks = apply_thresholds(thresholds, gate_scores(run.predictions, run.dataset, run.task, metrics))
+        for _, check in checks.iterrows():
+            print(f"fail-under: {'passed' if check['passed'] else 'FAILED'}: {describe_check(check)}")
+        failed = int((~checks["passed"]).sum())
+        gate_failed = failed > 0
+        print(f"fail-under: {failed} of {len(checks)} threshold(s) not met" if gate_failed
+              else f"fail-under: passed ({len(checks)} threshold(s) met)")
+    return 1 if stats.get("failed") or gate_failed else 0
 
 
 def _push(args: argparse.Namespace) -> int:
