@@ -169,6 +169,10 @@ def test_name_sends_the_run_to_its_own_folder(project, models):
     assert (project / "runs" / "prompt-v2" / "report.html").exists()
     assert not (project / "runs" / "exp").exists()
     assert json.loads((project / "runs" / "prompt-v2" / "provenance.json").read_text())["run_id"].startswith("prompt-v2-")
+    # The report says which run, config and model it is about (the review: it named none of them).
+    run_id = json.loads((project / "runs" / "prompt-v2" / "provenance.json").read_text())["run_id"]
+    html = (project / "runs" / "prompt-v2" / "report.html").read_text()
+    assert f"run {run_id}" in html and f"config {project / 'exp.yaml'}" in html and "model " in html
 
 
 def test_a_bad_name_is_refused_as_an_override(project, models, capsys):

@@ -276,7 +276,8 @@ def _run(args: argparse.Namespace) -> int:
         f"retries: {stats.get('retries', 0)}, failed: {stats.get('failed', 0)}"
     )
     report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
-                          title=f"{experiment.name}: prompt variants")
+                          title=f"{experiment.name}: prompt variants", provenance=run.provenance,
+                          config=args.config)
     print(f"wrote run {run.run_id} to {run.path}/")
     print(f"report: {report.resolve()}")
     gate_failed = False
