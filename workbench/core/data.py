@@ -47,18 +47,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"dataset file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
-        rows = []
-        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(str(path), [f"line {line_number}: not valid JSON ({exc.msg})"]) from None
-            if not isinstance(row, dict):
-                raise DatasetError(str(path), [f"line {line_number}: expected a JSON object"])
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(jsonl_records(path, path.read_text(encoding="utf-8"))[0])
     if suffix == ".json":
         return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
     if suffix == ".csv":
@@ -66,6 +55,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if suffix in {".parquet", ".pq"}:
         return pd.read_parquet(path)
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
+
+
+def jsonl_records(path: str | Path, text: str) -> tuple[list[dict], list[int]]:
+    """The JSON objects of `text` (the JSONL file `path` read) and the line each is on, from 1.
+    Blank lines are skipped; a line that is not a JSON object raises DatasetError naming it."""
+    rows, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(str(path), [f"line {number}: not valid JSON ({exc.msg})"]) from None
+        if not isinstance(row, dict):
+            raise DatasetError(str(path), [f"line {number}: expected a JSON object, got {type(row).__name__}"])
+        rows.append(row)
+        lines.append(number)
+    return rows, lines
 
 
 def load_dataset(source: str | Path | pd.DataFrame, task: Task) -> pd.DataFrame:

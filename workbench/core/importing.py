@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.core.answers import is_missing
-from workbench.core.data import DatasetError, label_counts, validate_dataset
+from workbench.core.data import DatasetError, jsonl_records, label_counts, validate_dataset
 from workbench.core.kinds import KINDS
 from workbench.core.task import Task, TaskSpecError, task_from_dict
 
@@ -258,18 +258,7 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, list[int], str]:
     if path.stat().st_size == 0:
         raise TableImportError(f"{path} is empty (0 bytes): there is nothing to import")
     if suffix in (".jsonl", ".ndjson"):
-        rows, lines = [], []
-        for number, line in enumerate(_read_text(path).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(str(path), [f"line {number}: not valid JSON ({exc.msg})"]) from None
-            if not isinstance(row, dict):
-                raise DatasetError(str(path), [f"line {number}: expected a JSON object, got {type(row).__name__}"])
-            rows.append(row)
-            lines.append(number)
+        rows, lines = jsonl_records(path, _read_text(path))
         if not rows:
             raise TableImportError(f"{path} is empty: it holds no JSON object")
         return pd.DataFrame(rows), lines, "line"
