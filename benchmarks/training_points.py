@@ -83,7 +83,7 @@ from sklearn.metrics import adjusted_rand_score
 from workbench.core.data import load_dataset, validate_dataset
 from workbench.core.task import load_task, task_from_dict
 from workbench.evaluation.errors import find_errors
-from workbench.experiments.runs import load_run
+from workbench.experiments.runs import is_run_folder, load_run, resolve_run_folder
 from workbench.points.cluster import ErrorClusterer
 from workbench.points.encoder import SentenceEncoder
 
@@ -535,7 +535,7 @@ def main() -> None:
     print("part 1: agreement with hard-case families (tags); 'ARI all' counts untagged examples as family "
           "'none', the other columns use tagged examples only")
     for folder in args.run or DEMO_RUNS:
-        if not (folder / "predictions.parquet").exists():
+        if not is_run_folder(resolve_run_folder(folder)):
             print(f"\n{folder}: no run folder here (run the demo experiment first); skipped")
             continue
         run = load_run(folder)

@@ -25,10 +25,11 @@ def test_run_then_push(tmp_path, argilla):
     ran = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(config), "--no-progress"],
                          capture_output=True, text=True, env=env, timeout=600)
     assert ran.returncode == 0, ran.stderr
-    folder = tmp_path / "runs" / "cli_demo"
-    assert "report: " in ran.stdout and (folder / "report.html").exists()
-    assert {"predictions.parquet", "dataset.parquet", "summary.csv", "stats.json", "provenance.json", "config.yaml",
-            "cache.sqlite"} <= {p.name for p in folder.iterdir()}
+    folder = tmp_path / "runs" / "cli_demo"  # the experiment's runs; latest points at this one
+    assert "report: " in ran.stdout and (folder / "latest" / "report.html").exists()
+    assert {"predictions.parquet", "dataset.parquet", "summary.csv", "stats.json", "provenance.json",
+            "config.yaml"} <= {p.name for p in (folder / "latest").iterdir()}
+    assert (folder / "cache.sqlite").exists()
     with ResponseCache(folder / "cache.sqlite") as cache:
         answers, runs = len(cache), cache.runs()
     assert len(runs) == 1 and answers > 0

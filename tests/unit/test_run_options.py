@@ -15,6 +15,8 @@ from workbench.core.data import load_dataset
 from workbench.core.task import task_from_dict
 from workbench.experiments import config as config_module
 from workbench.experiments.config import load_experiment, load_model_config, parse_limit
+from workbench.experiments.run_history import list_runs
+from workbench.experiments.runs import load_run, resolve_run_folder
 from workbench.experiments.score_gate import apply_thresholds, gate_metrics, gate_scores, parse_threshold
 from workbench.testing.fake_model import FakeModel
 
@@ -72,7 +74,7 @@ def run(config, *flags):
 
 
 def predictions(folder):
-    return pd.read_parquet(folder / "predictions.parquet")
+    return pd.read_parquet(resolve_run_folder(folder) / "predictions.parquet")
 
 
 # --fail-under
@@ -84,7 +86,7 @@ def test_a_gate_that_passes_exits_0_and_says_so(project, models, capsys):
     assert "fail-under: passed: best variant definitions: accuracy 1.000 (95% CI 0.722 to 1.000) >= 0.900" in out
     assert "fail-under: passed: variant zero_shot: accuracy 0.500 (95% CI 0.237 to 0.763) >= 0.500" in out
     assert "fail-under: passed (2 threshold(s) met)" in out
-    assert (project / "runs" / "exp" / "report.html").exists()
+    assert (project / "runs" / "exp" / "latest" / "report.html").exists()
 
 
 def test_a_gate_that_fails_exits_1_with_the_figures_after_the_report_is_written(project, models, capsys):
@@ -93,7 +95,8 @@ def test_a_gate_that_fails_exits_1_with_the_figures_after_the_report_is_written(
     assert "fail-under: FAILED: variant zero_shot: accuracy 0.500 (95% CI 0.237 to 0.763) < 0.800" in out
     assert "fail-under: passed: best variant definitions: macro_f1 1.000" in out
     assert "fail-under: 1 of 2 threshold(s) not met" in out
-    assert (project / "runs" / "exp" / "report.html").exists() and (project / "runs" / "exp" / "summary.csv").exists()
+    latest = project / "runs" / "exp" / "latest"
+    assert (latest / "report.html").exists() and (latest / "summary.csv").exists()
 
 
 def test_the_best_variant_must_reach_the_threshold_and_a_metric_without_interval_says_none(project, models, capsys):
@@ -126,7 +129,7 @@ def test_the_gate_reads_the_runs_own_scores(project, models):
     from workbench.evaluation.significance import bootstrap_ci
 
     assert run(write(project)) == 0
-    folder = project / "runs" / "exp"
+    folder = project / "runs" / "exp" / "latest"
     frame, gold = predictions(folder), pd.read_parquet(folder / "dataset.parquet")
     task = load_experiment(project / "exp.yaml").task
     scores = gate_scores(frame, gold, task, ["accuracy", "precision_macro"])
@@ -166,12 +169,12 @@ def test_each_kind_offers_its_own_metrics():
 
 def test_name_sends_the_run_to_its_own_folder(project, models):
     assert run(write(project), "--name", "prompt-v2") == 0
-    assert (project / "runs" / "prompt-v2" / "report.html").exists()
+    assert (project / "runs" / "prompt-v2" / "latest" / "report.html").exists()
     assert not (project / "runs" / "exp").exists()
-    assert json.loads((project / "runs" / "prompt-v2" / "provenance.json").read_text())["run_id"].startswith("prompt-v2-")
+    assert json.loads((project / "runs" / "prompt-v2" / "latest" / "provenance.json").read_text())["run_id"].startswith("prompt-v2-")
     # The report says which run, config and model it is about (the review: it named none of them).
-    run_id = json.loads((project / "runs" / "prompt-v2" / "provenance.json").read_text())["run_id"]
-    html = (project / "runs" / "prompt-v2" / "report.html").read_text()
+    run_id = json.loads((project / "runs" / "prompt-v2" / "latest" / "provenance.json").read_text())["run_id"]
+    html = (project / "runs" / "prompt-v2" / "latest" / "report.html").read_text()
     assert f"run {run_id}" in html and f"config {project / 'exp.yaml'}" in html and "model " in html
 
 
@@ -200,7 +203,7 @@ def test_model_comes_from_a_model_config_file(project, models):
     model_file.write_text(yaml.safe_dump(wanted))
     assert run(write(project), "--model", str(model_file)) == 0
     assert models == [wanted]
-    assert yaml.safe_load((project / "runs" / "exp" / "config.yaml").read_text())["model"] == wanted
+    assert yaml.safe_load((project / "runs" / "exp" / "latest" / "config.yaml").read_text())["model"] == wanted
 
 
 def test_model_may_be_a_kind_that_needs_nothing_else(project, models):
@@ -268,3 +271,49 @@ def test_help_shows_the_defaults(capsys):
     for default in ("(default: the config's model)", "(default: the config's dataset)", "(default: the config's name)",
                     "(default: the config's limit, else all)", "(repeatable; default: no gate)"):
         assert default in out
+
+
+# run history
+
+def test_each_run_keeps_its_own_folder_and_latest_points_at_the_newest(project, models, capsys):
+    config = write(project)
+    assert run(config) == 0
+    assert run(config, "--variants", "zero_shot") == 0
+    experiment = project / "runs" / "exp"
+    folders = sorted(p for p in experiment.iterdir() if p.is_dir() and p.name != "latest")
+    assert len(folders) == 2 and all((f / "report.html").exists() and (f / "predictions.parquet").exists()
+                                     for f in folders)
+    # One cache for both: the second run's zero_shot answers came from it.
+    assert (experiment / "cache.sqlite").exists() and not any((f / "cache.sqlite").exists() for f in folders)
+    newest = json.loads((experiment / "latest" / "provenance.json").read_text())["run_id"]
+    assert load_run(experiment).run_id == newest and load_run(experiment).variants == ["zero_shot"]
+    assert resolve_run_folder(experiment).name == newest
+    assert "from cache: 10" in capsys.readouterr().out
+
+    table = list_runs(project / "runs")
+    assert list(table["name"]) == ["exp", "exp"] and list(table["latest"]) == [False, True]
+    assert list(table["variants"]) == ["zero_shot, definitions", "zero_shot"]
+    assert list(table["best_variant"]) == ["definitions", "zero_shot"] and list(table["best_score"]) == [1.0, 0.5]
+    assert list(table["n"]) == [10, 10] and set(table["metric"]) == {"accuracy"}
+    assert table.equals(list_runs(experiment))
+
+    assert main(["runs", str(project / "runs")]) == 0
+    listed = capsys.readouterr().out
+    assert f"{newest} (latest)" in listed and "1.000 accuracy (definitions)" in listed
+
+
+def test_a_folder_written_before_run_history_still_loads_and_lists(project, models):
+    from workbench.experiments.runs import run_experiment, write_run
+
+    experiment = load_experiment(write(project))
+    old = write_run(run_experiment(experiment, model=FakeModel('{"label": "complaint"}'), progress=False),
+                    experiment.run_dir)
+    assert load_run(experiment.run_dir).run_id == old.run_id
+    assert list(list_runs(project / "runs")["run_id"]) == [old.run_id]
+
+
+def test_listing_where_there_is_no_run_says_how_to_make_one(tmp_path, capsys):
+    assert main(["runs", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["runs", str(tmp_path)]) == 2
+    assert "holds no run: `workbench run <config>`" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
     workbench run configs/demo_complaints.yaml [--limit N|all] [--model FILE] [--dataset PATH] [--name NAME]
                                                [--fail-under [VARIANT:]METRIC=VALUE]  (exit 1 when short)
+    workbench runs [runs/demo_complaints]                      (the runs kept: runs/<name>/<run id>/, latest)
+    workbench compare runs/a runs/b [--out FILE]               (runs side by side, paired tests, answers)
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
     workbench push runs/demo_complaints --variant few_shot     (a run folder, or the config that wrote it)
     workbench points runs/demo_complaints                      (training points from a run's errors)
@@ -28,7 +30,8 @@ import pandas as pd
 from workbench.core.data import DatasetError
 from workbench.core.task import TaskSpecError
 from workbench.experiments.config import load_experiment, load_model_config, parse_limit
-from workbench.experiments.runs import load_run, run_experiment, write_run
+from workbench.experiments.run_history import list_runs, write_run_to_history
+from workbench.experiments.runs import load_run, run_experiment
 from workbench.experiments.score_gate import (
     apply_thresholds,
     check_thresholds,
@@ -79,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     init.add_argument("--out", default=None, help="the project folder (default: ./<name>/)")
     init.add_argument("--overwrite", action="store_true", help="replace the project files written there before")
 
-    run = commands.add_parser("run", help="run an experiment config and write runs/<name>/")
+    run = commands.add_parser("run", help="run an experiment config and write runs/<name>/<run id>/ "
+                                          "(runs/<name>/latest points at the newest)")
     run.add_argument("config", help="an experiment config (YAML: name, task, dataset, variants, model, ...)")
     run.add_argument("--limit", type=_limit_argument, default=None, metavar="N|all",
                      help="use a seeded sample of N examples; 0 or all: every example (default: the config's limit, "
@@ -94,12 +98,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--dataset", default=None, metavar="PATH",
                      help="the dataset to run on instead of the config's (default: the config's dataset)")
     run.add_argument("--name", default=None,
-                     help="the run's name: it goes to <runs_dir>/NAME/ (default: the config's name)")
+                     help="the run's name: it goes to <runs_dir>/NAME/<run id>/ (default: the config's name)")
     run.add_argument("--fail-under", action="append", default=[], metavar="[VARIANT:]METRIC=VALUE",
                      help="after the run and its report, exit 1 with the figures when the best variant (or "
                           "VARIANT) scores under VALUE on METRIC, e.g. accuracy=0.80 or few_shot:macro_f1=0.6; "
                           "METRIC is accuracy, macro_f1, micro_f1 (with a 95%% interval) or a column of the run's "
                           "scores (repeatable; default: no gate)")
+
+    runs = commands.add_parser("runs", help="list the runs kept under runs/ (or one experiment's): time, model, "
+                                            "variants, n and the best variant's headline score")
+    runs.add_argument("folder", nargs="?", default="runs",
+                      help="a runs folder, or one experiment's (runs/<name>) (default: runs)")
+
+    compare = commands.add_parser("compare", help="one HTML report with runs side by side: every variant of each "
+                                                  "run, paired tests on the shared examples, cost and latency, "
+                                                  "and the answers example by example")
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="run folders (runs/<name>/<run id>, or runs/<name> for its latest run); two or more, "
+                              "or one with two or more variants")
+    compare.add_argument("--out", default=None,
+                         help="the report's file (default: comparison.html in the first run's folder of runs)")
+    compare.add_argument("--overwrite", action="store_true", help="replace a report written there before")
 
     preview = commands.add_parser("preview", help="print the rendered messages for one example")
     preview.add_argument("config")
@@ -204,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "runs":
+            return _runs(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "push":
             return _push(args)
         if args.command == "points":
@@ -217,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "loop":
             return _loop(args)
         return _preview(args)
-    except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, ValueError) as exc:
+    except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -267,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{experiment.name}: {len(experiment.dataset)} examples x {len(experiment.variants)} variants "
         f"x {experiment.repeats} repeat(s) on {experiment.model_config.get('kind', 'embedded')} model"
     )
-    run = write_run(run_experiment(experiment, progress=not args.no_progress), experiment.run_dir)
+    run = write_run_to_history(run_experiment(experiment, progress=not args.no_progress), experiment.run_dir)
     stats = run.stats
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
         print(run.summary().to_string(index=False))
@@ -291,6 +314,32 @@ def _run(args: argparse.Namespace) -> int:
         print(f"fail-under: {failed} of {len(checks)} threshold(s) not met" if gate_failed
               else f"fail-under: passed ({len(checks)} threshold(s) met)")
     return 1 if stats.get("failed") or gate_failed else 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    table = list_runs(args.folder)
+    shown = table.assign(
+        run_id=table["run_id"] + table["latest"].map({True: " (latest)", False: ""}),
+        started_at=table["started_at"].str.slice(0, 19).str.replace("T", " "),
+        best=[f"{score:.3f} {metric} ({variant})" if variant else "" for score, metric, variant
+              in zip(table["best_score"], table["metric"], table["best_variant"])],
+    )[["name", "run_id", "started_at", "model", "n", "variants", "best"]]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(shown.to_string(index=False))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from workbench.reporting.compare_report import write_comparison
+
+    runs = [load_run(path) for path in args.runs]
+    out = Path(args.out) if args.out else runs[0].path.parent / "comparison.html"
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists: pass --overwrite to replace it, or --out for another file")
+    report = write_comparison(out, runs)
+    print(f"compared {len(runs)} run(s): {', '.join(run.run_id for run in runs)}")
+    print(f"report: {report.resolve()}")
+    return 0
 
 
 def _push(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """Runs as artifacts: run an experiment, write its run folder, and read it back.
 
-A run folder (``runs/<experiment>/``) holds everything the later stages need, so they read it
+A run folder (``runs/<experiment>/<run id>/``, see `workbench.experiments.run_history`) holds everything the later stages need, so they read it
 instead of running the model again:
 
 - ``predictions.parquet``: the predictions DataFrame of `workbench.prompting.runner.run_variants`;
@@ -12,7 +12,9 @@ instead of running the model again:
 - ``provenance.json``: run id, start and end time, model identity, prompt template files with
   their SHA-256, and the versions of workbench, Python and the libraries that shape results;
 - ``summary.csv``: one row per variant (`summarize_run`), for reading without Python;
-- ``cache.sqlite``: the response cache, whose run log says which answer each run used.
+- ``cache.sqlite``: the response cache, whose run log says which answer each run used. It lives in
+  the experiment's ``run_dir``: beside these files for a folder `write_run` wrote there, one level
+  up (shared by all of an experiment's runs) under run history.
 
 Cells holding lists or dicts (NER spans, multi-label lists, hallucinations, tags) are stored as
 JSON text in Parquet and decoded on reading, so `load_run` gives back equal DataFrames.
@@ -131,10 +133,34 @@ def write_run(run: Run, folder: str | Path) -> Run:
     return replace(run, path=folder)
 
 
-def load_run(path: str | Path) -> Run:
-    """Read a run folder written by `write_run` back into the `Run` it was written from."""
+_RUN_FILES = ["predictions.parquet", "dataset.parquet", "task.json", "config.yaml", "stats.json", "provenance.json"]
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether `folder` holds a run's files (`write_run`), not only other runs."""
+    return (Path(folder) / "predictions.parquet").exists() and (Path(folder) / "provenance.json").exists()
+
+
+def resolve_run_folder(path: str | Path) -> Path:
+    """The run folder `path` means: `path` itself when it holds a run's files, else the run its
+    ``latest`` points at (``runs/<name>`` means that experiment's newest run; see
+    `workbench.experiments.run_history`). A `path` that is neither comes back unchanged."""
     folder = Path(path)
-    needed = ["predictions.parquet", "dataset.parquet", "task.json", "config.yaml", "stats.json", "provenance.json"]
+    if is_run_folder(folder):
+        return folder
+    latest = folder / "latest"
+    if latest.is_symlink() or latest.is_dir():
+        return latest.resolve()
+    if latest.is_file():  # where there are no symbolic links: the run id as text
+        return folder / latest.read_text(encoding="utf-8").strip()
+    return folder
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run folder written by `write_run` back into the `Run` it was written from. `path`
+    may also be an experiment's folder of runs (``runs/<name>``): its latest run is read."""
+    folder = resolve_run_folder(path)
+    needed = _RUN_FILES
     missing = [name for name in needed if not (folder / name).exists()]
     if missing:
         raise FileNotFoundError(
