@@ -44,6 +44,36 @@ def test_run_then_push(tmp_path, argilla):
     with ResponseCache(folder / "cache.sqlite") as cache:
         assert len(cache) == answers and cache.runs() == runs  # nothing was run, nothing was asked
 
+    # An annotator corrects one record; `workbench pull` snapshots it, and `points --corrections` reads it.
+    from workbench.annotation import connect
+    from workbench.annotation._argilla import find_dataset
+    from workbench.evaluation.errors import find_errors
+    from workbench.experiments.runs import load_run
+    from workbench.testing.annotator import submit_responses
+
+    run = load_run(folder)
+    dataset = find_dataset(connect(argilla["info"].api_url, argilla["keys"]["owner"]), "cli_demo_errors", None)
+    errors = find_errors(run.predictions, run.dataset, run.task)
+    first = errors[errors["variant"] == "zero_shot"]["example_id"].iloc[0]  # a record the push sent
+    gold = dict(zip(run.dataset["example_id"], run.dataset["label"]))
+    other = next(label for label in run.task.label_names if label != gold[first])
+    assert submit_responses(connect(argilla["info"].api_url, argilla["keys"]["annotator"]), run.task,
+                            str(dataset.id), {first: other}) == 1
+    pulled = subprocess.run([sys.executable, "-m", "workbench.cli", "pull", str(folder), "--name", "cli_demo_errors",
+                             "--out", str(tmp_path / "annotations")], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "'cli_demo_errors': 1 submitted corrections of 1 responses; snapshot " in pulled.stdout
+    snapshot = next((tmp_path / "annotations" / "cli_demo_errors").glob("*.jsonl"))
+    assert f"next: workbench points {folder} --corrections {snapshot}" in pulled.stdout
+    points = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(folder), "--corrections",
+                             str(snapshot)], capture_output=True, text=True, env=env, timeout=600)
+    assert points.returncode == 0, points.stderr
+    assert "1 suspected label errors" in points.stdout
+    nothing = subprocess.run([sys.executable, "-m", "workbench.cli", "pull", str(folder), "--name", "nowhere",
+                              "--review-name", "nowhere"], capture_output=True, text=True, env=env, timeout=600)
+    assert nothing.returncode == 2 and "push first" in nothing.stderr
+
     bad = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(config), "--variant", "nope"],
                          capture_output=True, text=True, env=env, timeout=600)
     assert bad.returncode == 2 and "nope" in bad.stderr

@@ -6,6 +6,7 @@
     workbench compare runs/a runs/b [--out FILE]               (runs side by side, paired tests, answers)
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
     workbench push runs/demo_complaints --variant few_shot     (a run folder, or the config that wrote it)
+    workbench pull runs/demo_complaints                        (annotators' answers: snapshots under annotations/)
     workbench points runs/demo_complaints                      (training points from a run's errors)
     workbench points runs/demo_complaints --push-review        (annotators review them in Argilla)
     workbench points runs/demo_complaints --pull-review        (their answers update the points)
@@ -132,13 +133,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     push.add_argument("--order", default="disagreement", choices=["disagreement", "consistency", "confidence"],
                       help="which records annotators see first (confidence: least sure self-consistency votes)")
 
+    pull = commands.add_parser("pull", help="pull annotators' answers for a run from Argilla into snapshots: "
+                                            "corrections, point reviews and label-error verdicts")
+    pull.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
+    pull.add_argument("--name", default=None,
+                      help="the corrections dataset (default: <experiment>_errors, the name `workbench push` gives)")
+    pull.add_argument("--review-name", default=None,
+                      help="base name of the review datasets <base>_points and <base>_label_issues (default: the "
+                           "run's name, as `workbench points --push-review` gives)")
+    pull.add_argument("--out", default="annotations",
+                      help="the snapshots folder: each pull adds <out>/<dataset>/<UTC time>.jsonl (default: "
+                           "annotations)")
+
     points = commands.add_parser("points", help="group a run's errors into training points; write them to the run folder")
     points.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
     points.add_argument("--distance-threshold", type=float, default=0.7,
                         help="cosine distance under which errors of one signature are grouped (default 0.7)")
     points.add_argument("--min-size", type=int, default=2, help="fewest examples a point needs (default 2)")
     points.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
-                        help="an annotation snapshot (annotations/<dataset>/<time>.jsonl from workbench's pull); "
+                        help="an annotation snapshot (annotations/<dataset>/<time>.jsonl from `workbench pull`); "
                              "examples whose gold an annotator changed become suspected label errors (repeatable)")
     review = points.add_mutually_exclusive_group()
     review.add_argument("--push-review", action="store_true",
@@ -229,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args)
         if args.command == "push":
             return _push(args)
+        if args.command == "pull":
+            return _pull(args)
         if args.command == "points":
             return _points(args)
         if args.command == "data":
@@ -363,6 +378,50 @@ def _push(args: argparse.Namespace) -> int:
     print(f"open {result.url}")
     if server.embedded:
         _print_embedded_login()
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    """Snapshots of every dataset pushed for the run that is on the server; `workbench points
+    --corrections` reads the corrections snapshot, `--pull-review` applies point reviews."""
+    from workbench.annotation import AnnotationError, pull_corrections
+    from workbench.annotation._argilla import find_dataset
+    from workbench.experiments.runs import read_frame
+    from workbench.points.review import pull_point_review
+
+    source = Path(args.run)
+    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    base = args.review_name or run.name
+    corrections_name, points_name, issues_name = args.name or f"{run.name}_errors", f"{base}_points", \
+        f"{base}_label_issues"
+    pulled = []
+    try:
+        client, _ = _argilla_client()
+        for name in (corrections_name, issues_name):
+            if find_dataset(client, name, None) is not None:
+                frame = pull_corrections(client, run.task, name, out_dir=args.out)
+                pulled.append((name, frame, "corrections" if name == corrections_name else "label-error verdicts"))
+        if find_dataset(client, points_name, None) is not None and (run.path / "points.parquet").exists():
+            reviews = pull_point_review(client, run.task, read_frame(run.path / "points.parquet"), points_name,
+                                        out_dir=args.out)
+            pulled.append((points_name, reviews, "point reviews"))
+    except AnnotationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not pulled:
+        raise FileNotFoundError(
+            f"the Argilla server has none of {corrections_name!r}, {points_name!r}, {issues_name!r} for run "
+            f"{run.run_id}: push first (`workbench push {args.run} --variant V`, `workbench points {args.run} "
+            "--push-review`), or name the dataset with --name / --review-name")
+    for name, frame, what in pulled:
+        submitted = int((frame["status"] == "submitted").sum()) if not frame.empty else 0
+        print(f"{name!r}: {submitted} submitted {what} of {len(frame)} responses; snapshot "
+              f"{frame.attrs.get('snapshot_path')}")
+    snapshots = [frame.attrs.get("snapshot_path") for name, frame, _ in pulled if name != points_name]
+    if snapshots:
+        print("next: workbench points " + args.run + "".join(f" --corrections {path}" for path in snapshots))
+    if any(name == points_name for name, _, _ in pulled):
+        print(f"apply the point reviews: workbench points {args.run} --pull-review")
     return 0
 
 
