@@ -13,8 +13,31 @@
     model: {kind: embedded}            # or {kind: openai_compatible, model: ..., base_url: ...}
     concurrency: 8
     prices: configs/prices.yaml        # optional
+    templates: prompts/                # your own prompt templates (optional)
 
 Relative paths are resolved against the config file's folder first, then the working directory.
+
+**Your own prompt.** ``templates:`` names a folder of Jinja files named
+``<name>.<kind>.v<N>.jinja`` (``support_v2.classification.v1.jinja``; kinds: classification,
+multilabel, ner). It is searched before the packaged templates, so it may hold only your own; a
+variant names one with ``template``::
+
+    variants:
+      - zero_shot                                  # the packaged default template
+      - template=support_v2+few_shot3              # your support_v2, 3 examples (name as written)
+      - {name: my_prompt, template: support_v2, few_shot: 3, definitions: true}
+      - {name: pinned, template: support_v2.v1}    # that version; without .vN the highest one
+
+A template has two blocks, ``{% block system %}...{% endblock %}`` and
+``{% block user %}...{% endblock %}`` (the two chat messages), and may use only the variables the
+renderer passes (`workbench.prompting.templates.TEMPLATE_VARIABLES`): ``task`` (``task.name``,
+``task.description``, ``task.instructions``), ``variant`` (``variant.definitions``, ``.few_shot``,
+``.cot``), ``text``, ``examples`` (each ``text`` and JSON ``answer``), ``label_names``, ``labels``
+(each ``name``, ``shown``, ``definition``), ``label_list``, ``labels_quoted``, ``undefined_list``
+and ``any_definitions``. `load_experiment` checks every variant's template (found, valid Jinja,
+both blocks, known variables) before any model is called; a run's provenance records the file,
+its folder and its SHA-256. A file in your folder with a packaged name (``default.<kind>.v<N>``)
+hides the packaged one of that name.
 """
 
 from __future__ import annotations
@@ -32,6 +55,8 @@ from workbench.core.task import Task, load_task
 from workbench.models.base import GenerationOptions, Model
 from workbench.models.pricing import PriceTable, load_prices
 from workbench.models.registry import model_from_config, validate_model_config
+from workbench.prompting.templates import PromptTemplateError, PromptTemplateNotFound, check_template
+from workbench.prompting.variants import parse_variant
 
 
 class _OptionsModel(BaseModel):
@@ -55,6 +80,7 @@ class _ExperimentModel(BaseModel):
     model: dict[str, Any] = Field(default_factory=lambda: {"kind": "embedded"})
     concurrency: int | None = Field(None, ge=1)
     prices: str | None = None
+    templates: str | None = None
     runs_dir: str = "runs"
 
 
@@ -74,6 +100,7 @@ class Experiment:
     prices: PriceTable
     run_dir: Path
     source: dict[str, Any]
+    template_dir: Path | None = None  # the config's templates: folder, searched before the packaged one
 
     def build_model(self) -> Model:
         return model_from_config(self.model_config)
@@ -169,6 +196,8 @@ def load_experiment(
     dataset = sample_dataset(dataset, config.limit if limit is None else limit)
     examples = load_dataset(resolve(config.examples), task) if config.examples else None
     prices = load_prices(resolve(config.prices)) if config.prices else PriceTable()
+    template_dir = _template_folder(path, config.templates, resolve) if config.templates else None
+    _check_variants(path, task, config.variants, template_dir)
     return Experiment(
         name=config.name,
         task=task,
@@ -182,4 +211,28 @@ def load_experiment(
         prices=prices,
         run_dir=Path(run_dir) if run_dir is not None else Path(config.runs_dir) / config.name,
         source=config.model_dump(),
+        template_dir=template_dir,
     )
+
+
+def _template_folder(path: Path, value: str, resolve: Any) -> Path:
+    folder = resolve(value)
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise PromptTemplateNotFound(
+            f"{path}: templates: {value!r} {state} (looked beside the config, {(path.parent / value).resolve()}, "
+            f"and in the working directory, {Path(value).resolve()}); make it a folder of "
+            "<name>.<kind>.v<N>.jinja files, or fix the path"
+        )
+    return folder
+
+
+def _check_variants(path: Path, task: Task, specs: list[str | dict[str, Any]], template_dir: Path | None) -> None:
+    # Every variant's template is found and checked now, so a mistake fails before any model call.
+    for spec in specs:
+        try:
+            check_template(task, parse_variant(spec), template_dir)
+        except PromptTemplateError as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: variants: {exc}") from None

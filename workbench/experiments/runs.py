@@ -43,7 +43,7 @@ from workbench.experiments.config import Experiment
 from workbench.models.base import Model
 from workbench.models.openai_compatible import redact_url
 from workbench.prompting.runner import run_variants
-from workbench.prompting.templates import TEMPLATE_DIR, template_file
+from workbench.prompting.templates import find_template
 from workbench.prompting.variants import parse_variant
 
 _LIBRARIES = ("pandas", "numpy", "scikit-learn", "scipy", "openai", "llama_cpp_python")
@@ -97,7 +97,7 @@ def run_experiment(experiment: Experiment, *, progress: bool = True, model: Mode
         experiment.task, experiment.dataset, experiment.variants, model,
         examples=experiment.examples, repeats=experiment.repeats, options=experiment.options,
         cache=experiment.run_dir / "cache.sqlite", concurrency=experiment.concurrency,
-        prices=experiment.prices, progress=progress, run_id=run_id,
+        prices=experiment.prices, progress=progress, template_dir=experiment.template_dir, run_id=run_id,
         run_description={"experiment": experiment.name, "variants": config.get("variants"),
                          "options": config.get("options"), "repeats": experiment.repeats},
     )
@@ -194,12 +194,14 @@ def redacted_config(source: dict[str, Any]) -> dict[str, Any]:
 
 
 def _templates(experiment: Experiment) -> dict[str, dict[str, str]]:
+    # The file each variant was rendered from, in the folder it was found in (the experiment's
+    # templates: folder or the packaged one), so a run names exactly which prompt made it.
     found = {}
     for spec in experiment.variants:
         variant = parse_variant(spec)
-        name = template_file(experiment.task, variant)
-        digest = hashlib.sha256((TEMPLATE_DIR / name).read_bytes()).hexdigest()
-        found[variant.name] = {"file": name, "sha256": digest}
+        path = find_template(experiment.task, variant, experiment.template_dir)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        found[variant.name] = {"file": path.name, "sha256": digest, "folder": str(path.parent)}
     return found
 
 

@@ -11,6 +11,9 @@ A variant switches ingredients on or off; the wording lives in template files un
     definitions+few_shot+cot     any combination (cot+sc5 is the classic self-consistency)
     tuned                        the compact prompt of a fine-tuned model: instructions and the text,
                                  no label list (NER: the entity types in one line), no definitions
+    template=support_v2          your own template file, support_v2.<kind>.v<N>.jinja, found in the
+                                 experiment's templates: folder (template=support_v2.v1 pins a version);
+                                 combines with the other ingredients: template=support_v2+few_shot3
 
 ``tuned`` selects the ``tuned`` template family. It combines with ``cot`` and ``sc<n>`` (how the
 model answers), not with ``definitions`` or ``few_shot``: a tuned model learned the labels from
@@ -20,12 +23,18 @@ rows. Its answers are the same JSON, under the same schema, parsed by the same t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
 ExampleSelection = Literal["fixed", "similar"]
 
 TUNED = "tuned"  # the ingredient, and the template family it selects
+DEFAULT_TEMPLATE = "default"
+TEMPLATE_PART = "template="  # the ingredient naming a template family: template=support_v2
+
+# A family name is part of a file name (<name>.<kind>.v<N>.jinja): no dots, slashes or spaces.
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.v\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -45,11 +54,17 @@ class PromptVariant:
     few_shot: int = 0
     example_selection: ExampleSelection = "fixed"
     cot: bool = False
-    template: str = "default"
+    template: str = DEFAULT_TEMPLATE
     samples: int = 1
     sample_temperature: float = 0.7
 
     def __post_init__(self) -> None:
+        if not isinstance(self.template, str) or not _TEMPLATE_NAME.match(self.template):
+            raise ValueError(
+                f"variant {self.name!r}: template {self.template!r} is not a template name; use the <name> of a "
+                "file <name>.<kind>.v<N>.jinja (letters, digits, '_' and '-'), e.g. support_v2, or "
+                "support_v2.v1 for that version"
+            )
         if self.samples < 1:
             raise ValueError(f"variant {self.name!r}: samples must be >= 1, got {self.samples}")
         if self.samples > 1 and not 0 < self.sample_temperature <= 2:
@@ -75,7 +90,9 @@ class PromptVariant:
 def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> PromptVariant:
     """Build a `PromptVariant` from a name such as ``"definitions+few_shot+cot"`` or a mapping.
 
-    A mapping takes the dataclass fields (``name`` is derived when omitted). In names,
+    A mapping takes the dataclass fields (``name`` is derived when omitted, with ``template=<name>``
+    in it for a template other than default and tuned). In names, ``template=support_v2`` selects
+    the template family ``support_v2``;
     ``few_shot`` uses `default_k` examples selected as ``fixed``; ``few_shot_similar`` selects the
     most similar examples; ``few_shot8`` asks for 8.
     """
@@ -100,8 +117,10 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             continue
         if part == "definitions":
             variant = replace(variant, definitions=True)
-        elif part == TUNED:
-            variant = replace(variant, template=TUNED)
+        elif part == TUNED or part.startswith(TEMPLATE_PART):
+            if variant.template != DEFAULT_TEMPLATE:
+                raise ValueError(f"variant {spec!r}: name one template only (tuned or template=<name>), got two")
+            variant = replace(variant, template=TUNED if part == TUNED else part[len(TEMPLATE_PART):].strip())
         elif part == "cot":
             variant = replace(variant, cot=True)
         elif part.startswith("sc") and part[2:].isdigit() and int(part[2:]) >= 2:
@@ -118,15 +137,19 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             raise ValueError(_unknown_part(spec, part))
     parts = {part.strip() for part in spec.split("+")}
     if "zero_shot" in parts and (variant.definitions or variant.few_shot or variant.cot or variant.samples > 1
-                                 or TUNED in parts):
+                                 or variant.template != DEFAULT_TEMPLATE):
         raise ValueError(f"variant {spec!r}: zero_shot cannot be combined with other ingredients")
     return variant
 
 
 def _ingredient_names(fields: dict, default_k: int) -> list[str]:
     names = []
-    if str(fields.get("template", "default")).partition(".v")[0] == TUNED:
+    template = str(fields.get("template", DEFAULT_TEMPLATE))
+    if template.partition(".v")[0] == TUNED:
         names.append(TUNED)
+    elif template.partition(".v")[0] != DEFAULT_TEMPLATE:
+        # A user's template is part of the name, so it never collides with the packaged variant.
+        names.append(TEMPLATE_PART + template)
     if fields.get("definitions"):
         names.append("definitions")
     if fields.get("few_shot"):
@@ -143,5 +166,6 @@ def _ingredient_names(fields: dict, default_k: int) -> list[str]:
 def _unknown_part(spec: str, part: str) -> str:
     return (
         f"variant {spec!r}: unknown ingredient {part!r}; use zero_shot, definitions, cot, few_shot, "
-        "few_shot<k>, few_shot<k>_similar, sc<n> (n >= 2 sampled answers) or tuned joined with '+'"
+        "few_shot<k>, few_shot<k>_similar, sc<n> (n >= 2 sampled answers), tuned or template=<name> (your own "
+        "<name>.<kind>.v<N>.jinja) joined with '+'"
     )
