@@ -67,3 +67,13 @@ def test_points_are_written_to_the_run_folder(tmp_path):
     html = (run.path / "report.html").read_text()
     assert html.count('class="card point"') == len(points) and 'id="chart-point_fixes"' in html
     assert "one default-answer point" in html  # said at the top of the points section
+
+    # A second clustering would replace these points (and stale the training data built from
+    # them): refused, exit 2 with the fix, and nothing written; --overwrite clusters again.
+    again = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(run.path)], capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 2 and "has training points already (points.parquet): pass --overwrite" in again.stderr
+    assert "Traceback" not in again.stderr and read_frame(run.path / "points.parquet").equals(points)
+    redone = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(run.path), "--overwrite"],
+                            capture_output=True, text=True, timeout=600)
+    assert redone.returncode == 0, redone.stderr

@@ -162,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "to the points in the run folder")
     points.add_argument("--review-name", default=None,
                         help="base name of the review datasets (default: the run's name)")
+    points.add_argument("--overwrite", action="store_true",
+                        help="cluster again when the run has points already (default: refuse; --push-review then "
+                             "pushes the points there)")
 
     data = commands.add_parser("data", help="build training examples and held-out test cases for each training point")
     data.add_argument("run", help="a run folder with points (after `workbench points`), or its experiment config")
@@ -438,9 +441,23 @@ def _points(args: argparse.Namespace) -> int:
         from workbench.annotation.snapshots import load_corrections
 
         corrections = pd.concat([load_corrections(path, run.task) for path in args.corrections], ignore_index=True)
+    corrections_given = corrections is not None
     base = args.review_name or run.name
     if args.pull_review:
         return _pull_point_review(args, run, corrections, f"{base}_points", f"{base}_label_issues")
+    if (run.path / "points.parquet").exists() and not args.overwrite:
+        if args.push_review and not corrections_given:  # the points there are the ones to review
+            from workbench.experiments.runs import read_frame
+
+            print(f"pushing the points in {run.path}/points.parquet (--overwrite clusters the errors again)")
+            return _push_point_review(run, read_frame(run.path / "points.parquet"),
+                                      read_frame(run.path / "point_assignments.parquet"),
+                                      read_frame(run.path / "label_issues.parquet"), f"{base}_points",
+                                      f"{base}_label_issues")
+        raise FileExistsError(
+            f"{run.path} has training points already (points.parquet): pass --overwrite to cluster its errors "
+            "again (training data built from the old points goes stale), or --pull-review to apply annotators' "
+            "review to them")
     errors = find_errors(run.predictions, run.dataset, run.task)
     issues = find_label_issues(run.predictions, run.dataset, run.task, corrections)
     clusterer = ErrorClusterer(distance_threshold=args.distance_threshold, min_size=args.min_size)
@@ -828,7 +845,8 @@ def _preview(args: argparse.Namespace) -> int:
     if not variants:
         names = [parse_variant(v).name for v in experiment.variants]
         raise ValueError(f"variant {args.variant!r} is not in {args.config}; its variants are {names}")
-    requests = build_requests(experiment.task, dataset.head(1), variants, examples=experiment.examples)
+    requests = build_requests(experiment.task, dataset.head(1), variants, examples=experiment.examples,
+                              template_dir=experiment.template_dir)  # the config's templates: folder first
     for row in requests.itertuples():
         print(f"===== {row.variant} / {row.example_id} =====")
         print(format_messages(row.messages))
