@@ -61,3 +61,14 @@ def test_unconstrained_answers_may_fail_to_parse_but_are_recorded(llama_server, 
     # Each row is either a valid label or a recorded parse error: nothing is lost or raised.
     for row in predictions.itertuples():
         assert (row.prediction in complaint_task.label_names) != isinstance(row.parse_error, str)
+
+
+def test_an_answer_format_the_server_does_not_take_stops_the_run_saying_what_to_set(llama_server, complaint_task,
+                                                                                     complaint_test):
+    """llama.cpp's server takes response_format json_object (with a schema), not OpenAI's json_schema:
+    every request would fail alike, so the run stops at once and names the setting to change."""
+    from workbench.models.base import FatalModelError
+
+    model = OpenAICompatibleModel("smollm2", base_url=llama_server, api_key="unused", structured_output="json_schema")
+    with pytest.raises(FatalModelError, match="set structured_output in the model config to json_object_schema"):
+        run_variants(complaint_task, complaint_test.head(2), ["zero_shot"], model, progress=False)

@@ -317,3 +317,14 @@ def test_listing_where_there_is_no_run_says_how_to_make_one(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     assert main(["runs", str(tmp_path)]) == 2
     assert "holds no run: `workbench run <config>`" in capsys.readouterr().err
+
+
+def test_a_run_with_failed_requests_prints_what_the_model_said_and_exits_1(project, monkeypatch, capsys):
+    def model_from_config(config, **_):
+        return FakeModel(lambda request: RuntimeError("quota exceeded for this key: raise it in the console"))
+
+    monkeypatch.setattr(config_module, "model_from_config", model_from_config)
+    assert run(write(project, variants=["zero_shot"])) == 1
+    out = capsys.readouterr().out
+    assert "failed: 10" in out
+    assert "request error (10 rows): RuntimeError: quota exceeded for this key: raise it in the console" in out

@@ -316,6 +316,11 @@ def _run(args: argparse.Namespace) -> int:
         f"calls sent: {stats.get('calls_sent', 0)}, from cache: {stats.get('cache_hits', 0)}, "
         f"retries: {stats.get('retries', 0)}, failed: {stats.get('failed', 0)}"
     )
+    if stats.get("failed"):
+        # The counts alone leave a user guessing; the model's own words say what to fix.
+        failures = run.predictions["request_error"].dropna().value_counts()
+        for message, count in failures.head(3).items():
+            print(f"request error ({count} rows): {message[:400]}")
     report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
                           title=f"{experiment.name}: prompt variants", provenance=run.provenance,
                           config=args.config)

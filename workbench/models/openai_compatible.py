@@ -115,6 +115,10 @@ class OpenAICompatibleModel:
         except openai.RateLimitError as exc:
             raise RetryableModelError(f"rate limited (429): {_short(exc)}", _retry_after(exc.response)) from exc
         except openai.InternalServerError as exc:
+            hint = self._structure_hint(exc)
+            if hint:  # every request would fail the same way: stop the run, say what to change
+                raise FatalModelError(f"{redact_url(self.base_url)} refused the request ({exc.status_code}): "
+                                      f"{_short(exc)}{hint}") from exc
             raise RetryableModelError(f"server error ({exc.status_code}): {_short(exc)}", _retry_after(exc.response)) from exc
         except openai.APITimeoutError as exc:
             if not _caused_by_timeout(exc.__cause__):
@@ -132,6 +136,10 @@ class OpenAICompatibleModel:
         except openai.APIStatusError as exc:
             if exc.status_code in (408, 409) or exc.status_code >= 500:
                 raise RetryableModelError(f"HTTP {exc.status_code}: {_short(exc)}", _retry_after(exc.response)) from exc
+            hint = self._structure_hint(exc)
+            if hint:
+                raise FatalModelError(f"{redact_url(self.base_url)} refused the request ({exc.status_code}): "
+                                      f"{_short(exc)}{hint}") from exc
             raise
         except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             # A 200 whose body is not valid JSON (or not text): a broken response, not an answer. Only these:
@@ -155,6 +163,15 @@ class OpenAICompatibleModel:
             finish_reason=choice.get("finish_reason"),
             latency_s=latency,
         )
+
+    def _structure_hint(self, exc: Exception) -> str:
+        """What to change when the server rejected the answer format this model asked for: servers
+        differ in which `response_format` types they take (llama.cpp's: ``json_object`` with a schema)."""
+        if "response_format" not in str(exc) or self.structured_output == "none":
+            return ""
+        return (f". This server does not take the answer format structured_output: {self.structured_output} asks "
+                "for; set structured_output in the model config to json_object_schema (llama.cpp's server), "
+                "grammar, json_object or none")
 
     def _add_structure(self, kwargs: dict[str, Any], extra_body: dict[str, Any], schema: dict[str, Any]) -> None:
         mode = self.structured_output
