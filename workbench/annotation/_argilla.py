@@ -32,6 +32,7 @@ from workbench.annotation.records import (
     guidelines,
     question_options,
 )
+from workbench.core.errors import InputError
 from workbench.core.kinds.base import AnnotationQuestion
 from workbench.core.task import Task
 
@@ -161,7 +162,7 @@ def dataset_settings(task: Task, *, client: rg.Argilla | None = None, min_submit
     the SDK's default client (the last one made).
     """
     if min_submitted < 1:
-        raise ValueError(f"min_submitted must be at least 1, got {min_submitted}")
+        raise InputError(f"min_submitted must be at least 1, got {min_submitted}")
     return rg.Settings(
         fields=_text_fields(FIELDS, client),
         questions=[
@@ -179,7 +180,7 @@ def _question(question: AnnotationQuestion, client: rg.Argilla | None):
     try:
         make = _QUESTIONS[question.question_type]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"question type {question.question_type!r} has no Argilla question; use one of {sorted(_QUESTIONS)}"
         ) from None
     extra = {"field": FIELDS[0].name} if question.question_type == "span" else {}

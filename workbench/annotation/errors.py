@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from workbench.core.errors import WorkbenchError
 
-class AnnotationError(RuntimeError):
+
+class AnnotationError(WorkbenchError, RuntimeError):
     """Something about the Argilla dataset is wrong; the message says what and how to fix it."""
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from workbench.annotation import _argilla
 from workbench.annotation._argilla import Client
 from workbench.annotation.snapshots import STATUSES, correction_rows, corrections_frame, write_snapshot
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 
 
@@ -43,7 +44,7 @@ def pull_corrections(
     name = name or task.name
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
-        raise ValueError(f"statuses may be 'submitted', 'discarded' or 'draft'; got {unknown}")
+        raise InputError(f"statuses may be 'submitted', 'discarded' or 'draft'; got {unknown}")
     records, question_names, usernames = _argilla.responses_json(client, task, name, workspace)
     rows = correction_rows(task, records, question_names, usernames, statuses)
     frame = corrections_frame(rows, task)

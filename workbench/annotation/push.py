@@ -34,6 +34,7 @@ from workbench.annotation import _argilla
 from workbench.annotation._argilla import Client
 from workbench.annotation.errors import PushError
 from workbench.annotation.records import build_records, summarise_examples
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 
 DEFAULT_BATCH_SIZE = 256
@@ -110,12 +111,12 @@ def push_errors(
     its errors there. `options`: `push_predictions`' name, workspace, batch_size, min_submitted,
     progress and on_batch. Raises ValueError when `errors` holds none for `variant`."""
     if "variant" not in errors.columns or "example_id" not in errors.columns:
-        raise ValueError(
+        raise InputError(
             f"errors need 'variant' and 'example_id' columns (find_errors' frame); got {list(errors.columns)}"
         )
     mine = errors[errors["variant"] == variant]
     if mine.empty:
-        raise ValueError(
+        raise InputError(
             f"errors hold no rows for variant {variant!r} "
             f"(variants with errors: {sorted(errors['variant'].unique())}); "
             "nothing to push"
@@ -142,9 +143,9 @@ def push_summaries(
     """Push one record per row of `summaries` (`summarise_examples`' frame, in its priority
     order) to dataset `name` of the task's layout; `push_predictions` documents the options."""
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE} (the server's limit), got {batch_size}")
+        raise InputError(f"batch_size must be between 1 and {MAX_BATCH_SIZE} (the server's limit), got {batch_size}")
     if min_submitted < 1:
-        raise ValueError(f"min_submitted must be at least 1, got {min_submitted}")
+        raise InputError(f"min_submitted must be at least 1, got {min_submitted}")
     name = name or task.name
     started = time.monotonic()
     records = build_records(task, summaries)

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.core.answers import UNPARSED, is_missing
+from workbench.core.errors import InputError
 from workbench.core.kinds.base import AnnotationQuestion, TaskKind
 from workbench.core.task import NONE_OF_THESE, Task  # a reserved word no label may use
 
@@ -78,10 +79,10 @@ def summarise_examples(
     _require(predictions, ["variant", "example_id", "repeat", "prediction"], "predictions")
     _require(dataset, ["example_id", "text"], "dataset")
     if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        raise InputError(f"order must be one of {ORDERS}, got {order!r}")
     variants = list(dict.fromkeys(predictions["variant"]))
     if variant not in variants:
-        raise ValueError(f"variant {variant!r} is not in the predictions; they hold {variants}")
+        raise InputError(f"variant {variant!r} is not in the predictions; they hold {variants}")
 
     texts = dict(zip(dataset["example_id"].astype(str), dataset["text"]))
     answers = _group_answers(predictions, task.kind)
@@ -92,13 +93,13 @@ def summarise_examples(
         wanted = {str(example_id) for example_id in example_ids}
         unanswered = sorted(wanted - set(answered))
         if unanswered:
-            raise ValueError(
+            raise InputError(
                 f"variant {variant!r} has no predictions for {len(unanswered)} example(s), e.g. {unanswered[:5]}; "
                 "pass the predictions of the run these errors came from"
             )
     missing = sorted(wanted - set(texts))
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{len(missing)} example(s) with predictions are not in the dataset, e.g. {missing[:5]}; "
             "pass the dataset the predictions were made on"
         )
@@ -139,7 +140,7 @@ def summarise_examples(
 def prioritise(summaries: pd.DataFrame, order: str | None) -> pd.DataFrame:
     """`summaries` sorted by `order` (see `summarise_examples`) with ``priority`` set to 1..n."""
     if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        raise InputError(f"order must be one of {ORDERS}, got {order!r}")
     if order == "disagreement":
         keys, ascending = ["variants_disagreeing", "consistency"], [False, True]
     elif order == "consistency":
@@ -416,4 +417,4 @@ def _escape(value: str) -> str:
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}")
+        raise InputError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}")

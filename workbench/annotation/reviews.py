@@ -25,6 +25,7 @@ from workbench.annotation.errors import AnnotationError
 from workbench.annotation.push import MAX_BATCH_SIZE, PushResult, push_failure
 from workbench.annotation.records import Field, Metadata, RecordData
 from workbench.annotation.snapshots import STATUSES, utc_time, write_snapshot
+from workbench.core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class ReviewLayout:
         object.__setattr__(self, "choices", {q.name: q for q in self.questions if isinstance(q, Choice)})
         for choice in self.choices.values():
             if len(choice.options) < 2:
-                raise ValueError(f"question {choice.name!r} needs at least two options, got {list(choice.options)}")
+                raise InputError(f"question {choice.name!r} needs at least two options, got {list(choice.options)}")
 
 
 def push_review(
@@ -75,7 +76,7 @@ def push_review(
     then create or update `records` by id. Raises AnnotationError when the dataset there has other
     fields, questions or option values, PushError when the server fails part-way (push again)."""
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE} (the server's limit), got {batch_size}")
+        raise InputError(f"batch_size must be between 1 and {MAX_BATCH_SIZE} (the server's limit), got {batch_size}")
     started = time.monotonic()
     pushed = batches = 0
     total = len(records)
@@ -112,7 +113,7 @@ def pull_review(
     ``submitted_at`` (UTC, ISO 8601). Pull as an owner or admin."""
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
-        raise ValueError(f"statuses may be 'submitted', 'discarded' or 'draft'; got {unknown}")
+        raise InputError(f"statuses may be 'submitted', 'discarded' or 'draft'; got {unknown}")
     records, question_names, usernames = _argilla.review_responses_json(client, layout, name, workspace)
     rows = review_rows(layout, records, question_names, usernames, statuses)
     frame = pd.DataFrame(rows, columns=review_columns(layout), dtype=object)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from workbench.annotation.errors import AnnotationError
 from workbench.annotation.records import NOTE_QUESTION, from_argilla_value
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 
 STATUSES = ("submitted", "discarded", "draft")
@@ -49,7 +50,7 @@ def correction_rows(
     """
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
-        raise ValueError(f"statuses may be 'submitted', 'discarded' or 'draft'; got {unknown}")
+        raise InputError(f"statuses may be 'submitted', 'discarded' or 'draft'; got {unknown}")
     kind = task.kind
     question = kind.annotation_question(task)
     rows = []

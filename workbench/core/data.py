@@ -21,12 +21,13 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.core.answers import is_missing
+from workbench.core.errors import InputError, MissingInputError
 from workbench.core.task import Task
 
 _MAX_PROBLEMS_SHOWN = 12
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset has rows that cannot be used; the message names each row and field."""
 
     def __init__(self, source: str, problems: Sequence[str]):
@@ -44,7 +45,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a JSONL, JSON, CSV or Parquet file into a DataFrame without validating it."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"dataset file {path} does not exist")
+        raise MissingInputError(f"dataset file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
         return pd.DataFrame(jsonl_records(path, path.read_text(encoding="utf-8"))[0])
@@ -54,7 +55,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype={"example_id": str}, keep_default_na=False)
     if suffix in {".parquet", ".pq"}:
         return pd.read_parquet(path)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
 
 
 def jsonl_records(path: str | Path, text: str) -> tuple[list[dict], list[int]]:

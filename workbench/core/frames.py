@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.core.answers import is_missing
+from workbench.core.errors import InputError
 
 _JSON_COLUMNS_KEY = b"workbench.json_columns"
 
@@ -25,7 +26,7 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, hint
     """Raise ValueError naming the columns `frame` lacks (`what` names the frame, `hint` says what to pass)."""
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}" + (f"; {hint}" if hint else ""))
+        raise InputError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}" + (f"; {hint}" if hint else ""))
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:

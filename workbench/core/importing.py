@@ -37,6 +37,7 @@ import pandas as pd
 
 from workbench.core.answers import is_missing
 from workbench.core.data import DatasetError, jsonl_records, label_counts, validate_dataset
+from workbench.core.errors import InputError, MissingInputError
 from workbench.core.kinds import KINDS
 from workbench.core.task import Task, TaskSpecError, task_from_dict
 
@@ -45,7 +46,7 @@ CONLL_SUFFIXES = (".conll", ".iob", ".iob2", ".bio")
 _NAME_PATTERN = re.compile(r"[^A-Za-z0-9_\-]+")
 
 
-class TableImportError(ValueError):
+class TableImportError(InputError):
     """A user's file cannot be mapped to a dataset; the message names the file, column or row and the fix."""
 
 
@@ -80,7 +81,7 @@ def import_table(path: str | Path, *, text_column: str | None = None, label_colu
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"data file {path} does not exist")
+        raise MissingInputError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in CONLL_SUFFIXES:
         if kind not in (None, "ner"):

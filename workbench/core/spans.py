@@ -14,6 +14,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.core.errors import InputError
+
 
 def align_entities(
     text: str, entities: list[tuple[str, str]]
@@ -137,13 +139,13 @@ def spans_to_iob2(text_or_tokens: str | Sequence[tuple[int, int]], spans: Sequen
         first = bisect_left(starts, start)
         last = bisect_left(ends, end)
         if first == len(tokens) or starts[first] != start or last == len(tokens) or ends[last] != end or last < first:
-            raise ValueError(
+            raise InputError(
                 f"span {start}..{end} ({label}) does not start and end on token boundaries "
                 f"(tokens: {tokens[:12]}{' ...' if len(tokens) > 12 else ''}); only token-aligned spans "
                 "can be written as IOB2 tags"
             )
         if any(tag != "O" for tag in tags[first:last + 1]):
-            raise ValueError(f"span {start}..{end} ({label}) overlaps another span; IOB2 cannot hold overlapping spans")
+            raise InputError(f"span {start}..{end} ({label}) overlaps another span; IOB2 cannot hold overlapping spans")
         tags[first] = f"B-{label}"
         for index in range(first + 1, last + 1):
             tags[index] = f"I-{label}"

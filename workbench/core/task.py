@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.core.answers import UNPARSED, normalise_label
+from workbench.core.errors import InputError, MissingInputError
 from workbench.core.kinds import KINDS, TaskKind, get_kind
 from workbench.core.kinds.ner_scoring import OVERALL
 
@@ -56,7 +57,7 @@ _UNWRITABLE_CATEGORIES = {"Cc": "a control character", "Zl": "a line separator",
                           "Zp": "a paragraph separator", "Cs": "a lone surrogate"}
 
 
-class TaskSpecError(ValueError):
+class TaskSpecError(InputError):
     """A task specification is missing something or contradicts itself."""
 
 
@@ -71,7 +72,7 @@ class _LabelModel(BaseModel):
     def _label_name_is_text(cls, value: Any) -> Any:
         if isinstance(value, (bool, int, float)) or value is None:
             # YAML reads `- name: 1` as a number and `- name: yes` as true: say how to keep the text.
-            raise ValueError(
+            raise InputError(
                 f"label name {value!r} is a {type(value).__name__}, not text; quote it in the task "
                 f"file (name: \"{value}\") so that it is kept exactly as written"
             )
@@ -82,7 +83,7 @@ class _LabelModel(BaseModel):
     def _label_name_can_work(cls, value: str) -> str:
         problem = label_name_problem(value)
         if problem:
-            raise ValueError(problem)
+            raise InputError(problem)
         return value
 
     @field_validator("definition")
@@ -105,14 +106,14 @@ class _TaskModel(BaseModel):
     @classmethod
     def _kind_is_known(cls, value: str) -> str:
         if value not in KINDS:
-            raise ValueError(f"kind {value!r} is not one of {sorted(KINDS)}")
+            raise InputError(f"kind {value!r} is not one of {sorted(KINDS)}")
         return value
 
     @field_validator("name")
     @classmethod
     def _task_name_is_plain(cls, value: str) -> str:
         if not _NAME_PATTERN.match(value):
-            raise ValueError(f"task name {value!r} must be a plain identifier (letters, digits, _ or -)")
+            raise InputError(f"task name {value!r} must be a plain identifier (letters, digits, _ or -)")
         return value
 
 
@@ -249,7 +250,7 @@ def load_task(path: str | Path) -> Task:
     """Read a task specification from a YAML or JSON file and validate it."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"task specification {path} does not exist")
+        raise MissingInputError(f"task specification {path} does not exist")
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
 from workbench.core.answers import answer_key
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.kinds import KINDS
 from workbench.evaluation.consistency import fleiss_kappa
@@ -146,7 +147,7 @@ def _submitted_answers(corrections: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     found = [kind for kind in KINDS.values() if kind.target_column in corrections.columns]
     if len(found) != 1:
         columns = sorted({kind.target_column for kind in KINDS.values()})
-        raise ValueError(
+        raise InputError(
             f"corrections need exactly one answer column of {columns}; got {list(corrections.columns)}"
         )
     kind = found[0]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.core.answers import answer_key, is_missing
+from workbench.core.errors import InputError
 
 
 def example_consistency(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +52,7 @@ def score_consistency(predictions: pd.DataFrame) -> pd.DataFrame:
     for variant, group in per_example.groupby("variant", sort=False):
         repeats = group["repeats"].unique()
         if len(repeats) != 1:
-            raise ValueError(
+            raise InputError(
                 f"variant {variant!r} has different numbers of repeats per example ({sorted(repeats)}); "
                 "consistency needs the same number for every example"
             )

@@ -41,6 +41,7 @@ from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
 from scipy.stats import t as student_t
 
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 
 Metric = Literal["accuracy", "macro_f1", "micro_f1"]
@@ -158,7 +159,7 @@ def metric_from_totals(totals: np.ndarray, columns: list[str], metric: Metric) -
                 # As scikit-learn does (zero_division=0): a label never predicted nor present scores 0.
                 scores.append(np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0))
             return np.mean(scores, axis=0)
-    raise ValueError(f"unknown metric {metric!r}; use accuracy, macro_f1 or micro_f1")
+    raise InputError(f"unknown metric {metric!r}; use accuracy, macro_f1 or micro_f1")
 
 
 def bootstrap_ci(
@@ -226,10 +227,10 @@ def compare_variants(
     statistics = example_statistics(predictions, gold, task)
     for variant in (variant_a, variant_b):
         if variant not in statistics:
-            raise ValueError(f"variant {variant!r} is not in the predictions; have {sorted(statistics)}")
+            raise InputError(f"variant {variant!r} is not in the predictions; have {sorted(statistics)}")
     shared = statistics[variant_a].index.intersection(statistics[variant_b].index)
     if len(shared) == 0:
-        raise ValueError(f"{variant_a!r} and {variant_b!r} share no examples")
+        raise InputError(f"{variant_a!r} and {variant_b!r} share no examples")
     a = statistics[variant_a].loc[shared]
     b = statistics[variant_b].loc[shared]
     columns = list(a.columns)

@@ -51,6 +51,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.core.data import load_dataset, sample_dataset
+from workbench.core.errors import InputError, MissingInputError
 from workbench.core.task import Task, load_task
 from workbench.models.base import GenerationOptions, Model
 from workbench.models.pricing import PriceTable, load_prices
@@ -123,7 +124,7 @@ def parse_limit(value: Any, *, source: str = "limit") -> int | None:
             return int(text)
     elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    raise ValueError(
+    raise InputError(
         f"{source} is {value!r}; use a whole number of examples (a seeded sample), or 0 or all for every example"
     )
 
@@ -142,12 +143,12 @@ def load_model_config(spec: str | Path) -> dict[str, Any]:
     if path.is_file():
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(config, dict):
-            raise ValueError(f"model config {path} must hold a mapping such as {{kind: openai_compatible, "
+            raise InputError(f"model config {path} must hold a mapping such as {{kind: openai_compatible, "
                              f"model: gpt-4o-mini}} (what an experiment config's model: holds), got {config!r}")
         validate_model_config(config, source=f"model config {path}")
         return dict(config)
     if looks_like_a_file:
-        raise FileNotFoundError(f"model config {path} does not exist")
+        raise MissingInputError(f"model config {path} does not exist")
     config = {"kind": str(spec)}
     validate_model_config(config, source=f"model {spec!r} (neither a file nor a model kind that needs nothing else)")
     return config
@@ -167,10 +168,10 @@ def load_experiment(
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"experiment config {path} does not exist")
+        raise MissingInputError(f"experiment config {path} does not exist")
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
-        raise ValueError(f"{path} must hold a mapping (name, task, dataset, variants, ...)")
+        raise InputError(f"{path} must hold a mapping (name, task, dataset, variants, ...)")
     if "limit" in raw:
         raw["limit"] = parse_limit(raw["limit"], source=f"{path}: limit")
     limit = parse_limit(limit)
@@ -184,7 +185,7 @@ def load_experiment(
             f"{' (overridden)' if error['loc'] and error['loc'][0] in overridden else ''}: {error['msg']}"
             for error in exc.errors()
         )
-        raise ValueError(f"{path} is not a valid experiment config: {problems}") from None
+        raise InputError(f"{path} is not a valid experiment config: {problems}") from None
     def resolve(value: str) -> Path:
         beside = (path.parent / value).resolve()
         return beside if beside.exists() else Path(value).resolve()
@@ -235,4 +236,4 @@ def _check_variants(path: Path, task: Task, specs: list[str | dict[str, Any]], t
         except PromptTemplateError as exc:
             raise type(exc)(f"{path}: {exc}") from None
         except ValueError as exc:
-            raise ValueError(f"{path}: variants: {exc}") from None
+            raise InputError(f"{path}: variants: {exc}") from None

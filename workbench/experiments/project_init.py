@@ -34,6 +34,7 @@ import yaml
 from sklearn.model_selection import train_test_split
 
 from workbench.core.data import label_counts
+from workbench.core.errors import InputError
 from workbench.core.importing import ImportedData
 from workbench.core.task import Task, task_to_dict
 from workbench.experiments.config import load_experiment
@@ -45,7 +46,7 @@ FIRST_VARIANTS = ("zero_shot", "few_shot", "few_shot_similar")
 _NO_LABEL = "(no label)"  # the stratification group of a row with no label (multilabel, NER)
 
 
-class ProjectError(ValueError):
+class ProjectError(InputError):
     """The project cannot be written as asked (a too large test size, files already there)."""
 
 

@@ -37,14 +37,14 @@ and the per-point verdicts say whether the paired test (Holm-adjusted across poi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import math
-
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.evaluation.errors import find_errors
 from workbench.experiments.rounds import Round, start_chain, started_from_round
 
@@ -85,7 +85,7 @@ class RoundComparison:
 def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
     """Compare the finished `rounds` of one loop, in order (see the module docstring)."""
     if not rounds:
-        raise ValueError("no finished rounds to compare: run `workbench loop <config>` first")
+        raise InputError("no finished rounds to compare: run `workbench loop <config>` first")
     task = rounds[0].run.task
     metric = task.kind.summary_column
     found: dict[tuple[int, str], set[str]] = {}
@@ -185,7 +185,7 @@ def _wrong(current: Round, variant: str) -> set[str]:
     run = current.run
     answered = run.predictions[(run.predictions["variant"] == variant) & (run.predictions["repeat"] == 0)]
     if answered.empty:
-        raise ValueError(f"round {current.number}'s run has no answers with variant {variant!r}: the loop's "
+        raise InputError(f"round {current.number}'s run has no answers with variant {variant!r}: the loop's "
                          "training variant must be one of the experiment's variants")
     return set(find_errors(answered, run.dataset, run.task)["example_id"])
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.core.errors import MissingInputError, OverwriteError
 from workbench.experiments.runs import Run, is_run_folder, write_run
 
 LATEST = "latest"
@@ -53,11 +54,11 @@ def list_runs(folder: str | Path) -> pd.DataFrame:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder: pass a runs folder (runs/) or one experiment's "
+        raise MissingInputError(f"{folder} is not a folder: pass a runs folder (runs/) or one experiment's "
                                 "(runs/<name>/); `workbench run <config>` writes them")
     rows = [_describe(run_folder) for run_folder in _run_folders(folder)]
     if not rows:
-        raise FileNotFoundError(f"{folder} holds no run: `workbench run <config>` writes one to "
+        raise MissingInputError(f"{folder} holds no run: `workbench run <config>` writes one to "
                                 "<runs_dir>/<name>/<run id>/")
     return pd.DataFrame(rows, columns=RUN_COLUMNS).sort_values(["started_at", "run_id"], ignore_index=True)
 
@@ -109,7 +110,7 @@ def _point_latest(run_dir: Path, run_id: str) -> None:
     except OSError:  # no symbolic links here (some Windows set-ups): the run id as text
         staged.write_text(run_id + "\n", encoding="utf-8")
     if link.is_dir() and not link.is_symlink():
-        raise FileExistsError(f"{link} is a folder, not the link to the latest run: rename it and run again")
+        raise OverwriteError(f"{link} is a folder, not the link to the latest run: rename it and run again")
     staged.replace(link)
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from workbench.core.errors import MissingInputError
 from workbench.core.frames import read_frame, write_frame  # noqa: F401  (where callers found them first)
 from workbench.core.task import Task, task_from_dict, task_to_dict
 from workbench.evaluation.efficiency import summarize_run
@@ -163,7 +164,7 @@ def load_run(path: str | Path) -> Run:
     needed = _RUN_FILES
     missing = [name for name in needed if not (folder / name).exists()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{folder} is not a complete run folder (missing {missing}); run the experiment first "
             "(`workbench run <config>`)"
         )

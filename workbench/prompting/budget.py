@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.core.errors import InputError
 from workbench.models.base import ChatRequest
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")  # ASCII punctuation and symbols
 TokenCounter = Callable[[str], int]
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(InputError):
     """A rendered prompt and its answer do not fit in the model's context window."""
 
     def __init__(self, message: str, check: ContextCheck):

@@ -23,6 +23,7 @@ import pandas as pd
 
 from workbench.core.answers import parse_answer
 from workbench.core.data import validate_dataset
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 from workbench.models.base import (
     ChatRequest,
@@ -141,7 +142,7 @@ def run_variants(
     ``DataFrame.attrs["run_stats"]`` counts calls sent, cache hits, retries and failures.
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise InputError(f"repeats must be >= 1, got {repeats}")
     options = options or GenerationOptions()
     retry = retry or RetryPolicy()
     prices = prices or PriceTable()
@@ -387,11 +388,11 @@ def _parse_variants(variants: Sequence[str | dict | PromptVariant]) -> list[Prom
         variants = [variants]
     parsed = [parse_variant(variant) for variant in variants]
     if not parsed:
-        raise ValueError("give at least one prompt variant, e.g. ['zero_shot', 'definitions']")
+        raise InputError("give at least one prompt variant, e.g. ['zero_shot', 'definitions']")
     names = [variant.name for variant in parsed]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"variant names must be unique; repeated: {repeated}")
+        raise InputError(f"variant names must be unique; repeated: {repeated}")
     return parsed
 
 
@@ -406,7 +407,7 @@ def _render_all(
     selector = ExampleSelector(task, examples) if examples is not None else None
     for variant in variants:
         if variant.few_shot and selector is None:
-            raise ValueError(
+            raise InputError(
                 f"variant {variant.name!r} needs few-shot examples: pass examples=<labelled DataFrame> "
                 "(usually the train split)"
             )

@@ -36,6 +36,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 
 from workbench.core.answers import REASONING_MAX_CHARS
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 from workbench.prompting.variants import PromptVariant
 
@@ -51,7 +52,7 @@ _BLOCKS = ("system", "user")
 Message = dict[str, str]
 
 
-class PromptTemplateError(ValueError):
+class PromptTemplateError(InputError):
     """A prompt template that cannot be used: not valid Jinja, a block missing, an unknown variable."""
 
 

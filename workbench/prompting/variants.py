@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from workbench.core.errors import InputError
+
 ExampleSelection = Literal["fixed", "similar"]
 
 TUNED = "tuned"  # the ingredient, and the template family it selects
@@ -60,28 +62,28 @@ class PromptVariant:
 
     def __post_init__(self) -> None:
         if not isinstance(self.template, str) or not _TEMPLATE_NAME.match(self.template):
-            raise ValueError(
+            raise InputError(
                 f"variant {self.name!r}: template {self.template!r} is not a template name; use the <name> of a "
                 "file <name>.<kind>.v<N>.jinja (letters, digits, '_' and '-'), e.g. support_v2, or "
                 "support_v2.v1 for that version"
             )
         if self.samples < 1:
-            raise ValueError(f"variant {self.name!r}: samples must be >= 1, got {self.samples}")
+            raise InputError(f"variant {self.name!r}: samples must be >= 1, got {self.samples}")
         if self.samples > 1 and not 0 < self.sample_temperature <= 2:
-            raise ValueError(
+            raise InputError(
                 f"variant {self.name!r}: self-consistency samples at a temperature in (0, 2], "
                 f"got {self.sample_temperature}; identical greedy answers cannot vote"
             )
         if self.few_shot < 0:
-            raise ValueError(f"variant {self.name!r}: few_shot must be >= 0, got {self.few_shot}")
+            raise InputError(f"variant {self.name!r}: few_shot must be >= 0, got {self.few_shot}")
         if self.template.partition(".v")[0] == TUNED and (self.definitions or self.few_shot):
-            raise ValueError(
+            raise InputError(
                 f"variant {self.name!r}: the tuned prompt shows no definitions and no examples (the tuned model "
                 "learned the labels from rows without them); use 'tuned', 'tuned+cot' or 'tuned+sc<n>', or a "
                 "default-template variant for definitions and few-shot examples"
             )
         if self.example_selection not in ("fixed", "similar"):
-            raise ValueError(
+            raise InputError(
                 f"variant {self.name!r}: example_selection must be 'fixed' or 'similar', "
                 f"got {self.example_selection!r}"
             )
@@ -106,9 +108,9 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
         try:
             return PromptVariant(**fields)
         except TypeError as exc:
-            raise ValueError(f"variant {spec!r} has unknown fields: {exc}") from None
+            raise InputError(f"variant {spec!r} has unknown fields: {exc}") from None
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a variant is a name like 'definitions+few_shot' or a mapping, got {spec!r}")
+        raise InputError(f"a variant is a name like 'definitions+few_shot' or a mapping, got {spec!r}")
 
     variant = PromptVariant(name=spec.strip())
     for part in spec.strip().split("+"):
@@ -119,7 +121,7 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             variant = replace(variant, definitions=True)
         elif part == TUNED or part.startswith(TEMPLATE_PART):
             if variant.template != DEFAULT_TEMPLATE:
-                raise ValueError(f"variant {spec!r}: name one template only (tuned or template=<name>), got two")
+                raise InputError(f"variant {spec!r}: name one template only (tuned or template=<name>), got two")
             variant = replace(variant, template=TUNED if part == TUNED else part[len(TEMPLATE_PART):].strip())
         elif part == "cot":
             variant = replace(variant, cot=True)
@@ -131,14 +133,14 @@ def parse_variant(spec: str | dict | PromptVariant, *, default_k: int = 4) -> Pr
             if rest.endswith("_similar"):
                 selection, rest = "similar", rest[: -len("_similar")]
             if rest and not rest.isdigit():
-                raise ValueError(_unknown_part(spec, part))
+                raise InputError(_unknown_part(spec, part))
             variant = replace(variant, few_shot=int(rest) if rest else default_k, example_selection=selection)
         else:
-            raise ValueError(_unknown_part(spec, part))
+            raise InputError(_unknown_part(spec, part))
     parts = {part.strip() for part in spec.split("+")}
     if "zero_shot" in parts and (variant.definitions or variant.few_shot or variant.cot or variant.samples > 1
                                  or variant.template != DEFAULT_TEMPLATE):
-        raise ValueError(f"variant {spec!r}: zero_shot cannot be combined with other ingredients")
+        raise InputError(f"variant {spec!r}: zero_shot cannot be combined with other ingredients")
     return variant
 
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 from workbench.evaluation.efficiency import summarize_run
 from workbench.evaluation.significance import Comparison, bootstrap_ci, compare_all, default_metric
@@ -161,11 +162,11 @@ def write_comparison(path: str | Path, runs: Sequence[ComparedRun], *, title: st
 def _prepare(runs: Sequence[ComparedRun]) -> _Arms:
     runs = tuple(runs)
     if not runs:
-        raise ValueError("no runs to compare: give at least two runs (or one run with two variants)")
+        raise InputError("no runs to compare: give at least two runs (or one run with two variants)")
     seen: dict[str, int] = {}
     for index, run in enumerate(runs):
         if run.run_id in seen:
-            raise ValueError(f"run {run.run_id!r} is given twice (positions {seen[run.run_id] + 1} and {index + 1}); "
+            raise InputError(f"run {run.run_id!r} is given twice (positions {seen[run.run_id] + 1} and {index + 1}); "
                              "give each run once")
         seen[run.run_id] = index
     first = runs[0]
@@ -173,7 +174,7 @@ def _prepare(runs: Sequence[ComparedRun]) -> _Arms:
         _check_same_task(first, run)
     arms = _arm_rows(runs)
     if len(arms) < 2:
-        raise ValueError(f"only one arm to compare (run {first.run_id!r}, variant {arms[0]['variant']!r}): "
+        raise InputError(f"only one arm to compare (run {first.run_id!r}, variant {arms[0]['variant']!r}): "
                          "give at least two runs, or a run with two variants")
     answered = [_answered(runs[arm["run_index"]], arm["variant"]) for arm in arms]
     _check_shared(runs, arms, answered)
@@ -196,12 +197,12 @@ def _prepare(runs: Sequence[ComparedRun]) -> _Arms:
 def _check_same_task(first: ComparedRun, other: ComparedRun) -> None:
     a, b = first.task, other.task
     if str(a.kind) != str(b.kind):
-        raise ValueError(f"runs {first.run_id!r} and {other.run_id!r} are of different kinds of task: "
+        raise InputError(f"runs {first.run_id!r} and {other.run_id!r} are of different kinds of task: "
                          f"{a.kind} ({a.name}) and {b.kind} ({b.name}); compare runs of one task")
     if set(a.label_names) != set(b.label_names):
         only_a = sorted(set(a.label_names) - set(b.label_names))
         only_b = sorted(set(b.label_names) - set(a.label_names))
-        raise ValueError(f"runs {first.run_id!r} and {other.run_id!r} have different label sets: "
+        raise InputError(f"runs {first.run_id!r} and {other.run_id!r} have different label sets: "
                          f"only in {first.run_id!r}: {only_a}; only in {other.run_id!r}: {only_b}; "
                          "compare runs of one task")
 
@@ -221,12 +222,12 @@ def _check_shared(runs: tuple[ComparedRun, ...], arms: list[dict[str, Any]], ans
     for position, i in enumerate(indices):
         for j in indices[position + 1:]:
             if not by_run[i] & by_run[j]:
-                raise ValueError(
+                raise InputError(
                     f"runs {runs[i].run_id!r} and {runs[j].run_id!r} share no example_id "
                     f"({len(by_run[i])} examples such as {_some(by_run[i])} against {len(by_run[j])} such as "
                     f"{_some(by_run[j])}): compare runs over the same dataset")
     if not set.intersection(*answered):
-        raise ValueError(f"no example_id is answered by every arm ({', '.join(arm['arm'] for arm in arms)}); "
+        raise InputError(f"no example_id is answered by every arm ({', '.join(arm['arm'] for arm in arms)}); "
                          "compare runs over the same dataset")
 
 
@@ -240,7 +241,7 @@ def _check_same_examples(first: ComparedRun, other: ComparedRun, order: list[str
                          (target, lambda x, y: kind.answer_key(x) == kind.answer_key(y))):
         differing = [example_id for example_id, x, y in zip(order, a[column], b[column]) if not same(x, y)]
         if differing:
-            raise ValueError(
+            raise InputError(
                 f"runs {first.run_id!r} and {other.run_id!r} give {len(differing)} shared example(s) a different "
                 f"{column} (e.g. {differing[0]!r}: {a.at[differing[0], column]!r} against "
                 f"{b.at[differing[0], column]!r}); compare runs scored against the same dataset")
@@ -332,7 +333,7 @@ def _comparisons(prepared: _Arms, baseline: str | None) -> list[Comparison]:
     labels = prepared.labels
     baseline = baseline if baseline is not None else labels[0]
     if baseline not in labels:
-        raise ValueError(f"baseline {baseline!r} is not an arm of this comparison; arms are {labels}")
+        raise InputError(f"baseline {baseline!r} is not an arm of this comparison; arms are {labels}")
     found = compare_all(prepared.predictions, prepared.gold, prepared.task, baseline)
     order = {label: position for position, label in enumerate(labels)}
     return sorted(found, key=lambda comparison: order[comparison.variant_a])

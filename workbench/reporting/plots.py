@@ -19,6 +19,7 @@ from markupsafe import escape
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from workbench.core.errors import InputError
 from workbench.core.kinds.ner_scoring import OVERALL
 from workbench.core.task import Task
 
@@ -256,7 +257,7 @@ def plot_quality_vs_cost(summary: pd.DataFrame, quality: str = "accuracy") -> go
     members are outlined, joined by a dotted line and labelled (names of coinciding points joined).
     """
     if quality not in summary.columns:
-        raise ValueError(f"summary has no column {quality!r}; its columns are {list(summary.columns)}")
+        raise InputError(f"summary has no column {quality!r}; its columns are {list(summary.columns)}")
     variants = list(summary["variant"])
     colours = dict(zip(variants, _variant_colours(variants)))
     panels = (("cost_per_1000", "cost per 1,000 rows"), ("latency_p50_s", "median latency (s)"))

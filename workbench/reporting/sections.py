@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.core.errors import InputError
 from workbench.core.task import Task
 from workbench.evaluation.consistency import example_consistency, reliability_table, score_consistency
 from workbench.evaluation.efficiency import summarize_run
@@ -107,11 +108,11 @@ def report_sections(
     the model, run, config and time out.
     """
     if predictions.empty:
-        raise ValueError("predictions are empty: run at least one variant before writing a report")
+        raise InputError("predictions are empty: run at least one variant before writing a report")
     variants = tuple(dict.fromkeys(predictions["variant"]))
     baseline = baseline or variants[0]
     if baseline not in variants:
-        raise ValueError(f"baseline {baseline!r} is not a variant of this run; variants are {list(variants)}")
+        raise InputError(f"baseline {baseline!r} is not a variant of this run; variants are {list(variants)}")
     metric = default_metric(task)
     evaluated = dataset[dataset["example_id"].isin(set(predictions["example_id"]))]
     ci = bootstrap_ci(predictions, dataset, task, metric)

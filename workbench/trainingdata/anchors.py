@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.points.encoder import Encoder, cached
@@ -76,7 +77,7 @@ def choose_anchors(examples: pd.DataFrame, pool: pd.DataFrame, task: Task, *, sh
     else those within `threshold` of a test row of `examples`. Seeded by `seed`."""
     require_columns(pool, ["example_id", "text", task.kind.target_column], "pool")
     if share < 0:
-        raise ValueError(f"share must be 0 or more, got {share}")
+        raise InputError(f"share must be 0 or more, got {share}")
     counts = label_counts(examples, task)
     points_rows = len(_train_rows(examples))
     budget = round(share * points_rows)

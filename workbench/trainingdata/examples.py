@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.core.answers import REASONING_MAX_CHARS, is_missing
+from workbench.core.errors import InputError, OverwriteError
 from workbench.core.frames import require_columns, write_frame
 from workbench.core.task import Task
 from workbench.points.encoder import Encoder, cached
@@ -108,7 +109,7 @@ class TrainingData:
         targets = [folder / "examples.parquet", folder / "leakage.csv"]
         existing = [str(path) for path in targets if path.exists()]
         if existing and not overwrite:
-            raise FileExistsError(f"{', '.join(existing)} exist: pass overwrite=True (--overwrite) to replace them, "
+            raise OverwriteError(f"{', '.join(existing)} exist: pass overwrite=True (--overwrite) to replace them, "
                                   "or write to another folder")
         folder.mkdir(parents=True, exist_ok=True)
         write_frame(self.examples, targets[0])
@@ -152,7 +153,7 @@ def build_training_data(
     corrected = consensus_corrections(corrections, task)
     wanted = points[points["kind"].isin(kinds)]
     if wanted.empty:
-        raise ValueError(f"no points of kind {list(kinds)} to build training data for (points: "
+        raise InputError(f"no points of kind {list(kinds)} to build training data for (points: "
                          f"{dict(Counter(points['kind']))}): cluster a run with errors first")
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -160,7 +161,7 @@ def build_training_data(
     every_member = list(dict.fromkeys(assignments.loc[assignments["point_id"].isin(wanted["point_id"]), "example_id"]))
     unknown = [e for e in every_member if e not in truth.index]
     if unknown:
-        raise ValueError(f"example(s) {unknown[:3]} of the points are not in the dataset; pass the run's dataset")
+        raise InputError(f"example(s) {unknown[:3]} of the points are not in the dataset; pass the run's dataset")
     if pool is not None:
         require_columns(pool, ["example_id", "text", task.kind.target_column], "pool",
                         "pass a labelled frame, e.g. the train split from load_dataset")
@@ -174,7 +175,7 @@ def build_training_data(
         point_id = str(point["point_id"])
         members = assignments[assignments["point_id"] == point_id].drop_duplicates("example_id")
         if members.empty:
-            raise ValueError(f"point {point_id} has no members in the assignments: pass the assignments of the same "
+            raise InputError(f"point {point_id} has no members in the assignments: pass the assignments of the same "
                              "clustering (or review) as the points")
         texts = [str(truth.at[e, "text"]) for e in members["example_id"]]
         member_texts[point_id] = texts
@@ -259,10 +260,10 @@ def add_examples(data: TrainingData, rows: pd.DataFrame, task: Task, *, encoder:
     require_columns(rows, ["point_id", "split", "source", "example_id", "text", "target"], "rows")
     unknown = sorted(set(rows["source"]) - set(SOURCES))
     if unknown:
-        raise ValueError(f"rows have unknown sources {unknown}; use one of {SOURCES}")
+        raise InputError(f"rows have unknown sources {unknown}; use one of {SOURCES}")
     clash = _split_clashes(data.examples, rows)
     if clash:
-        raise ValueError(f"example {clash} is a test case in one place and training data in another: give it one split")
+        raise InputError(f"example {clash} is a test case in one place and training data in another: give it one split")
     extra = [_row(r["point_id"], r["split"], r["source"], r["example_id"], r["text"], r["target"], None, None,
                   bool(r.get("synthetic", r["source"] == "generated"))) for r in rows.to_dict("records")]
     frame = pd.concat([data.examples, render_rows(extra, task, parse_variant(data.variant), template_dir)],
@@ -276,7 +277,7 @@ def add_examples(data: TrainingData, rows: pd.DataFrame, task: Task, *, encoder:
 def _check_variant(variant: str) -> PromptVariant:
     chosen = parse_variant(variant)
     if chosen.few_shot:
-        raise ValueError(f"variant {variant!r} shows few-shot examples; render training data with a variant without "
+        raise InputError(f"variant {variant!r} shows few-shot examples; render training data with a variant without "
                          "them (zero_shot, definitions, cot...): a tuned model should answer without examples")
     return chosen
 
@@ -418,7 +419,7 @@ def render_rows(rows: list[dict[str, Any]], task: Task, variant: PromptVariant,
         try:
             row["answer"] = training_answer(task, variant, example, row["target"])
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"point {row['point_id']}, example {row['example_id']}: the target {row['target']!r} "
+            raise InputError(f"point {row['point_id']}, example {row['example_id']}: the target {row['target']!r} "
                              f"cannot be written as a {task.kind} answer ({error}); fix the gold or the correction"
                              ) from error
         prompt = render_messages(task, variant, row["text"], template_dir=template_dir)

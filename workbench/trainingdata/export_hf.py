@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from workbench.core.errors import InputError, OverwriteError
 from workbench.core.frames import require_columns
 from workbench.trainingdata.examples import one_row_per_example
 
@@ -79,7 +80,7 @@ def to_token_classification(frame: pd.DataFrame, task: Task) -> DatasetDict:
     # rows carry IOB2 `ner_tags` (the column name transformers' token-classification examples
     # read) is token-tagged; any other kind's rows (a label, a list of labels) are not.
     if "ner_tags" not in kind_features:
-        raise ValueError(
+        raise InputError(
             f"task {task.name!r} is of kind {task.kind.name!r}, whose rows are not tagged tokens "
             f"(its Hugging Face features are {list(kind_features)}); token classification needs a "
             "span kind such as NER. Use to_chat_dataset for this task."
@@ -91,7 +92,7 @@ def to_token_classification(frame: pd.DataFrame, task: Task) -> DatasetDict:
         try:
             values = task.kind.hf_row(task, gold_example(record, task))
         except ValueError as exc:
-            raise ValueError(
+            raise InputError(
                 f"row {record['example_id']!r} of point {record['point_id']!r} cannot be written as "
                 f"tags: {exc}. Fix or drop the span in its target."
             ) from None
@@ -110,7 +111,7 @@ def save_dataset(dataset_dict: DatasetDict, path: str | Path, *, overwrite: bool
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or choose another path")
+        raise OverwriteError(f"{path} already exists; pass overwrite=True to replace it, or choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -136,7 +137,7 @@ def _dataset_dict(frame: pd.DataFrame, features: Any, row) -> DatasetDict:
     from datasets import Dataset, DatasetDict
 
     if frame.empty:
-        raise ValueError("the training-data frame has no rows; there is nothing to export")
+        raise InputError("the training-data frame has no rows; there is nothing to export")
     frame = one_row_per_example(frame)  # a trainer sees an example once, under its first point
     splits = list(dict.fromkeys(frame["split"].astype(str)))
     # Train before test, whatever order the rows come in; any other split after them, as found.
@@ -155,7 +156,7 @@ def _messages(record: dict[str, Any]) -> list[dict[str, str]]:
     well_formed = isinstance(messages, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m)
                                                      for m in messages)
     if not well_formed:
-        raise ValueError(
+        raise InputError(
             f"row {record['example_id']!r} of point {record['point_id']!r} has messages {str(messages)[:120]!r}; "
             "expected a list of {'role', 'content'} dicts"
         )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from workbench.core.errors import InputError, OverwriteError
 from workbench.core.frames import require_columns
 from workbench.prompting.runner import PREDICTION_COLUMNS
 from workbench.trainingdata.examples import one_row_per_example
@@ -73,13 +74,13 @@ def write_docbins(
                     "pass the canonical training-data frame (one row per point and example)")
     unknown = sorted(set(frame["split"].astype(str)) - set(SPLITS))
     if unknown:
-        raise ValueError(f"the training-data frame has split value(s) {unknown}; spaCy export writes only "
+        raise InputError(f"the training-data frame has split value(s) {unknown}; spaCy export writes only "
                          f"{list(SPLITS)}")
     if frame.empty:
-        raise ValueError("the training-data frame has no rows; there is nothing to export")
+        raise InputError("the training-data frame has no rows; there is nothing to export")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists and is not empty; pass overwrite=True to replace "
+        raise OverwriteError(f"{out_dir} already exists and is not empty; pass overwrite=True to replace "
                               "its train.spacy, test.spacy and config.cfg, or choose another folder")
 
     frame = one_row_per_example(frame)  # a trainer sees an example once, under its first point
@@ -125,9 +126,9 @@ def train_spacy(
     """
     empty = [split for split, count in export.docs.items() if count == 0]
     if empty:
-        raise ValueError(f"the export has no {' or '.join(empty)} docs; spaCy needs both to train and evaluate")
+        raise InputError(f"the export has no {' or '.join(empty)} docs; spaCy needs both to train and evaluate")
     if max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        raise InputError(f"max_steps must be at least 1, got {max_steps}")
     output_dir = Path(output_dir)
     command = [
         sys.executable, "-m", "spacy", "train", str(export.config_path), "--output", str(output_dir),
@@ -215,7 +216,7 @@ def _answerer(nlp: Any, task: Task, model_dir: str | Path):
     if "ner" in factories:
         return lambda doc: [{"start": ent.start_char, "end": ent.end_char, "label": ent.label_, "text": ent.text}
                             for ent in sorted(doc.ents, key=lambda ent: ent.start_char)]
-    raise ValueError(f"the spaCy pipeline in {model_dir} has components {nlp.pipe_names} "
+    raise InputError(f"the spaCy pipeline in {model_dir} has components {nlp.pipe_names} "
                      "and none of textcat, textcat_multilabel or ner; train it with train_spacy")
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.points.encoder import Encoder
 
 NEAR_DUPLICATE_COSINE = 0.85
@@ -26,7 +27,7 @@ LEAK_COLUMNS = ["test_point", "test_example", "train_point", "train_example", "c
                 "train_text"]
 
 
-class LeakageError(ValueError):
+class LeakageError(InputError):
     """A test case equals or nearly repeats a training example; `pairs` lists them (`LEAK_COLUMNS`)."""
 
     def __init__(self, message: str, pairs: pd.DataFrame):

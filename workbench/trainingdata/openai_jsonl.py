@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.core.errors import InputError, OverwriteError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.trainingdata.examples import one_row_per_example
@@ -33,7 +34,7 @@ MIN_EXAMPLES = 10  # OpenAI refuses a training file with fewer
 DEFAULT_TOKEN_LIMIT = 65_536  # per example, for gpt-4o-mini and gpt-4.1-mini (check your model's)
 
 
-class ChatFormatError(ValueError):
+class ChatFormatError(InputError):
     """An example breaks the chat fine-tuning format; the message names the row and what to do."""
 
 
@@ -99,7 +100,7 @@ def write_chat_jsonl(
                     "pass TrainingData.examples")
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it, or choose another path")
+        raise OverwriteError(f"{path} exists: pass overwrite=True (--overwrite) to replace it, or choose another path")
     rows = one_row_per_example(examples[examples["split"] == split])
     if len(rows) < min_examples:
         raise ChatFormatError(f"{len(rows)} {split} example(s), fewer than the {min_examples} a fine-tuning file "
@@ -145,10 +146,10 @@ def write_test_cases(examples: pd.DataFrame, path: str | Path, task: Task, *, ov
                     "pass TrainingData.examples")
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it, or choose another path")
+        raise OverwriteError(f"{path} exists: pass overwrite=True (--overwrite) to replace it, or choose another path")
     test = examples[examples["split"] == "test"]
     if test.empty:
-        raise ValueError("the training data has no test cases to write")
+        raise InputError("the training data has no test cases to write")
     lines = []
     for example_id, rows in test.groupby("example_id", sort=False):
         points = list(dict.fromkeys(rows["point_id"]))

@@ -6,6 +6,7 @@ module branches on the kind; it asks ``task.kind`` instead (see `workbench.core.
 
 from __future__ import annotations
 
+from workbench.core.errors import InputError
 from workbench.core.kinds.base import AnnotationQuestion, AnswerView, Highlight, TaskKind
 from workbench.core.kinds.classification import ClassificationKind
 from workbench.core.kinds.multilabel import MultiLabelKind
@@ -21,7 +22,7 @@ def get_kind(name: str | TaskKind) -> TaskKind:
     try:
         return KINDS[name]
     except KeyError:
-        raise ValueError(f"unknown task kind {name!r}; use one of {sorted(KINDS)}") from None
+        raise InputError(f"unknown task kind {name!r}; use one of {sorted(KINDS)}") from None
 
 
 __all__ = ["KINDS", "AnnotationQuestion", "AnswerView", "Highlight", "TaskKind", "get_kind"]

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from workbench.core.answers import UNPARSED
+from workbench.core.errors import InputError
 
 if TYPE_CHECKING:
     from workbench.core.task import Task
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 def _joined(predictions: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
     missing = set(predictions["example_id"]) - set(gold["example_id"])
     if missing:
-        raise ValueError(f"{len(missing)} predicted example_id(s) are not in the gold data, e.g. {sorted(missing)[:3]}")
+        raise InputError(f"{len(missing)} predicted example_id(s) are not in the gold data, e.g. {sorted(missing)[:3]}")
     truth = gold.set_index("example_id")["label"]
     predicted = predictions["prediction"].where(predictions["prediction"].notna(), UNPARSED)
     return pd.DataFrame({
@@ -73,7 +74,7 @@ def confusion(predictions: pd.DataFrame, gold: pd.DataFrame, task: Task, variant
     joined = _joined(predictions, gold)
     group = joined[joined["variant"] == variant]
     if group.empty:
-        raise ValueError(f"variant {variant!r} is not in the predictions")
+        raise InputError(f"variant {variant!r} is not in the predictions")
     labels = list(task.label_names)
     matrix = confusion_matrix(group["gold"], group["predicted"], labels=[*labels, UNPARSED])
     frame = pd.DataFrame(matrix[: len(labels)], index=pd.Index(labels, name="gold"),

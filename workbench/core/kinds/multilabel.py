@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
 
 from workbench.core.answers import ParsedAnswer, extract_list, is_missing, normalise_label
+from workbench.core.errors import InputError
 from workbench.core.kinds.base import AnnotationQuestion, AnswerView, TaskKind, submitted_empty
 from workbench.core.kinds.classification import majority
 
@@ -79,7 +80,7 @@ class MultiLabelKind(TaskKind):
         truth = gold.set_index("example_id")["labels"]
         missing = set(predictions["example_id"]) - set(truth.index)
         if missing:
-            raise ValueError(f"{len(missing)} predicted example_id(s) are not in the gold data, e.g. {sorted(missing)[:3]}")
+            raise InputError(f"{len(missing)} predicted example_id(s) are not in the gold data, e.g. {sorted(missing)[:3]}")
         labels = list(task.label_names)
         index = {label: position for position, label in enumerate(labels)}
 

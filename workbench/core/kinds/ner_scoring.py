@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 
 MODES = ("strict", "boundary", "type")
@@ -235,7 +236,7 @@ def _check_modes(modes: Sequence[str]) -> list[str]:
         modes = [modes]
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown or not modes:
-        raise ValueError(f"modes must be a non-empty selection of {list(MODES)}, got {list(modes)}")
+        raise InputError(f"modes must be a non-empty selection of {list(MODES)}, got {list(modes)}")
     return list(dict.fromkeys(modes))
 
 
@@ -247,16 +248,16 @@ def _match(
     require_columns(gold, ["example_id", "spans"], "gold")
     if labels is not None:
         if isinstance(labels, str):
-            raise ValueError(f"labels must be a sequence of label names, got the string {labels!r}")
+            raise InputError(f"labels must be a sequence of label names, got the string {labels!r}")
         if OVERALL in labels:
-            raise ValueError(f"{OVERALL!r} names the overall row and cannot be a label")
+            raise InputError(f"{OVERALL!r} names the overall row and cannot be a label")
 
     # Plain dicts and lists beat pandas indexes here (pandas 3 turns str columns into Arrow strings).
     gold_ids = list(map(str, gold["example_id"].tolist()))
     position = {example_id: index for index, example_id in enumerate(gold_ids)}
     if len(position) != len(gold_ids):
         repeated = pd.Series(gold_ids)[pd.Series(gold_ids).duplicated()].unique().tolist()[:_MAX_PROBLEMS_SHOWN]
-        raise ValueError(f"gold example_id values must be unique; repeated: {repeated}")
+        raise InputError(f"gold example_id values must be unique; repeated: {repeated}")
     example_ids = np.asarray(list(map(str, predictions["example_id"].tolist())), dtype=object)
     try:
         example_index = np.fromiter(map(position.__getitem__, example_ids), dtype=np.int64, count=len(example_ids))
@@ -264,19 +265,19 @@ def _match(
         example_index = np.asarray([position.get(example_id, -1) for example_id in example_ids], dtype=np.int64)
     if (example_index < 0).any():
         unknown = pd.unique(example_ids[example_index < 0])[:_MAX_PROBLEMS_SHOWN].tolist()
-        raise ValueError(
+        raise InputError(
             f"{int((example_index < 0).sum())} prediction row(s) name example_id values that are not in gold, "
             f"e.g. {unknown}; score predictions against the dataset they were made from"
         )
 
     variant_codes, variants = pd.factorize(predictions["variant"], sort=False)
     if (variant_codes < 0).any():
-        raise ValueError("predictions has rows with no variant name; every row needs one")
+        raise InputError("predictions has rows with no variant name; every row needs one")
 
     gold_lists, gold_usable = _span_lists(gold["spans"], "gold spans")
     if not gold_usable.all():
         first = gold_ids[np.flatnonzero(~gold_usable)[0]]
-        raise ValueError(f"gold example {first!r} has no spans list; use [] for a text without entities")
+        raise InputError(f"gold example {first!r} has no spans list; use [] for a text without entities")
     pred_lists, usable = _span_lists(predictions["prediction"], "predictions")
 
     gold_flat, gold_example, gold_labels = _flatten(gold_lists)
@@ -326,7 +327,7 @@ def _span_lists(column: pd.Series, what: str) -> tuple[list[Any], np.ndarray]:
         elif value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
             lists[position] = []
         else:
-            raise ValueError(
+            raise InputError(
                 f"{what}, row {position}: expected a list of dicts or None, "
                 f"got {type(value).__name__} {value!r:.80}"
             )
@@ -345,7 +346,7 @@ def _field(flat: list[Any], key: str) -> list[Any]:
         return list(map(itemgetter(key), flat))
     except (KeyError, TypeError, IndexError):
         bad = next(span for span in flat if not isinstance(span, dict) or key not in span)
-        raise ValueError(f"each span must be a dict with start, end and label; got {bad!r:.80}") from None
+        raise InputError(f"each span must be a dict with start, end and label; got {bad!r:.80}") from None
 
 
 def _vocabulary(labels: Sequence[str] | None, *found: list[Any]) -> list[str]:
@@ -356,9 +357,9 @@ def _vocabulary(labels: Sequence[str] | None, *found: list[Any]) -> list[str]:
         seen = {repr(value) for values in found for value in values}  # unhashable: reported below
     bad = [value for value in seen if not isinstance(value, str)]
     if bad:
-        raise ValueError(f"span labels must be strings; found {bad[:_MAX_PROBLEMS_SHOWN]}")
+        raise InputError(f"span labels must be strings; found {bad[:_MAX_PROBLEMS_SHOWN]}")
     if OVERALL in seen:
-        raise ValueError(f"{OVERALL!r} names the overall row and cannot be a span label")
+        raise InputError(f"{OVERALL!r} names the overall row and cannot be a span label")
     return listed + sorted(seen - set(listed))
 
 
@@ -370,7 +371,7 @@ def _offsets(flat: list[Any], key: str) -> np.ndarray:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not float(
             value
         ).is_integer():
-            raise ValueError(f"span '{key}' offsets must be integers, got {value!r}")
+            raise InputError(f"span '{key}' offsets must be integers, got {value!r}")
     return np.asarray(values, dtype=np.float64).astype(np.int64)
 
 
@@ -379,7 +380,7 @@ def _sorted_spans(flat: list[Any], rows: np.ndarray, labels: np.ndarray, describ
     bad = np.flatnonzero((end <= start) | (start < 0))
     if len(bad):
         shown = "; ".join(f"{describe(rows[i])}: {start[i]}..{end[i]}" for i in bad[:_MAX_PROBLEMS_SHOWN])
-        raise ValueError(f"{len(bad)} {what} span(s) have end <= start or a negative start: {shown}")
+        raise InputError(f"{len(bad)} {what} span(s) have end <= start or a negative start: {shown}")
     # Spans usually arrive sorted already; sort only when they are not.
     key = rows * (int(end.max(initial=0)) + 1) + start
     if len(key) > 1 and not (key[1:] >= key[:-1]).all():
@@ -394,7 +395,7 @@ def _sorted_spans(flat: list[Any], rows: np.ndarray, labels: np.ndarray, describ
             f"{start[i + 1]}..{end[i + 1]} ({flat[order[i + 1]]['label']})"
             for i in clash[:_MAX_PROBLEMS_SHOWN]
         )
-        raise ValueError(
+        raise InputError(
             f"{len(clash)} pair(s) of {what} spans overlap within a row: {shown}. Scoring needs non-overlapping "
             "spans per row (parse_answer guarantees this for predictions); keep one span of each overlapping pair"
         )
