@@ -17,6 +17,7 @@ from workbench.prompting.templates import (
     PromptTemplateError,
     PromptTemplateNotFound,
     check_template,
+    render_messages,
     template_context,
 )
 from workbench.prompting.variants import PromptVariant, parse_variant
@@ -94,6 +95,15 @@ def test_provenance_names_the_file_its_folder_and_sha256(project):
     assert run.provenance["templates"]["zero_shot"] == {
         "file": packaged.name, "sha256": hashlib.sha256(packaged.read_bytes()).hexdigest(),
         "folder": str(TEMPLATE_DIR.resolve())}
+    # The run folder keeps the config's template folder, so the later stages (workbench data
+    # --variant my_prompt) render with the same file.
+    from workbench.experiments.runs import load_run, write_run
+
+    loaded = load_run(write_run(run, project / "run").path)
+    assert loaded.template_dir == (project / "prompts").resolve()
+    messages = render_messages(loaded.task, parse_variant({"name": "my_prompt", "template": "support_v2"}), "t",
+                               template_dir=loaded.template_dir)
+    assert "support tickets" in messages[0]["content"]
 
 
 def test_preview_shows_the_users_prompt(project, capsys):

@@ -605,7 +605,8 @@ def _data(args: argparse.Namespace) -> int:
     if cases.exists() and not args.overwrite:
         raise FileExistsError(f"{folder} holds training data already: pass --overwrite to replace it")
     data = build_training_data(points, assignments, run.dataset, run.task, pool=pool, corrections=corrections,
-                               variant=args.variant, anchors=args.anchors, threshold=args.near_duplicate)
+                               variant=args.variant, anchors=args.anchors, threshold=args.near_duplicate,
+                               template_dir=run.template_dir)
     data.write(folder, overwrite=args.overwrite)
     write_test_cases(data.examples, cases, run.task, overwrite=args.overwrite)
     table = data.leakage.merge(data.counts().reset_index().groupby("point_id").sum(numeric_only=True),

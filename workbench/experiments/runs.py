@@ -57,7 +57,8 @@ class Run:
     `dataset` is the gold rows evaluated; `predictions` has the columns of `run_variants`;
     `stats` counts ``calls_sent``, ``cache_hits``, ``retries``, ``failed``, ``rows``;
     `provenance` holds ``run_id``, ``started_at``/``finished_at`` (ISO 8601, UTC), ``model``
-    (identity, no credentials), ``templates`` (per variant: file and sha256) and ``versions``.
+    (identity, no credentials), ``templates`` (per variant: file, folder and sha256),
+    ``template_dir`` (the config's own template folder, or None) and ``versions``.
     `path` is the run folder once written or loaded.
     """
 
@@ -74,6 +75,12 @@ class Run:
     @property
     def run_id(self) -> str:
         return str(self.provenance["run_id"])
+
+    @property
+    def template_dir(self) -> Path | None:
+        """The experiment's own template folder (its config's ``templates:``), or None."""
+        folder = self.provenance.get("template_dir")
+        return Path(folder) if folder else None
 
     @property
     def variants(self) -> list[str]:
@@ -110,6 +117,8 @@ def run_experiment(experiment: Experiment, *, progress: bool = True, model: Mode
         "finished_at": _iso(time.time()),
         "model": model.identity,
         "templates": _templates(experiment),
+        # The config's own template folder, for the later stages that render prompts again.
+        "template_dir": str(Path(experiment.template_dir).resolve()) if experiment.template_dir else None,
         "versions": _versions(),
     }
     return Run(name=experiment.name, task=experiment.task, dataset=experiment.dataset, predictions=predictions,
