@@ -1,5 +1,7 @@
-"""Every notebook executes top to bottom on the embedded defaults, with a small LIMIT."""
+"""Every notebook executes top to bottom on the embedded defaults, with a small LIMIT; and the
+notebooks and the CLI continue from each other's run folders."""
 
+import sqlite3
 from pathlib import Path
 
 import nbformat
@@ -7,9 +9,15 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from workbench.cli.main import main
+from workbench.core.frames import read_frame
+from workbench.experiments.run_history import list_runs
+from workbench.experiments.runs import resolve_run_folder
+
 pytestmark = pytest.mark.integration
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # The same notebooks on the other task kinds, with no code changed: only the CONFIG parameter.
 OTHER_KINDS = [("01_prompt_variants.ipynb", "../configs/demo_adverse_events.yaml"),
                ("02_evaluate.ipynb", "../configs/demo_app_reviews.yaml"),
@@ -17,6 +25,22 @@ OTHER_KINDS = [("01_prompt_variants.ipynb", "../configs/demo_adverse_events.yaml
                ("05_training_data.ipynb", "../configs/demo_adverse_events.yaml")]
 CASES = [(path, None) for path in NOTEBOOKS] + [
     (path, config) for path in NOTEBOOKS for name, config in OTHER_KINDS if path.name == name]
+# Fewer variants than the configs' (and shorter answers after 01), to keep the suite short; the
+# parameters left out keep their defaults: the config's values.
+FEWER = ["zero_shot", "definitions", "few_shot"]
+SMALLER = {
+    "01_": {"VARIANTS": ["zero_shot", "definitions", "few_shot", "cot", "definitions+few_shot"]},
+    "02_": {"VARIANTS": ["zero_shot", "definitions", "few_shot", "definitions+few_shot"], "MAX_TOKENS": 64,
+            "REPEATS": 2, "TEMPERATURE": 0.7},
+    "03_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},
+    "04_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},
+    "05_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},
+    "06_": {"VARIANTS": ["zero_shot", "definitions"], "MAX_TOKENS": 64},
+}
+
+
+def notebook(name: str) -> Path:
+    return next(path for path in NOTEBOOKS if path.name.startswith(name))
 
 
 def with_parameters(notebook, overrides: dict[str, object]):
@@ -27,53 +51,137 @@ def with_parameters(notebook, overrides: dict[str, object]):
     return notebook
 
 
+def execute(path: Path, overrides: dict[str, object]):
+    """Run the notebook with `overrides` top to bottom; returns it with its outputs, having
+    checked that no cell raised."""
+    executed = with_parameters(nbformat.read(path, as_version=4), overrides)
+    NotebookClient(executed, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = [output for cell in executed.cells for output in cell.get("outputs", []) if output.output_type == "error"]
+    assert not errors
+    return executed
+
+
+def printed(executed) -> str:
+    return "\n".join(output.get("text", "") for cell in executed.cells for output in cell.get("outputs", [])
+                     if output.output_type == "stream")
+
+
+def argilla_parameters(argilla, tmp_path) -> dict[str, object]:
+    return {"ARGILLA_API_URL": argilla["info"].api_url, "ARGILLA_API_KEY": argilla["keys"]["owner"],
+            "ANNOTATOR_API_KEY": argilla["keys"]["annotator"], "ANNOTATIONS_DIR": str(tmp_path / "annotations")}
+
+
+def cached_runs(cache: Path) -> int:
+    """How many runs the response cache has logged (each run of an experiment logs one)."""
+    with sqlite3.connect(cache) as connection:
+        return connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
 @pytest.mark.parametrize(("path", "config"), CASES,
                          ids=[path.name + (f"[{Path(config).stem}]" if config else "") for path, config in CASES])
 def test_notebook_runs_top_to_bottom(path, config, tmp_path, request):
-    overrides: dict[str, object] = {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run")}
+    overrides: dict[str, object] = {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run"), **SMALLER.get(path.name[:3], {})}
     if config:
         overrides["CONFIG"] = config
     if path.name.startswith(("03_", "04_", "05_")):
         argilla = request.getfixturevalue("argilla")  # the real embedded server, started once per session
-        overrides.update(
-            ARGILLA_API_URL=argilla["info"].api_url, ARGILLA_API_KEY=argilla["keys"]["owner"],
-            ANNOTATOR_API_KEY=argilla["keys"]["annotator"], ANNOTATIONS_DIR=str(tmp_path / "annotations"),
-        )
+        overrides.update(argilla_parameters(argilla, tmp_path), SIMULATE_ANNOTATORS=True)
         overrides["REVIEW_NAME" if path.name.startswith("04_") else "DATASET_NAME"] = f"notebook_{tmp_path.name}"[:50]
     if path.name.startswith("06_"):  # one small round (tests/integration/test_loop_cli.py runs two)
         overrides.update(ROUNDS=1, STEPS=2, BATCH_SIZE=2, CURVE_SIZES=[2])
-    notebook = with_parameters(nbformat.read(path, as_version=4), overrides)
-    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
-    assert not errors
-    run = tmp_path / "run" / "rounds" / "1" if path.name.startswith("06_") else tmp_path / "run"
-    assert (run / "cache.sqlite").exists() and (run / "predictions.parquet").exists()
+    executed = execute(path, overrides)
+    # The run is in the run history, as `workbench run` writes it: runs/<name>/<run id>/, latest pointing at it.
+    run = tmp_path / "run" / "rounds" / "1" if path.name.startswith("06_") else tmp_path / "run" / "latest"
+    assert (run.parent / "cache.sqlite").exists() if not path.name.startswith("06_") else (run / "cache.sqlite").exists()
+    assert (run / "predictions.parquet").exists()
     if path.name.startswith("06_"):
-        # The round finished: its adapter, its before/after per point and the loop's report.
+        # The round finished: its adapter, its before/after per point, the loop's report, and the charts.
         assert (run / "finetune" / "lora" / "adapter.gguf").exists()
         assert pd.read_csv(run / "finetune" / "lora" / "before_after.csv")["point_id"].iloc[-1] == "(all test cases)"
         assert "Training points, round by round" in (tmp_path / "run" / "rounds" / "rounds.html").read_text()
+        charts = [output for cell in executed.cells for output in cell.get("outputs", [])
+                  if "application/vnd.plotly.v1+json" in output.get("data", {})]
+        titles = [chart["data"]["application/vnd.plotly.v1+json"]["layout"].get("title", {}).get("text", "")
+                  for chart in charts]
+        assert any("Training loss" in title for title in titles) and any("How much data" in title for title in titles)
     if path.name.startswith("03_"):
         snapshots = list((tmp_path / "annotations").glob("*/*.jsonl"))
         assert len(snapshots) == 1 and snapshots[0].read_text().strip()
     if path.name.startswith("05_"):
-        # The training data, its exports and the test cases are written, and a spaCy baseline trained.
-        run = tmp_path / "run"
+        # The training data (as `workbench data` writes it), its exports and the test cases, and a spaCy baseline.
+        assert {p.name for p in (run / "training_data").iterdir()} >= {
+            "examples.parquet", "leakage.csv", "build.json", "test_cases.jsonl"}
         assert (run / "exports" / "openai" / "train.jsonl").read_text().strip()
         assert (run / "exports" / "spacy" / "model" / "model-last").is_dir()
-        assert (run / "training_data" / "test_cases.jsonl").read_text().strip()
     if path.name.startswith("04_"):
-        # The point review went to Argilla and came back (a snapshot), and the report has the points.
+        # The point review went to Argilla and came back (a snapshot), the points are in the run
+        # folder as `workbench points` writes them, and the report has them.
         assert list((tmp_path / "annotations").glob("*_points/*.jsonl"))
-        html = (tmp_path / "run" / "report.html").read_text()
+        assert {"points.parquet", "point_assignments.parquet", "label_issues.parquet", "point_map.parquet"} <= {
+            p.name for p in run.iterdir()}
+        html = (run / "report.html").read_text()
         assert 'class="card point"' in html and 'id="chart-point_map"' in html
     if path.name.startswith("02_"):
-        html = (tmp_path / "run" / "report.html").read_text()
+        html = (run / "report.html").read_text()
         # Every variant of the notebook's parameters made it into the summary and its charts.
-        variants = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
         for name in ("zero_shot", "definitions+few_shot"):
-            assert name in variants.source and html.count(name) >= 3
+            assert html.count(name) >= 3
         assert html.count('class="plotly-graph-div"') >= 5
+
+
+def test_notebook_03_leaves_the_answers_to_annotators_by_default(tmp_path, argilla):
+    """SIMULATE_ANNOTATORS is False unless set: the notebook points at the dataset, nobody answers,
+    and the cells after the push carry on with no corrections."""
+    import argilla as rg
+
+    name = f"default_{tmp_path.name}"[:50]
+    executed = execute(notebook("03_"), {"LIMIT": 4, "RUN_DIR": str(tmp_path / "run"), **SMALLER["03_"],
+                                         **argilla_parameters(argilla, tmp_path), "DATASET_NAME": name})
+    assert "open http" in printed(executed) and "nobody answers here" in printed(executed)
+    client = rg.Argilla(api_url=argilla["info"].api_url, api_key=argilla["keys"]["owner"])
+    dataset = client.datasets(name, workspace="workbench")
+    response = client.http_client.get(f"/api/v1/datasets/{dataset.id}/records",
+                                      params={"include": ["responses"], "limit": 1000})
+    response.raise_for_status()
+    records = response.json()["items"]
+    assert records and not [record["id"] for record in records if record.get("responses")]
+
+
+def test_workbench_data_continues_from_notebook_04(tmp_path, argilla, capsys):
+    """Notebook 04 writes the points where `workbench points` writes them: `workbench data` reads them."""
+    execute(notebook("04_"), {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run"), **SMALLER["04_"], "NAME_WITH_LLM": False,
+                              **argilla_parameters(argilla, tmp_path), "REVIEW_NAME": f"data_{tmp_path.name}"[:50]})
+    run = resolve_run_folder(tmp_path / "run")
+    points = read_frame(run / "points.parquet")
+    capsys.readouterr()
+    assert main(["data", str(tmp_path / "run")]) == 0, capsys.readouterr().err
+    examples = read_frame(run / "training_data" / "examples.parquet")
+    assert set(examples["point_id"]) - {"regression"} <= set(points["point_id"])
+    assert (run / "training_data" / "test_cases.jsonl").read_text().strip()
+
+
+def test_notebook_05_continues_from_workbench_run_and_points(tmp_path, argilla, monkeypatch, capsys):
+    """`workbench run` + `workbench points`, then notebook 05 on the same config: it loads that run
+    (no experiment run again, no new run) and its points (not clustered again), and writes the
+    training data into that run folder."""
+    monkeypatch.chdir(tmp_path)  # the config's runs_dir (runs/) is relative to where the CLI runs
+    config = str(ROOT / "configs" / "demo_complaints.yaml")
+    variants = SMALLER["05_"]["VARIANTS"]
+    assert main(["run", config, "--limit", "6", "--variants", ",".join(variants), "--no-progress"]) == 0
+    assert main(["points", "runs/demo_complaints"]) == 0
+    run = resolve_run_folder(tmp_path / "runs" / "demo_complaints")
+    points = run / "points.parquet"
+    before = (points.read_bytes(), points.stat().st_mtime_ns, cached_runs(run.parent / "cache.sqlite"))
+    capsys.readouterr()
+
+    executed = execute(notebook("05_"), {
+        "CONFIG": config, "LIMIT": 6, "VARIANTS": variants, "RUNS_DIR": str(tmp_path / "runs"), "SPACY_STEPS": 0,
+        **argilla_parameters(argilla, tmp_path), "DATASET_NAME": f"continue_{tmp_path.name}"[:50]})
+    assert f"loaded run {run.name}" in printed(executed)
+    assert (points.read_bytes(), points.stat().st_mtime_ns, cached_runs(run.parent / "cache.sqlite")) == before
+    assert resolve_run_folder(tmp_path / "runs" / "demo_complaints") == run
+    assert len(list_runs(tmp_path / "runs" / "demo_complaints")) == 1
+    assert {p.name for p in (run / "training_data").iterdir()} >= {"examples.parquet", "build.json", "test_cases.jsonl"}
 
 
 def test_notebooks_exist():
