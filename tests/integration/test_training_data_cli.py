@@ -55,8 +55,11 @@ def test_training_data_and_exports_for_each_kind(name, tmp_path):
     examples = read_frame(run.path / "training_data" / "examples.parquet")
     assert {"members", "neighbours"} <= set(examples["source"]) and set(examples["split"]) == {"train", "test"}
     assert examples.groupby("example_id")["split"].nunique().max() == 1
-    with pytest.raises(AssertionError):  # written once; replacing needs --overwrite
-        cli("data", str(run.path), cwd=tmp_path)
+    # Written once; replacing needs --overwrite: one line with the fix, exit 2, no traceback.
+    again = subprocess.run([sys.executable, "-m", "workbench.cli", "data", str(run.path)], capture_output=True,
+                           text=True, timeout=900, cwd=tmp_path)
+    assert again.returncode == 2 and "holds training data already: pass --overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
 
     exported = cli("export", str(run.path), "--train-spacy", "20", "--min-examples", "1", cwd=tmp_path)
     out = run.path / "exports"

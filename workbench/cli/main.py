@@ -192,17 +192,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--train-spacy", type=int, default=0, metavar="STEPS",
                         help="also train the spaCy baseline for STEPS steps and score it on each point's test cases")
 
-    tune = commands.add_parser("finetune", help="LoRA-tune the embedded model on a run's training data, run it in "
-                                                "llama.cpp and compare it with the base on every point's test cases")
+    tune = commands.add_parser("finetune", help="LoRA-tune the run's local model on its training data and compare it "
+                                                "with the base on every point's test cases, both on one runtime: "
+                                                "kind embedded (the GGUF) in llama.cpp, kind transformers (a local "
+                                                "model folder) in-process with the peft adapter")
     tune.add_argument("run", help="a run folder with training_data/ (after `workbench data`), or its config")
     _training_arguments(tune, epochs=3)
-    tune.add_argument("--method", choices=["lora", "prompt_tuning"], default="lora",
-                      help="LoRA (run in llama.cpp) or a soft prompt (run with transformers + peft, base included)")
+    tune.add_argument("--method", choices=["lora", "prompt_tuning", "openai"], default="lora",
+                      help="LoRA (embedded: run in llama.cpp; transformers: in-process), a soft prompt (run with "
+                           "transformers + peft, base included), or openai: a hosted fine-tuning job at the run's "
+                           "openai_compatible endpoint, its model re-tested there")
     tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
+    hosted = tune.add_argument_group("--method openai (a hosted job; finetune/openai/job.json lets a second call "
+                                     "continue it)")
+    hosted.add_argument("--base-model", default=None, help="the model the provider tunes (default: the run's model)")
+    hosted.add_argument("--poll", type=float, default=15.0, metavar="SECONDS", help="seconds between status checks")
+    hosted.add_argument("--timeout", type=float, default=6 * 3600, metavar="SECONDS",
+                        help="stop waiting after this long (the job keeps running; run again to continue)")
+    hosted.add_argument("--resume", default=None, metavar="JOB_ID", help="follow this job instead of job.json's")
+    hosted.add_argument("--new-job", action="store_true", help="start a new job even when job.json holds one")
 
     loop = commands.add_parser("loop", help="run rounds of the loop: variants on the current model, points, training "
                                             "data, LoRA, re-test; each round in <run_dir>/rounds/<n>/")
-    loop.add_argument("config", help="an experiment config whose model is the embedded one")
+    loop.add_argument("config", help="an experiment config whose model is local: kind embedded (each round's model "
+                                     "in llama.cpp) or kind transformers with base_model: <folder> (in-process)")
     how_many = loop.add_mutually_exclusive_group()
     how_many.add_argument("--rounds", type=int, default=1, help="rounds to run after the finished ones (default 1)")
     how_many.add_argument("--until", type=int, default=None, metavar="N",
