@@ -666,11 +666,10 @@ def _export(args: argparse.Namespace) -> int:
 
         chat = save_dataset(to_chat_dataset(examples, run.task), out / "hf_chat", overwrite=args.overwrite)
         print(f"hf: chat rows for supervised fine-tuning in {chat} (datasets.load_from_disk)")
-        try:
+        # Only a kind whose rows are tagged tokens has this export; for it, a span off token
+        # boundaries is an error naming the row, not a reason to skip the export quietly.
+        if "ner_tags" in run.task.kind.hf_features(run.task):
             tokens = to_token_classification(examples, run.task)
-        except ValueError:
-            tokens = None  # not a span kind: the chat rows are its only Hugging Face export
-        if tokens is not None:
             print(f"hf: tokens with IOB2 tags in {save_dataset(tokens, out / 'hf_tokens', overwrite=args.overwrite)}")
     if "spacy" in formats:
         from workbench.trainingdata.export_spacy import spacy_predictions, train_spacy, write_docbins
