@@ -57,9 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from workbench_argilla_embedded import main as argilla_main  # the embedded server, an app-level tool
 
         return argilla_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0],
+                                     epilog="the typical order:\n" + __doc__.split("\n\n", 1)[1].split('"""')[0],
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries and other details")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     init = commands.add_parser("init", help="make a project folder from your own data: task.yaml, a test/pool "
                                             "split and an experiment config that `workbench run` takes")
@@ -274,6 +276,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in --help: appended where its help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS, []) and not action.option_strings == []
+        if shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _CommandParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _variant_list(text: str | None) -> list[str] | None:
@@ -783,11 +802,11 @@ def _anchors_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None:
-    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training rows")
     parser.add_argument("--steps", type=int, default=None, help="train for this many steps instead of --epochs")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="the optimizer's (AdamW) learning rate")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank r (alpha is 2r)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4, help="training rows per optimizer step")
     parser.add_argument("--max-length", type=int, default=MAX_LENGTH, metavar="TOKENS",
                         help=f"most tokens a training row may have, prompt and answer (default {MAX_LENGTH}); a "
                              "longer row is refused before any model call, naming it")
