@@ -9,7 +9,7 @@ import json
 import pytest
 from test_training_data import built
 
-from workbench.models.base import ChatRequest
+from workbench.models.base import ChatRequest, FatalModelError
 from workbench.models.openai_compatible import OpenAICompatibleModel
 from workbench.models.openai_finetuning import HostedFineTuneError, start_fine_tune, wait_for_fine_tune
 from workbench.testing.openai_stub import StubServer
@@ -58,3 +58,21 @@ def test_a_file_that_breaks_the_format_fails_the_job_with_the_reason(stub, tmp_p
     with pytest.raises(HostedFineTuneError, match=rf"{job.job_id} failed: .*the last message is 'user'"):
         wait_for_fine_tune(job.job_id, base_url=stub.base_url, api_key=None, poll_s=0.01)
     assert set(stub.authorizations) == {None}  # no key: no Authorization header at all
+
+
+def test_a_fine_tuned_models_schema_leaves_out_what_strict_mode_refuses_for_fine_tuned_models():
+    from workbench.testing.openai_stub import STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS, StubConfig
+
+    server = StubServer(StubConfig(strict_unsupported_keywords=STRICT_FINE_TUNED_UNSUPPORTED_KEYWORDS))
+    server.start_in_thread()
+    schema = {"type": "object", "additionalProperties": False, "required": ["labels"], "properties": {
+        "labels": {"type": "array", "items": {"type": "string", "enum": ["billing", "bugs"]}, "maxItems": 2}}}
+    request = ChatRequest(({"role": "user", "content": "Labels: billing, bugs\nText: charged twice"},), schema=schema)
+    try:
+        tuned = OpenAICompatibleModel("ft:gpt-4o-mini:workbench:triage:abc123", base_url=server.base_url)
+        assert json.loads(asyncio.run(tuned.complete(request)).text) == {"labels": []}
+        base = OpenAICompatibleModel("gpt-4o-mini", base_url=server.base_url)  # its schema keeps maxItems
+        with pytest.raises(FatalModelError, match="'maxItems' is not permitted"):
+            asyncio.run(base.complete(request))
+    finally:
+        server.stop_thread()

@@ -1,4 +1,5 @@
-"""Which method fixes which training point: prompt variants, LoRA, soft prompts, or nothing.
+"""Which method fixes which training point: prompt variants, LoRA, soft prompts, a hosted fine-tuning
+job, or nothing.
 
 A prompt variant fixes a point when it answers all of the point's error examples right
 (``fixed_by`` of the points table, measured on the run itself). A tuned model fixes a point when
@@ -12,12 +13,24 @@ cases a point has, "fixes" is a hint to confirm in a later round, not a proof.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import pandas as pd
 
 from workbench.core.frames import require_columns
 
 METHOD_COLUMNS = ["point_id", "name", "prompt", "fixed_by"]
+#: The methods `workbench finetune --method` runs, each in ``finetune/<method>/`` of a run folder.
+TUNED_METHODS = ("lora", "prompt_tuning", "openai")
+
+
+def read_method_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """method -> its before/after table (``<folder>/<method>/before_after.csv``) for each of
+    `TUNED_METHODS` that has one in `folder` (a run's ``finetune/``), in that order: what
+    `points_by_method` takes."""
+    folder = Path(folder)
+    return {method: pd.read_csv(folder / method / "before_after.csv") for method in TUNED_METHODS
+            if (folder / method / "before_after.csv").exists()}
 
 
 def points_by_method(points: pd.DataFrame, tuned: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

@@ -12,7 +12,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from workbench.models.base import ChatRequest, Completion, FatalModelError, RetryableModelError
 
+# OpenAI's strict mode refuses these keywords in a fine-tuned model's schema (its models are named "ft:..."),
+# though its current models take some of them (Structured Outputs guide, "Supported schemas"). The task's own
+# parser still checks the answer against the full schema.
+FINE_TUNED_DROPPED_KEYWORDS = frozenset({"minLength", "maxLength", "pattern", "format", "minimum", "maximum",
+                                         "multipleOf", "patternProperties", "minItems", "maxItems"})
 StructuredOutput = Literal["json_schema", "json_object_schema", "grammar", "json_object", "none"]
+AdapterStyle = Literal["model_name", "llama_cpp"]
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -30,6 +36,18 @@ class OpenAICompatibleModel:
     - ``grammar``: a GBNF grammar in ``extra_body["grammar"]`` (llama.cpp); needs llama-cpp-python.
     - ``json_object``: JSON mode without a schema.
     - ``none``: rely on the prompt alone.
+
+    `adapter` names a LoRA adapter the server applies on top of `model` (the base), and
+    `adapter_style` says how a request selects it:
+
+    - ``model_name``: the request's ``model`` is the adapter's name (vLLM's ``--lora-modules
+      NAME=PATH``; SGLang, LoRAX and others the same way).
+    - ``llama_cpp``: the request keeps ``model`` and carries ``lora: [{"id": adapter_id, "scale":
+      1.0}]`` (llama.cpp's ``llama-server --lora FILE``: `adapter_id` is the adapter's place among
+      its ``--lora`` options, 0 for the first; adapters not named get scale 0 for that request).
+      `adapter` is then only the name identities and reports show.
+
+    The adapter is part of `identity`, so base and adapter never share cache entries.
     """
 
     def __init__(
@@ -42,10 +60,18 @@ class OpenAICompatibleModel:
         max_concurrency: int = 16,
         timeout_s: float = 60.0,
         extra_body: dict[str, Any] | None = None,
+        adapter: str | None = None,
+        adapter_style: AdapterStyle = "model_name",
+        adapter_id: int = 0,
     ):
         import openai
 
+        if adapter_style not in ("model_name", "llama_cpp"):
+            raise ValueError(f"adapter_style must be model_name or llama_cpp, got {adapter_style!r}")
         self.model = model
+        self.adapter = adapter or None
+        self.adapter_style = adapter_style
+        self.adapter_id = int(adapter_id)
         self.base_url = base_url or OPENAI_BASE_URL
         self.structured_output = structured_output
         self.max_concurrency = max_concurrency
@@ -83,19 +109,32 @@ class OpenAICompatibleModel:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {
+        identity: dict[str, Any] = {
             "kind": "openai_compatible",
             "model": self.model,
             "endpoint": redact_url(self.base_url),
             "structured_output": self.structured_output,
             "extra_body": self.extra_body,
         }
+        if self.adapter is not None:  # only then: a base model's identity (and its cache keys) stay as they were
+            identity["adapter"] = self.adapter
+            if self.adapter_style == "llama_cpp":
+                identity["adapter_style"], identity["adapter_id"] = self.adapter_style, self.adapter_id
+        return identity
+
+    @property
+    def request_model(self) -> str:
+        """The ``model`` a request names: the adapter's name for ``adapter_style: model_name``, else `model`."""
+        return self.adapter if self.adapter is not None and self.adapter_style == "model_name" else self.model
 
     async def complete(self, request: ChatRequest) -> Completion:
         import openai
 
-        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **request.options.as_dict()}
+        kwargs: dict[str, Any] = {"model": self.request_model, "messages": list(request.messages),
+                                  **request.options.as_dict()}
         extra_body = dict(self.extra_body)
+        if self.adapter is not None and self.adapter_style == "llama_cpp":
+            extra_body["lora"] = [{"id": self.adapter_id, "scale": 1.0}]
         if request.schema is not None:
             self._add_structure(kwargs, extra_body, request.schema)
         # Byte for byte the body `chat.completions.create` sends: model, messages, the rest in its (alphabetical)
@@ -129,9 +168,13 @@ class OpenAICompatibleModel:
             raise RetryableModelError(f"connection failed: {_short(exc.__cause__ or exc)}") from exc
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
             # The endpoint as `identity` shows it: a key in the URL's user info or query stays out of the message.
+            adapter = ""
+            if self.adapter is not None:
+                adapter = (f"; the config's adapter {self.adapter!r} on base {self.model!r} must be served there "
+                           f"(vLLM: --lora-modules {self.adapter}=PATH; llama-server: --lora FILE, number adapter_id)")
             raise FatalModelError(
-                f"{redact_url(self.base_url)} refused model {self.model!r} ({exc.status_code}): {_short(exc)}. "
-                "Check the key (the variable the config's api_key_env names), base_url and the model name."
+                f"{redact_url(self.base_url)} refused model {self.request_model!r} ({exc.status_code}): {_short(exc)}"
+                f"{adapter}. Check the key (the variable the config's api_key_env names), base_url and the model name."
             ) from exc
         except openai.APIStatusError as exc:
             if exc.status_code in (408, 409) or exc.status_code >= 500:
@@ -177,9 +220,10 @@ class OpenAICompatibleModel:
         mode = self.structured_output
         if mode == "json_schema":
             # OpenAI's strict mode rejects length keywords; the prompt still asks for brevity.
+            dropped = FINE_TUNED_DROPPED_KEYWORDS if self.request_model.startswith("ft:") else {"maxLength"}
             kwargs["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": _without_keys(schema, {"maxLength"}), "strict": True},
+                "json_schema": {"name": "answer", "schema": _without_keys(schema, dropped), "strict": True},
             }
         elif mode == "json_object_schema":
             kwargs["response_format"] = {"type": "json_object", "schema": schema}

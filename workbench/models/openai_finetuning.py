@@ -9,7 +9,8 @@ through the same endpoint. The API key is passed in (the caller reads it from th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class HostedFineTuneError(RuntimeError):
-    """A hosted fine-tuning job failed, was cancelled, or did not end in time; the message says
-    what the provider said and the job's id."""
+    """A hosted fine-tuning job failed, was cancelled, or did not end in time, or the endpoint
+    refused a request (a wrong key, an unknown job id, no fine-tuning API); the message says what
+    the provider said and the job's id."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,32 @@ def _headers(api_key: str | None) -> dict[str, Any]:
     return {} if api_key else {"Authorization": openai.Omit()}
 
 
+@contextmanager
+def _provider_errors(base_url: str | None, doing: str) -> Iterator[None]:
+    """The SDK's errors as HostedFineTuneError naming what was being done, at which endpoint (its
+    address without credentials) and what it answered."""
+    import openai
+
+    from workbench.models.openai_compatible import OPENAI_BASE_URL, redact_url
+
+    try:
+        yield
+    except openai.APIStatusError as exc:
+        raise HostedFineTuneError(f"{redact_url(base_url or OPENAI_BASE_URL)} refused {doing} ({exc.status_code}): "
+                                  f"{_message(exc)}") from exc
+    except openai.APIError as exc:  # connection failures and timeouts, after the SDK's retries
+        raise HostedFineTuneError(f"{doing} at {redact_url(base_url or OPENAI_BASE_URL)} failed: {exc}") from exc
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        body = body.get("error", body)
+        if isinstance(body, dict) and body.get("message"):
+            return str(body["message"])
+    return str(exc)
+
+
 def _job(value: Any) -> HostedJob:
     error = getattr(value, "error", None)
     message = getattr(error, "message", None) if error is not None else None
@@ -64,11 +92,12 @@ def start_fine_tune(training_file: str | Path, *, model: str, base_url: str | No
     """Upload `training_file` (and `validation_file`) with purpose "fine-tune" and create a job
     fine-tuning `model` on it; returns the job as created."""
     client = _client(base_url, api_key, timeout_s)
-    with open(training_file, "rb") as handle:
+    with open(training_file, "rb") as handle, _provider_errors(base_url, f"the upload of {Path(training_file).name}"):
         training = client.files.create(file=handle, purpose="fine-tune", extra_headers=_headers(api_key))
     validation = None
     if validation_file is not None:
-        with open(validation_file, "rb") as handle:
+        with open(validation_file, "rb") as handle, \
+                _provider_errors(base_url, f"the upload of {Path(validation_file).name}"):
             validation = client.files.create(file=handle, purpose="fine-tune", extra_headers=_headers(api_key))
     options: dict[str, Any] = {}
     if epochs is not None:
@@ -79,8 +108,9 @@ def start_fine_tune(training_file: str | Path, *, model: str, base_url: str | No
         options["suffix"] = suffix
     if validation is not None:
         options["validation_file"] = validation.id
-    job = client.fine_tuning.jobs.create(model=model, training_file=training.id, extra_headers=_headers(api_key),
-                                         **options)
+    with _provider_errors(base_url, f"a fine-tuning job for {model!r}"):
+        job = client.fine_tuning.jobs.create(model=model, training_file=training.id, extra_headers=_headers(api_key),
+                                             **options)
     return _job(job)
 
 
@@ -92,7 +122,8 @@ def wait_for_fine_tune(job_id: str, *, base_url: str | None, api_key: str | None
     client = _client(base_url, api_key, 60)
     deadline = time.monotonic() + timeout_s
     while True:
-        job = _job(client.fine_tuning.jobs.retrieve(job_id, extra_headers=_headers(api_key)))
+        with _provider_errors(base_url, f"a look at fine-tuning job {job_id}"):
+            job = _job(client.fine_tuning.jobs.retrieve(job_id, extra_headers=_headers(api_key)))
         if on_status is not None:
             on_status(job)
         if job.status == "succeeded":

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workbench.models.base import Model
 from workbench.models.llama_cpp import LlamaCppModel
@@ -99,7 +99,13 @@ class EmbeddedConfig(BaseModel):
 
 
 class OpenAICompatibleConfig(BaseModel):
-    """``kind: openai_compatible``: an HTTP endpoint spoken to through the `openai` SDK."""
+    """``kind: openai_compatible``: an HTTP endpoint spoken to through the `openai` SDK.
+
+    ``adapter: NAME`` selects a LoRA adapter the server serves on top of ``model`` (the base), the
+    way ``adapter_style`` says: ``model_name`` (default; vLLM ``--lora-modules NAME=PATH``: the
+    request's model is NAME) or ``llama_cpp`` (llama-server ``--lora FILE``: the request carries
+    ``lora: [{"id": adapter_id, "scale": 1.0}]``; ``adapter_id`` is the adapter's place among the
+    server's ``--lora`` options, default 0). See `OpenAICompatibleModel`."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1)
@@ -110,6 +116,21 @@ class OpenAICompatibleConfig(BaseModel):
     max_concurrency: int = Field(16, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    adapter: str | None = Field(None, min_length=1)
+    adapter_style: Literal["model_name", "llama_cpp"] = "model_name"
+    adapter_id: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _adapter_settings(self) -> OpenAICompatibleConfig:
+        given = self.model_fields_set
+        if self.adapter is None and given & {"adapter_style", "adapter_id"}:
+            raise ValueError("adapter_style and adapter_id describe an adapter: add adapter: <its name>")
+        if "adapter_id" in given and self.adapter_style != "llama_cpp":
+            raise ValueError("adapter_id is llama-server's adapter number: it needs adapter_style: llama_cpp "
+                             "(vLLM-style servers select the adapter by its name, adapter)")
+        if self.adapter is not None and self.adapter_style == "llama_cpp" and "lora" in self.extra_body:
+            raise ValueError("extra_body.lora and adapter both choose llama-server's adapters: keep one")
+        return self
 
 
 def resolve_base_url(config: OpenAICompatibleConfig, environ: Mapping[str, str]) -> str:
@@ -154,7 +175,8 @@ def _openai_compatible(config: OpenAICompatibleConfig, environ: Mapping[str, str
     return OpenAICompatibleModel(
         config.model, base_url=resolve_base_url(config, environ), api_key=resolve_api_key(config, environ),
         structured_output=config.structured_output, max_concurrency=config.max_concurrency,
-        timeout_s=config.timeout_s, extra_body=config.extra_body,
+        timeout_s=config.timeout_s, extra_body=config.extra_body, adapter=config.adapter,
+        adapter_style=config.adapter_style, adapter_id=config.adapter_id,
     )
 
 

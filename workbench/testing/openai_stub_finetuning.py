@@ -6,7 +6,9 @@ optional validation file), and ``GET /v1/fine_tuning/jobs/{id}`` reports it. A j
 state per retrieval, ``validating_files`` -> ``running`` -> ``succeeded`` with a
 ``fine_tuned_model`` name (``ft:<model>:workbench[:<suffix>]:<id>``), or -> ``failed`` with the
 error OpenAI gives when the training file breaks the chat format (checked with the workbench's own
-format rules). The chat endpoint then answers that model name like any other.
+format rules). The chat endpoint then answers that model name like any other. Setting
+``fail_with`` to a message fails every job at validation with it, as a provider fails a job for
+reasons of its own (a quota, a model it does not tune).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class FineTuningEndpoints:
         self.files: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.fail_with: str | None = None
 
     async def handle(self, request: web.BaseRequest) -> web.Response:
         path = request.path.removeprefix("/v1")
@@ -89,7 +92,7 @@ class FineTuningEndpoints:
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return
         if job["status"] == "validating_files":
-            problem = self._problem(job["training_file"])
+            problem = self.fail_with or self._problem(job["training_file"])
             if problem is not None:
                 job.update(status="failed", finished_at=int(time.time()),
                            error={"code": "invalid_training_file", "message": problem, "param": "training_file"})
