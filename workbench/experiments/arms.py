@@ -21,9 +21,10 @@ training-data frame renders its own (`trainingdata.examples`), and each arm's mo
 round's test cases with that variant.
 
 Only the targeted arm is built on: its adapter stays in ``finetune/lora/`` and it alone passes the
-accept gate. The others are references, in ``finetune/<arm>/`` (``adapter/``, ``adapter.gguf``,
-``rows.parquet``: the rows trained on, ``predictions.parquet``: the arm's answers), compared in
-``finetune/arms.csv`` (`ARM_COLUMNS`) and summarised in ``round.json`` under ``arms``.
+accept gate. The others are references, in ``finetune/<arm>/`` (``adapter/``; ``adapter.gguf``
+for the embedded model; ``rows.parquet``: the rows trained on, ``predictions.parquet``: the arm's
+answers), compared in ``finetune/arms.csv`` (`ARM_COLUMNS`) and summarised in ``round.json``
+under ``arms``.
 
 The comparisons are the evaluation stage's paired test (`significance.compare_variants`, the test
 the before/after uses: McNemar's score test with Tango's interval for accuracy, a paired BCa
@@ -227,6 +228,7 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
     (None: the base model). The targeted arm's and the start model's answers are read from
     ``finetune/lora/predictions.parquet`` (``tuned`` and ``base``), the ones the before/after used."""
     from workbench.finetune.checks import MIN_ROWS, check_training_rows
+    from workbench.finetune.local_models import served_adapter, tuned_model_config
     from workbench.models.registry import model_from_config
 
     arms = check_arms(arms, pool)
@@ -235,7 +237,7 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
     predictions = [reference.assign(variant=reference["variant"].map({"base": START, "tuned": TARGETED}))]
     eligible = eligible_pool(pool, examples, task, encoder, threshold)
     rows, arm_steps = {TARGETED: int(len(train))}, {TARGETED: int(steps)}
-    adapters, notes = {TARGETED: str(Path("finetune") / "lora" / "adapter.gguf")}, []
+    adapters, notes = {TARGETED: str(served_adapter(config, Path("finetune") / "lora"))}, []
     for arm in (a for a in arms if a != TARGETED):
         chosen = arm_rows(arm, eligible, len(train), (int(training.seed), int(number)))
         if len(chosen) < MIN_ROWS:
@@ -257,11 +259,11 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
         arm_steps[arm] = train_arm(rendered, folder, replace(training, max_steps=int(steps)), config, start_from,
                                    progress)
         rows[arm] = int(len(rendered))
-        adapters[arm] = str(Path("finetune") / arm / "adapter.gguf")
-        model = model_from_config({**config, "lora_path": str((folder / "adapter.gguf").resolve())})
+        adapters[arm] = str(served_adapter(config, Path("finetune") / arm))
+        model = model_from_config(tuned_model_config(config, folder))
         answers = answer_arm(model, examples, task, variant, work / "cache.sqlite", options, progress).assign(
             variant=arm)
-        del model  # one arm's llama.cpp model in memory at a time
+        del model  # one arm's model in memory at a time
         write_frame(answers, folder / "predictions.parquet")
         predictions.append(answers)
     table = compare_arms(pd.concat(predictions, ignore_index=True), examples, task, rows, arm_steps)
@@ -278,14 +280,15 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
 
 def train_arm(rows: pd.DataFrame, folder: Path, training: Any, config: dict[str, Any], start_from: Path | None,
               progress: bool) -> int:
-    """LoRA on `rows`' ``messages`` in `folder` (``adapter/``, converted to ``adapter.gguf`` for
-    llama.cpp), like the targeted arm's training; returns the optimizer steps taken."""
-    from workbench.finetune.gguf_adapter import train_for_llama_cpp
+    """LoRA on `rows`' ``messages`` in `folder` on the base of the local model config `config`
+    (``adapter/``, for the embedded model converted to ``adapter.gguf`` for llama.cpp;
+    `local_models.train_for_config`), like the targeted arm's training; returns the optimizer
+    steps taken."""
+    from workbench.finetune.local_models import train_for_config
 
     names = [f"example {e} ({source} arm)" for e, source in zip(rows["example_id"], rows["source"])]
-    trained, _ = train_for_llama_cpp(list(rows["messages"]), folder, settings=training,
-                                     model_path=config.get("model_path"), names=names, progress=progress,
-                                     start_from=start_from)
+    trained = train_for_config(list(rows["messages"]), folder, config, settings=training, names=names,
+                               progress=progress, start_from=start_from)
     return int(trained.steps)
 
 

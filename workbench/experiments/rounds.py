@@ -8,8 +8,8 @@ that reads a run reads a round) plus:
 - ``points.parquet``, ``point_assignments.parquet``, ``point_map.parquet``, ``label_issues.parquet``
   and ``report.html`` with its training-points section;
 - ``training_data/`` (``examples.parquet``, ``leakage.csv``, ``build.json``, ``test_cases.jsonl``);
-- ``finetune/lora/`` (``adapter/``, ``adapter.gguf``, ``training.json``, ``before_after.csv``,
-  ``predictions.parquet``) and ``finetune/points_by_method.csv``;
+- ``finetune/lora/`` (``adapter/``, ``adapter.gguf`` for the embedded model, ``training.json``,
+  ``before_after.csv``, ``predictions.parquet``) and ``finetune/points_by_method.csv``;
 - with reference arms (`RoundSettings.arms`, `workbench.experiments.arms`), ``finetune/random/``
   and ``finetune/all/`` (each arm's adapter, rows and answers) and ``finetune/arms.csv``;
 - ``round.json``: the round's number, the model it started from (``started_from``,
@@ -18,8 +18,10 @@ that reads a run reads a round) plus:
   ``rejected_because``), the ``arms`` summary (with reference arms) and the ``fingerprint`` of the
   settings that decide what the round means.
 
-Round 1 starts from the experiment's embedded model; round n+1 starts from the last accepted
-round's tuned model (the base GGUF with its adapter): its prompt variants run on that model, and
+Round 1 starts from the experiment's local model (`finetune.local_models`: the embedded GGUF,
+or a transformers model folder, ``kind: transformers``); round n+1 starts from the last accepted
+round's tuned model (the base with its adapter: ``adapter.gguf`` in llama.cpp for the embedded
+model, the peft ``adapter/`` in-process for a folder): its prompt variants run on that model, and
 its training continues from that adapter's weights. A round is accepted when its tuned model is
 not worse than its start by more than `RoundSettings.margin` on all test cases and on the
 regression set (`accept_gate`); a rejected round is kept for the record but not built on. Only the
@@ -131,9 +133,14 @@ class Round:
 
     @property
     def adapter(self) -> Path | None:
-        """The GGUF adapter the round made (None when it had nothing to train on)."""
+        """The adapter the round's tuned model is served with: the GGUF ``adapter.gguf`` (embedded
+        model), else the peft ``adapter/`` folder (a transformers model folder); None when the
+        round had nothing to train on."""
         path = self.path / ADAPTER
-        return path if path.exists() else None
+        if path.exists():
+            return path
+        peft = self.path / PEFT_ADAPTER
+        return peft if (peft / "adapter_config.json").exists() else None
 
     def frame(self, relative: str) -> pd.DataFrame:
         """A frame the round wrote, by its path under the round folder (Parquet or CSV)."""
@@ -212,9 +219,9 @@ def _check_settings(settings: RoundSettings, pool: pd.DataFrame | None = None) -
                          "with it and the tuned model answers with it, without examples: choose a variant "
                          "without few_shot (zero_shot, definitions, cot...)")
     if settings.training.method != "lora":
-        raise RoundError(f"training method {settings.training.method!r}: the loop serves each round's model in "
-                         "llama.cpp, which loads LoRA adapters only: use method 'lora' (compare soft prompts with "
-                         "`workbench finetune --method prompt_tuning`)")
+        raise RoundError(f"training method {settings.training.method!r}: the loop trains and serves (for the "
+                         "embedded model in llama.cpp) LoRA adapters only: use method 'lora' (compare soft prompts "
+                         "with `workbench finetune --method prompt_tuning`)")
     if not 0 <= settings.margin < 1:
         raise RoundError(f"--margin must be at least 0 and below 1 (a share of the headline metric), got "
                          f"{settings.margin}")
@@ -245,8 +252,9 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     clustering and the leakage checks (default: the sentence encoder); `force` runs the round
     even when its settings' `fingerprint` differs from the last finished round's.
 
-    Raises RoundError, before any model call, when the experiment's model is not the embedded one
-    (local LoRA tunes the embedded model), the training variant shows few-shot examples, the
+    Raises RoundError, before any model call, when the experiment's model is not a local one
+    (``embedded`` or ``transformers``: `finetune.local_models`), already names an adapter, the
+    training variant shows few-shot examples, the
     training method is not LoRA, the settings differ from the last round's (without `force`) or
     the last round had nothing left to train on; and before training when the round's training
     data has no test case (the training data is written to the ``.partial`` folder to look at).
@@ -256,13 +264,24 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     _check_settings(settings, experiment.examples)
     folder = Path(folder) if folder is not None else loop_folder(experiment)
     config = dict(experiment.model_config)
-    if config.get("kind", "embedded") != "embedded":
-        raise RoundError(f"experiment {experiment.name} uses a {config.get('kind')!r} model; the loop fine-tunes the "
-                         "embedded model locally: set `model: {kind: embedded}` (hosted fine-tuning is "
-                         "workbench.models.openai_finetuning)")
-    if config.get("lora_path"):
-        raise RoundError(f"experiment {experiment.name}'s model already has a lora_path: the loop chooses each round's "
-                         "adapter itself; remove it from the config")
+    from workbench.finetune.local_models import (
+        ADAPTER_KEYS,
+        HOSTED,
+        LOCAL_KINDS,
+        base_path,
+        model_kind,
+        served_adapter,
+        with_adapter,
+    )
+
+    kind = model_kind(config)
+    if kind not in LOCAL_KINDS:
+        raise RoundError(f"experiment {experiment.name} uses a {kind!r} model; the loop fine-tunes the embedded model "
+                         "or a transformers model folder locally: set `model: {kind: embedded}` or `model: {kind: "
+                         f"transformers, base_model: <folder>}}`; {HOSTED}")
+    if config.get(ADAPTER_KEYS[kind]):
+        raise RoundError(f"experiment {experiment.name}'s model already names an adapter ({ADAPTER_KEYS[kind]}): the "
+                         "loop chooses each round's adapter itself; remove it from the config")
     earlier = load_rounds(folder)
     previous = earlier[-1] if earlier else None
     if previous is not None and previous.adapter is None:
@@ -280,11 +299,11 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
 
     # Every text the round may train on must fit as a training row: found here, not after the variants ran.
     log(check_training_length(experiment.task, settings.variant, [experiment.dataset, experiment.examples],
-                              max_length=settings.training.max_length, gguf=config.get("model_path")).describe())
+                              max_length=settings.training.max_length, gguf=base_path(config)).describe())
     work = folder / f"{number}.partial"
     work.mkdir(parents=True, exist_ok=True)
     if start is not None:
-        config["lora_path"] = str(start.adapter.resolve())
+        config = with_adapter(config, start.adapter)
     from workbench.models.registry import model_from_config
 
     model = model_from_config(config)
@@ -293,7 +312,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "round": number, "experiment": experiment.name,
         "started_from": f"round {start.number}" if start else "base model",
         "start_round": start.number if start else None, "chain": [r.number for r in chain],
-        "start_adapter": config.get("lora_path"), "variant": settings.variant, "stages": stages,
+        "start_adapter": config.get(ADAPTER_KEYS[kind]), "variant": settings.variant, "stages": stages,
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
                      "anchors": settings.anchors, "margin": settings.margin, "keep_worse": settings.keep_worse,
@@ -336,7 +355,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "test_cases": int(examples.loc[examples["split"] == "test", "example_id"].nunique()),
         "training_steps": trained["steps"],
     }
-    record["adapter"] = str(ADAPTER)
+    record["adapter"] = str(served_adapter(config, ADAPTER.parent))
     record["gate"], reason = accept_gate(strongest_start(table, versus_best), settings.margin)
     record["margin"] = settings.margin
     record["accepted"] = settings.keep_worse or reason is None
@@ -492,13 +511,13 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
 
 def _fine_tune(train: pd.DataFrame, work: Path, settings: RoundSettings, config: dict[str, Any],
                start: Round | None, progress: bool) -> dict[str, Any]:
-    from workbench.finetune.gguf_adapter import train_for_llama_cpp
+    from workbench.finetune.local_models import train_for_config
 
     names = [f"example {e} (point {p}{', replayed' if r else ''})"
              for e, p, r in zip(train["example_id"], train["point_id"], train["replayed"])]
-    trained, _ = train_for_llama_cpp(list(train["messages"]), work / ADAPTER.parent, settings=settings.training,
-                                     model_path=config.get("model_path"), names=names, progress=progress,
-                                     start_from=start.path / PEFT_ADAPTER if start is not None else None)
+    trained = train_for_config(list(train["messages"]), work / ADAPTER.parent, config, settings=settings.training,
+                               names=names, progress=progress,
+                               start_from=start.path / PEFT_ADAPTER if start is not None else None)
     return {"steps": trained.steps, "losses": trained.losses}
 
 
@@ -508,10 +527,11 @@ def _re_test(examples: pd.DataFrame, run: Run, model: Model, config: dict[str, A
     """(the before/after table on the training variant, the table against the start model's best
     prompt or None), both written to ``finetune/lora/``."""
     from workbench.finetune.before_after import before_after
+    from workbench.finetune.local_models import tuned_model_config
     from workbench.finetune.methods import points_by_method
     from workbench.models.registry import model_from_config
 
-    tuned = model_from_config({**config, "lora_path": str((work / ADAPTER).resolve())})
+    tuned = model_from_config(tuned_model_config(config, work / ADAPTER.parent))
     best = best_variant(run)
     result = before_after(examples, run.task, model, tuned, variant=settings.variant, cache=work / "cache.sqlite",
                           options=experiment.options, repeats=settings.compare_repeats,

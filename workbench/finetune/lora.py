@@ -138,7 +138,8 @@ def train_lora(
     of `TrainingData.examples`), resuming from the newest checkpoint in `output_dir` when there
     is one. `names` name the rows in error messages; `base` returns (model, tokenizer) (default:
     the GGUF `base_gguf`, else the embedded SmolLM2, on `device`), and `base_gguf` is the file it
-    was loaded from, whose hash ``training.json`` records; `after_step(step, loss)` is called
+    was loaded from, or the transformers model folder (model kind ``transformers``), whose
+    identity ``training.json`` records (`base_model.base_identity`); `after_step(step, loss)` is called
     after every step. `start_from` is an adapter folder (an earlier training's ``adapter/``) whose
     weights training continues from, as a loop round continues from the round before; its
     settings (rank, targets, method) must be these `settings`'.

@@ -18,9 +18,11 @@ from workbench.models.registry import (
     resolve_api_key,
     validate_model_config,
 )
+from workbench.models.transformers_local import LocalTransformersModel, ModelFolderError
 
 __all__ = [
-    "ChatRequest", "Completion", "FatalModelError", "GenerationOptions", "LlamaCppModel", "Model",
+    "ChatRequest", "Completion", "FatalModelError", "GenerationOptions", "LlamaCppModel", "LocalTransformersModel",
+    "Model", "ModelFolderError",
     "OpenAICompatibleModel", "Price", "PriceTable", "RetryableModelError", "embedded_model_path",
     "ModelConfigError", "load_prices", "model_from_config", "redact_url", "register_model", "resolve_api_key",
     "validate_model_config",

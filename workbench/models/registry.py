@@ -2,9 +2,15 @@
 
 Each model kind has a pydantic schema for its config (unknown keys refused) and a factory that
 builds the model from a validated config. `validate_model_config` checks a config when an
-experiment is loaded, long before anything is built or called; `model_from_config` builds. The two
+experiment is loaded, long before anything is built or called; `model_from_config` builds. The three
 shipped kinds are registered here; a later stage (a fine-tuned adapter, another runtime) adds its
 own with `register_model` without editing this module.
+
+``kind: transformers`` runs a causal LM that transformers loads from a local folder, in-process
+(`workbench.models.transformers_local`): ``{kind: transformers, base_model: FOLDER, device:
+auto|cpu|cuda, dtype: float32|bfloat16|float16, adapter: PEFT_FOLDER}``; only ``base_model`` is
+required. How many tokens an answer may have is the experiment's ``options.max_tokens``, as for
+every kind.
 
 Keys. A key goes only to the endpoint it belongs to:
 
@@ -29,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from workbench.models.base import Model
 from workbench.models.llama_cpp import LlamaCppModel
 from workbench.models.openai_compatible import OPENAI_BASE_URL, OpenAICompatibleModel, redact_url
+from workbench.models.transformers_local import LocalTransformersModel
 
 OPENAI_HOST = "api.openai.com"
 
@@ -79,8 +86,10 @@ def model_from_config(config: Mapping[str, Any] | None, *, environ: Mapping[str,
 
     ``{"kind": "embedded"}`` (default) is the local SmolLM2; ``{"kind": "openai_compatible",
     "model": ..., "base_url": ..., "api_key_env": ..., "structured_output": ...,
-    "max_concurrency": 16, "timeout_s": 60}`` is an HTTP endpoint. `environ` defaults to
-    ``os.environ``.
+    "max_concurrency": 16, "timeout_s": 60}`` is an HTTP endpoint; ``{"kind": "transformers",
+    "base_model": FOLDER, ...}`` a transformers model from a local folder (`TransformersConfig`).
+    `environ` defaults to ``os.environ``. Raises ModelConfigError for an invalid config, and the
+    kind's own errors when it cannot be built (e.g. `ModelFolderError` for a missing folder).
     """
     config = dict(config or {})
     validated = validate_model_config(config)
@@ -133,6 +142,20 @@ class OpenAICompatibleConfig(BaseModel):
         return self
 
 
+class TransformersConfig(BaseModel):
+    """``kind: transformers``: a causal LM that transformers loads from the local folder
+    `base_model` (``config.json``, weights, a tokenizer with a chat template), run in-process on
+    `device` ("auto": CUDA when visible, else the CPU) in `dtype`; `adapter` is a peft adapter
+    folder put on top (a tuned model on the same runtime as its base, what `workbench finetune`
+    trains)."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_model: str = Field(min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    adapter: str | None = Field(None, min_length=1)
+
+
 def resolve_base_url(config: OpenAICompatibleConfig, environ: Mapping[str, str]) -> str:
     """The endpoint: the config's ``base_url``, else the variable ``base_url_env``, else OpenAI's."""
     return config.base_url or environ.get(config.base_url_env) or OPENAI_BASE_URL
@@ -180,5 +203,10 @@ def _openai_compatible(config: OpenAICompatibleConfig, environ: Mapping[str, str
     )
 
 
+def _transformers(config: TransformersConfig, environ: Mapping[str, str]) -> Model:
+    return LocalTransformersModel(config.base_model, device=config.device, dtype=config.dtype, adapter=config.adapter)
+
+
 register_model("embedded", EmbeddedConfig, _embedded)
 register_model("openai_compatible", OpenAICompatibleConfig, _openai_compatible)
+register_model("transformers", TransformersConfig, _transformers)
