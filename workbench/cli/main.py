@@ -12,7 +12,8 @@
     workbench points runs/demo_complaints --pull-review        (their answers update the points)
     workbench data runs/demo_complaints                        (training data and test cases per point)
     workbench export runs/demo_complaints [--train-spacy 200]  (OpenAI JSONL, HF datasets, spaCy baseline)
-    workbench finetune runs/demo_complaints [--epochs 3]       (LoRA on the embedded model; before/after per point)
+    workbench finetune runs/demo_complaints [--epochs 3]       (LoRA on the run's local model; before/after per point)
+    workbench finetune runs/gpt_run --method openai            (a hosted fine-tuning job; before/after per point)
     workbench loop configs/demo_complaints.yaml [--rounds 2]   (rounds: variants, points, data, LoRA, re-test)
     workbench argilla up | down | status
 """
@@ -207,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
     hosted = tune.add_argument_group("--method openai (a hosted job; finetune/openai/job.json lets a second call "
                                      "continue it)")
-    hosted.add_argument("--base-model", default=None, help="the model the provider tunes (default: the run's model)")
+    hosted.add_argument("--base-model", default=None, metavar="NAME",
+                        help="the model the provider tunes (default: the run's model)")
     hosted.add_argument("--poll", type=float, default=15.0, metavar="SECONDS", help="seconds between status checks")
     hosted.add_argument("--timeout", type=float, default=6 * 3600, metavar="SECONDS",
                         help="stop waiting after this long (the job keeps running; run again to continue)")
@@ -715,15 +717,23 @@ def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune.base_model import check_adapter_base, load_base
     from workbench.finetune.checks import check_training_rows
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
+    from workbench.finetune.local_models import (
+        base_path,
+        load_config_base,
+        require_local,
+        training_device,
+        tuned_model_config,
+    )
     from workbench.finetune.lora import LoraSettings, train_lora
-    from workbench.models.llama_cpp import embedded_model_path
     from workbench.trainingdata.examples import one_row_per_example
 
     run, examples = _training_examples(args)
+    if args.method == "openai":  # a hosted job: workbench/cli/hosted_finetune.py
+        from workbench.cli.hosted_finetune import finetune_hosted
+        return finetune_hosted(args, run, examples)
     model_config = dict(run.config.get("model") or {"kind": "embedded"})
-    if model_config.get("kind", "embedded") != "embedded":
-        raise ValueError(f"run {run.name} used a {model_config.get('kind')!r} model; local LoRA fine-tuning tunes the "
-                         "embedded model: run the experiment with `model: {kind: embedded}` first")
+    kind = require_local(model_config, f"run {run.name}")  # embedded (GGUF, llama.cpp) or transformers (a folder)
+    base_file = base_path(model_config)  # the GGUF file or the transformers model folder trained on
     build = json.loads((run.path / "training_data" / "build.json").read_text()) \
         if (run.path / "training_data" / "build.json").exists() else {"variant": "zero_shot"}
     train = one_row_per_example(examples[examples["split"] == "train"])
@@ -732,16 +742,17 @@ def _finetune(args: argparse.Namespace) -> int:
     settings = LoraSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
                             epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
                             max_length=args.max_length)
-    model, tokenizer = load_base(model_config.get("model_path"))
+    model, tokenizer = load_config_base(model_config)
     trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
-                         base_gguf=model_config.get("model_path") or embedded_model_path(),
+                         base_gguf=base_file, device=training_device(model_config),
                          names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun or `accelerate launch`, the first process converts and compares
     adapter = trained.path
-    if args.method == "lora":
+    if args.method == "lora" and kind == "embedded":
         adapter = convert_adapter(trained.path, folder / "adapter.gguf",
                                   save_base_config(model, tokenizer, folder / "base_config"))
+    model = tokenizer = None  # the trained copy: the comparison loads its own models
     resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
     print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
           f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
@@ -749,12 +760,12 @@ def _finetune(args: argparse.Namespace) -> int:
         return 0
     from workbench.finetune.before_after import before_after
 
-    check_adapter_base(folder / "training.json", model_config.get("model_path"))
-    if args.method == "lora":  # both on llama.cpp, the runtime the base was evaluated on
+    check_adapter_base(folder / "training.json", base_file)
+    if args.method == "lora" or kind == "transformers":  # both on the runtime the base was evaluated on
         from workbench.models.registry import model_from_config
 
-        base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads)
-        tuned = model_from_config({**model_config, "lora_path": str(adapter)})
+        base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads; device, dtype)
+        tuned = model_from_config(tuned_model_config(model_config, folder))  # adapter.gguf, or the peft adapter/
     else:  # llama.cpp has no soft prompts: both on transformers, so that the runtime is not the difference
         from workbench.finetune.transformers_model import TransformersModel, load_tuned
 
@@ -767,11 +778,9 @@ def _finetune(args: argparse.Namespace) -> int:
     write_before_after(result, folder)
     _print_before_after(result, best)
     print(f"wrote {folder}/before_after.csv, efficiency.csv and predictions.parquet")
-    from workbench.finetune.methods import points_by_method
+    from workbench.finetune.methods import points_by_method, read_method_tables
 
-    tables = {method: pd.read_csv(run.path / "finetune" / method / "before_after.csv")
-              for method in ("lora", "prompt_tuning") if (run.path / "finetune" / method / "before_after.csv").exists()}
-    methods = points_by_method(read_frame(run.path / "points.parquet"), tables)
+    methods = points_by_method(read_frame(run.path / "points.parquet"), read_method_tables(run.path / "finetune"))
     methods.to_csv(run.path / "finetune" / "points_by_method.csv", index=False)
     with pd.option_context("display.width", 180, "display.precision", 2, "display.max_colwidth", 40):
         print(methods.to_string(index=False))
