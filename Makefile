@@ -37,9 +37,9 @@ demo: install argilla-venv
 	$(BIN)/workbench loop configs/demo_adverse_events.yaml $(DEMO_ROUND_NER)
 	$(BIN)/workbench run configs/demo_app_reviews.yaml --limit 24 --variants zero_shot,definitions,few_shot
 	$(BIN)/workbench argilla up
-	$(BIN)/workbench push runs/demo_complaints/rounds/1 --variant few_shot
-	$(BIN)/workbench push runs/demo_adverse_events/rounds/1 --variant few_shot
-	$(BIN)/workbench push runs/demo_app_reviews --variant few_shot
+	$(BIN)/workbench push runs/demo_complaints/rounds/1 --suggest-from few_shot
+	$(BIN)/workbench push runs/demo_adverse_events/rounds/1 --suggest-from few_shot
+	$(BIN)/workbench push runs/demo_app_reviews --suggest-from few_shot
 	$(BIN)/workbench points runs/demo_complaints/rounds/1 --push-review
 	$(BIN)/workbench points runs/demo_adverse_events/rounds/1 --push-review
 	$(BIN)/workbench points runs/demo_app_reviews --push-review

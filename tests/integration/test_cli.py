@@ -36,7 +36,7 @@ def test_run_then_push(tmp_path, argilla):
 
     # Push reads the run folder (given directly, or through the config that wrote it): no model call.
     for source in (folder, config):
-        pushed = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(source), "--variant", "zero_shot",
+        pushed = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(source), "--suggest-from", "zero_shot",
                                  "--name", "cli_demo_errors"], capture_output=True, text=True, env=env, timeout=600)
         assert pushed.returncode == 0, pushed.stderr
         assert "to 'cli_demo_errors'" in pushed.stdout and "/dataset/" in pushed.stdout
@@ -74,6 +74,6 @@ def test_run_then_push(tmp_path, argilla):
                               "--review-name", "nowhere"], capture_output=True, text=True, env=env, timeout=600)
     assert nothing.returncode == 2 and "push first" in nothing.stderr
 
-    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(config), "--variant", "nope"],
+    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "push", str(config), "--suggest-from", "nope"],
                          capture_output=True, text=True, env=env, timeout=600)
     assert bad.returncode == 2 and "nope" in bad.stderr

@@ -39,7 +39,7 @@ def test_finetune_trains_converts_and_compares_per_point(tmp_path):
     run = write_run(run_experiment(experiment, model=FakeModel('{"label": "request"}'), progress=False),
                     experiment.run_dir)
     cli("points", str(run.path), cwd=tmp_path)
-    cli("data", str(run.path), "--variant", "zero_shot", cwd=tmp_path)
+    cli("data", str(run.path), "--train-variant", "zero_shot", cwd=tmp_path)
     out = cli("finetune", str(run.path), "--steps", "3", "--batch-size", "2", cwd=tmp_path)
     assert "trained 3 steps on" in out and (run.path / "finetune" / "lora" / "adapter.gguf").exists()
     table = pd.read_csv(run.path / "finetune" / "lora" / "before_after.csv")

@@ -98,7 +98,7 @@ def tuned_run(tiny_folder, tmp_path):
     run = write_run(run_experiment(experiment, model=FakeModel('{"label": "request"}'), progress=False),
                     experiment.run_dir)
     assert main(["points", str(run.path)]) == 0
-    assert main(["data", str(run.path), "--variant", "zero_shot"]) == 0
+    assert main(["data", str(run.path), "--train-variant", "zero_shot"]) == 0
     return run
 
 

@@ -43,7 +43,7 @@ def test_planted_keys_reach_the_endpoint_and_no_file(tmp_path, argilla, monkeypa
         cli = [sys.executable, "-m", "workbench.cli"]
         # -v logs every retry and request detail, so the logs are worth scanning too.
         for command in (["-v", "run", str(config), "--no-progress"],
-                        ["-v", "push", str(tmp_path / "runs" / "planted"), "--variant", "zero_shot"]):
+                        ["-v", "push", str(tmp_path / "runs" / "planted"), "--suggest-from", "zero_shot"]):
             done = subprocess.run([*cli, *command], capture_output=True, text=True, env=dict(os.environ), timeout=600,
                                   cwd=tmp_path)
             assert done.returncode in (0, 1), done.stderr  # 1: some answers failed, still a finished run

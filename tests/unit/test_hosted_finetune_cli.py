@@ -80,7 +80,7 @@ def template(stub, tmp_path_factory):
         patch.setattr("workbench.points.naming.SentenceEncoder", WordsEncoder)
         patch.setattr("workbench.points.encoder.default_encoder", lambda: CachedEncoder(WordsEncoder()))
         assert main(["points", str(run.path)]) == 0
-        assert main(["data", str(run.path), "--variant", "zero_shot"]) == 0
+        assert main(["data", str(run.path), "--train-variant", "zero_shot"]) == 0
     examples = read_frame(run.path / "training_data" / "examples.parquet")
     test = examples[examples["split"] == "test"]
     stub.gold.update(zip(test["text"], test["target"]))

@@ -488,7 +488,7 @@ def test_a_round_refuses_what_it_cannot_use_before_any_model_call_or_training(ex
     from workbench.finetune.lora import LoraSettings
 
     asked, fine_tune, _ = stand_ins
-    with pytest.raises(RoundError, match="--variant few_shot shows few-shot examples"):
+    with pytest.raises(RoundError, match="--train-variant few_shot shows few-shot examples"):
         run_round(experiment, folder=tmp_path / "a", settings=RoundSettings(variant="few_shot"), log=lambda _: None,
                   encoder=WordsEncoder())
     with pytest.raises(RoundError, match="LoRA adapters only: use method 'lora'"):

@@ -96,7 +96,7 @@ def test_provenance_names_the_file_its_folder_and_sha256(project):
         "file": packaged.name, "sha256": hashlib.sha256(packaged.read_bytes()).hexdigest(),
         "folder": str(TEMPLATE_DIR.resolve())}
     # The run folder keeps the config's template folder, so the later stages (workbench data
-    # --variant my_prompt) render with the same file.
+    # --train-variant my_prompt) render with the same file.
     from workbench.experiments.runs import load_run, write_run
 
     loaded = load_run(write_run(run, project / "run").path)

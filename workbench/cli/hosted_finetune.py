@@ -38,6 +38,8 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.core.errors import InputError
+
 METHOD = "openai"
 ENDED = ("succeeded", "failed", "cancelled")
 ADAPTER_KEYS = ("adapter", "adapter_style", "adapter_id")  # a served LoRA adapter: not what a hosted job tunes
@@ -61,9 +63,9 @@ def finetune_hosted(args: argparse.Namespace, run: Any, examples: pd.DataFrame) 
     endpoint = redact_url(base_url)
     base_model = args.base_model or validated.model
     if args.resume and args.new_job:
-        raise ValueError("--resume follows an existing job and --new-job starts one: pass one of them")
+        raise InputError("--resume follows an existing job and --new-job starts one: pass one of them")
     if args.steps is not None:
-        raise ValueError("--steps is for local training; a hosted job trains for --epochs (default 3)")
+        raise InputError("--steps is for local training; a hosted job trains for --epochs (default 3)")
     check_training_rows(one_row_per_example(examples[examples["split"] == "train"]), run.task)
     folder = run.path / "finetune" / METHOD
     job_file = folder / "job.json"
@@ -90,14 +92,14 @@ def hosted_model_config(run: Any) -> dict[str, Any]:
     config = dict(run.config.get("model") or {"kind": "embedded"})
     kind = config.get("kind", "embedded")
     if kind != "openai_compatible":
-        raise ValueError(
+        raise InputError(
             f"run {run.name} used a {kind!r} model; --method openai runs a hosted fine-tuning job, which needs the "
             "run's model to be an endpoint with a fine-tuning API: run the experiment with `model: {kind: "
             "openai_compatible, model: <a model the provider fine-tunes, e.g. gpt-4o-mini>, api_key_env: "
             "<VARIABLE>}` (base_url for a provider other than OpenAI), or tune this model locally with "
             "--method lora")
     if config.get("adapter"):
-        raise ValueError(f"run {run.name}'s model is the adapter {config['adapter']!r} on a served base: a hosted "
+        raise InputError(f"run {run.name}'s model is the adapter {config['adapter']!r} on a served base: a hosted "
                          "job tunes a provider's model; run the experiment on that model without adapter")
     return config
 
@@ -109,10 +111,10 @@ def read_job_record(path: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise ValueError(f"{path} is not JSON ({exc}): pass --resume JOB_ID to follow the job it held, or "
+        raise InputError(f"{path} is not JSON ({exc}): pass --resume JOB_ID to follow the job it held, or "
                          "--new-job to start one") from None
     if not isinstance(record, dict) or not record.get("job_id"):
-        raise ValueError(f"{path} holds no job_id: pass --resume JOB_ID, or --new-job to start a job")
+        raise InputError(f"{path} holds no job_id: pass --resume JOB_ID, or --new-job to start a job")
     return record
 
 
@@ -136,10 +138,10 @@ def _record_to_follow(args: argparse.Namespace, stored: dict[str, Any] | None, *
     if stored is None or args.new_job:
         return None
     if stored.get("endpoint") not in (None, endpoint):
-        raise ValueError(f"{job_file} holds job {stored['job_id']} of {stored['endpoint']}, but the run's model is at "
+        raise InputError(f"{job_file} holds job {stored['job_id']} of {stored['endpoint']}, but the run's model is at "
                          f"{endpoint}: point the model config back there, or pass --new-job to start a job here")
     if stored.get("training_sha256") not in (None, digest):
-        raise ValueError(f"job {stored['job_id']} in {job_file} was trained on other training rows than "
+        raise InputError(f"job {stored['job_id']} in {job_file} was trained on other training rows than "
                          "training_data/ holds now (built again since?): pass --new-job to train on these rows, or "
                          f"--resume {stored['job_id']} to re-test that job anyway")
     return stored

@@ -5,7 +5,7 @@
     workbench runs [runs/demo_complaints]                      (the runs kept: runs/<name>/<run id>/, latest)
     workbench compare runs/a runs/b [--out FILE]               (runs side by side, paired tests, answers)
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
-    workbench push runs/demo_complaints --variant few_shot     (a run folder, or the config that wrote it)
+    workbench push runs/demo_complaints [--suggest-from V]    (a run folder, or the config that wrote it)
     workbench pull runs/demo_complaints                        (annotators' answers: snapshots under annotations/)
     workbench points runs/demo_complaints                      (training points from a run's errors)
     workbench points runs/demo_complaints --push-review        (annotators review them in Argilla)
@@ -29,8 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.core.data import DatasetError
-from workbench.core.task import TaskSpecError
+from workbench.core.errors import InputError, MissingInputError, OverwriteError, WorkbenchError
 from workbench.experiments.config import load_experiment, load_model_config, parse_limit
 from workbench.experiments.run_history import list_runs, write_run_to_history
 from workbench.experiments.runs import load_run, run_experiment
@@ -42,7 +41,7 @@ from workbench.experiments.score_gate import (
     parse_threshold,
 )
 from workbench.finetune.tokens import MAX_LENGTH
-from workbench.models.base import FatalModelError, GenerationOptions
+from workbench.models.base import GenerationOptions
 from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
 from workbench.prompting.variants import parse_variant
@@ -131,7 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     push = commands.add_parser("push", help="push a run's errors to Argilla as suggestions for annotators")
     push.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
-    push.add_argument("--variant", required=True, help="the variant whose answers become the suggestions")
+    push.add_argument("--suggest-from", default=None, metavar="VARIANT",
+                      help="the variant whose answers become the suggestions (default: the run's best variant by "
+                           "its headline score)")
+    push.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     push.add_argument("--name", default=None, help="Argilla dataset name (default: <experiment>_errors)")
     push.add_argument("--order", default="disagreement", choices=["disagreement", "consistency", "confidence"],
                       help="which records annotators see first (confidence: least sure self-consistency votes)")
@@ -174,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("--pool", default=None,
                       help="a labelled dataset file to take neighbours from (default: the run's few-shot pool)")
     data.add_argument("--no-pool", action="store_true", help="use no neighbours: members and corrections only")
-    data.add_argument("--variant", default="tuned",
+    data.add_argument("--train-variant", default="tuned",
                       help="the prompt variant the training messages are rendered with (default tuned: the compact "
                            "prompt, no label list)")
     data.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
@@ -206,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "transformers + peft, base included), or openai: a hosted fine-tuning job at the run's "
                            "openai_compatible endpoint, its model re-tested there")
     tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     hosted = tune.add_argument_group("--method openai (a hosted job; finetune/openai/job.json lets a second call "
                                      "continue it)")
     hosted.add_argument("--base-model", default=None, metavar="NAME",
@@ -224,9 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     how_many.add_argument("--rounds", type=int, default=1, help="rounds to run after the finished ones (default 1)")
     how_many.add_argument("--until", type=int, default=None, metavar="N",
                           help="run rounds until N are finished (none when they are: a second call is free)")
-    loop.add_argument("--limit", type=int, default=None, help="use a seeded sample of N examples (0: all)")
+    loop.add_argument("--limit", type=_limit_argument, default=None, metavar="N|all",
+                      help="use a seeded sample of N examples; 0 or all: every example (default: the config's limit, "
+                           "else all)")
+    loop.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     loop.add_argument("--variants", default=None, help="comma-separated variants instead of the config's")
-    loop.add_argument("--variant", default="tuned",
+    loop.add_argument("--train-variant", default="tuned",
                       help="the variant training rows are rendered with and the tuned model answers (no few-shot; "
                            "default tuned: the compact prompt, run by each round besides the experiment's variants)")
     loop.add_argument("--folder", default=None, help="the loop folder (default <run_dir>/rounds)")
@@ -275,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "loop":
             return _loop(args)
         return _preview(args)
-    except (DatasetError, TaskSpecError, FatalModelError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except WorkbenchError as exc:  # a mistake in what was given: one line, the fix, exit 2
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2  # any other exception is a bug and keeps its traceback
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -299,6 +305,18 @@ class _CommandParser(argparse.ArgumentParser):
 
 def _variant_list(text: str | None) -> list[str] | None:
     return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def _load_run_argument(text: str):
+    """The run a command's RUN argument names: a run folder, an experiment's folder of runs (its
+    latest), or the experiment config that wrote them."""
+    source = Path(text)
+    if source.is_dir():
+        return load_run(source)
+    if source.is_file():
+        return load_run(load_experiment(source).run_dir)
+    raise MissingInputError(f"{text} is neither a run folder (runs/<name>, runs/<name>/<run id>) nor an experiment "
+                            "config: `workbench runs` lists the runs there are")
 
 
 def _limit_argument(text: str) -> int | None:
@@ -392,7 +410,7 @@ def _compare(args: argparse.Namespace) -> int:
     runs = [load_run(path) for path in args.runs]
     out = Path(args.out) if args.out else runs[0].path.parent / "comparison.html"
     if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists: pass --overwrite to replace it, or --out for another file")
+        raise OverwriteError(f"{out} exists: pass --overwrite to replace it, or --out for another file")
     report = write_comparison(out, runs)
     print(f"compared {len(runs)} run(s): {', '.join(run.run_id for run in runs)}")
     print(f"report: {report.resolve()}")
@@ -403,19 +421,26 @@ def _push(args: argparse.Namespace) -> int:
     from workbench.annotation import AnnotationError, push_errors
     from workbench.evaluation.errors import find_errors
 
-    source = Path(args.run)
     # The run folder is the artifact: pushing reads it and never calls the model again.
-    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    run = _load_run_argument(args.run)
     errors = find_errors(run.predictions, run.dataset, run.task)
+    if args.suggest_from is None:
+        from workbench.experiments.rounds import best_variant
+
+        suggest_from = best_variant(run)
+        print(f"suggestions from {suggest_from}, the run's best variant (--suggest-from for another)")
+    else:
+        suggest_from = args.suggest_from
     try:
         # ARGILLA_API_URL + ARGILLA_API_KEY when set; otherwise the embedded server, started explicitly here.
         client, server = _argilla_client()
         result = push_errors(client, run.task, errors, run.predictions, run.dataset,
-                             variant=args.variant, name=args.name or f"{run.name}_errors", order=args.order)
+                             variant=suggest_from, name=args.name or f"{run.name}_errors", order=args.order,
+                             progress=not args.no_progress)
     except AnnotationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"pushed {result.records} records of run {run.run_id} with {args.variant}'s answers as suggestions "
+    print(f"pushed {result.records} records of run {run.run_id} with {suggest_from}'s answers as suggestions "
           f"to {result.dataset!r}")
     print(f"open {result.url}")
     if server.embedded:
@@ -431,8 +456,7 @@ def _pull(args: argparse.Namespace) -> int:
     from workbench.experiments.runs import read_frame
     from workbench.points.review import pull_point_review
 
-    source = Path(args.run)
-    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    run = _load_run_argument(args.run)
     base = args.review_name or run.name
     corrections_name, points_name, issues_name = args.name or f"{run.name}_errors", f"{base}_points", \
         f"{base}_label_issues"
@@ -451,9 +475,9 @@ def _pull(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not pulled:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"the Argilla server has none of {corrections_name!r}, {points_name!r}, {issues_name!r} for run "
-            f"{run.run_id}: push first (`workbench push {args.run} --variant V`, `workbench points {args.run} "
+            f"{run.run_id}: push first (`workbench push {args.run}`, `workbench points {args.run} "
             "--push-review`), or name the dataset with --name / --review-name")
     for name, frame, what in pulled:
         submitted = int((frame["status"] == "submitted").sum()) if not frame.empty else 0
@@ -473,8 +497,7 @@ def _points(args: argparse.Namespace) -> int:
     from workbench.points.cluster import ErrorClusterer
     from workbench.points.label_issues import find_label_issues
 
-    source = Path(args.run)
-    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    run = _load_run_argument(args.run)
     corrections = None
     if args.corrections:
         from workbench.annotation.snapshots import load_corrections
@@ -493,7 +516,7 @@ def _points(args: argparse.Namespace) -> int:
                                       read_frame(run.path / "point_assignments.parquet"),
                                       read_frame(run.path / "label_issues.parquet"), f"{base}_points",
                                       f"{base}_label_issues")
-        raise FileExistsError(
+        raise OverwriteError(
             f"{run.path} has training points already (points.parquet): pass --overwrite to cluster its errors "
             "again (training data built from the old points goes stale), or --pull-review to apply annotators' "
             "review to them")
@@ -580,7 +603,7 @@ def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame 
     from workbench.points.review import apply_point_review, pull_point_review
 
     if not (run.path / "points.parquet").exists():
-        raise FileNotFoundError(f"{run.path} has no points.parquet: run `workbench points {args.run} --push-review` "
+        raise MissingInputError(f"{run.path} has no points.parquet: run `workbench points {args.run} --push-review` "
                                 "first, then let annotators review them")
     points = read_frame(run.path / "points.parquet")
     assignments = read_frame(run.path / "point_assignments.parquet")
@@ -622,10 +645,9 @@ def _data(args: argparse.Namespace) -> int:
     from workbench.trainingdata.examples import build_training_data
     from workbench.trainingdata.openai_jsonl import write_test_cases
 
-    source = Path(args.run)
-    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    run = _load_run_argument(args.run)
     if not (run.path / "points.parquet").exists():
-        raise FileNotFoundError(f"{run.path} has no points.parquet: run `workbench points {args.run}` first")
+        raise MissingInputError(f"{run.path} has no points.parquet: run `workbench points {args.run}` first")
     points = read_frame(run.path / "points.parquet")
     assignments = read_frame(run.path / "point_assignments.parquet")
     pool = None if args.no_pool else (load_dataset(args.pool, run.task) if args.pool else run.examples)
@@ -637,9 +659,9 @@ def _data(args: argparse.Namespace) -> int:
     folder = run.path / "training_data"
     cases = folder / "test_cases.jsonl"
     if cases.exists() and not args.overwrite:
-        raise FileExistsError(f"{folder} holds training data already: pass --overwrite to replace it")
+        raise OverwriteError(f"{folder} holds training data already: pass --overwrite to replace it")
     data = build_training_data(points, assignments, run.dataset, run.task, pool=pool, corrections=corrections,
-                               variant=args.variant, anchors=args.anchors, threshold=args.near_duplicate,
+                               variant=args.train_variant, anchors=args.anchors, threshold=args.near_duplicate,
                                template_dir=run.template_dir)
     data.write(folder, overwrite=args.overwrite)
     write_test_cases(data.examples, cases, run.task, overwrite=args.overwrite)
@@ -659,11 +681,10 @@ def _training_examples(args: argparse.Namespace):
     """(run, training-data frame) of the run folder or config in ``args.run``."""
     from workbench.experiments.runs import read_frame
 
-    source = Path(args.run)
-    run = load_run(source if source.is_dir() else load_experiment(source).run_dir)
+    run = _load_run_argument(args.run)
     stored = run.path / "training_data" / "examples.parquet"
     if not stored.exists():
-        raise FileNotFoundError(f"{run.path} has no training_data/examples.parquet: run "
+        raise MissingInputError(f"{run.path} has no training_data/examples.parquet: run "
                                 f"`workbench data {args.run}` first")
     return run, read_frame(stored)
 
@@ -744,7 +765,7 @@ def _finetune(args: argparse.Namespace) -> int:
                             max_length=args.max_length)
     model, tokenizer = load_config_base(model_config)
     trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
-                         base_gguf=base_file, device=training_device(model_config),
+                         base_gguf=base_file, device=training_device(model_config), progress=not args.no_progress,
                          names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun or `accelerate launch`, the first process converts and compares
@@ -774,7 +795,8 @@ def _finetune(args: argparse.Namespace) -> int:
     best = best_variant(run)
     result = before_after(examples, run.task, base, tuned, variant=build["variant"], cache=run.path / "cache.sqlite",
                           options=GenerationOptions(**(run.config.get("options") or {})), repeats=args.repeats,
-                          best_variant=best if best != build["variant"] else None, pool=run.examples)
+                          best_variant=best if best != build["variant"] else None, pool=run.examples,
+                          progress=not args.no_progress)
     write_before_after(result, folder)
     _print_before_after(result, best)
     print(f"wrote {folder}/before_after.csv, efficiency.csv and predictions.parquet")
@@ -842,7 +864,7 @@ def _loop(args: argparse.Namespace) -> int:
     training = LoraSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
                             max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10,
                             max_length=args.max_length)
-    settings = RoundSettings(variant=args.variant, training=training, replay=not args.no_replay,
+    settings = RoundSettings(variant=args.train_variant, training=training, replay=not args.no_replay,
                              compare_repeats=args.repeats, regression_size=args.regression_size,
                              keep_worse=args.keep_worse, anchors=args.anchors, margin=args.margin,
                              near_duplicate=args.near_duplicate,
@@ -850,7 +872,8 @@ def _loop(args: argparse.Namespace) -> int:
     wanted = args.rounds if args.until is None else max(0, args.until - len(finished_rounds(folder)))
     for _ in range(0 if args.report_only else wanted):
         try:
-            done = run_round(experiment, folder=folder, settings=settings, progress=False, force=args.force)
+            done = run_round(experiment, folder=folder, settings=settings, progress=not args.no_progress,
+                             force=args.force)
         except RoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -886,11 +909,11 @@ def _preview(args: argparse.Namespace) -> int:
     if args.example is not None:
         dataset = dataset[dataset["example_id"] == args.example]
         if dataset.empty:
-            raise ValueError(f"example_id {args.example!r} is not in {args.config}'s dataset")
+            raise InputError(f"example_id {args.example!r} is not in {args.config}'s dataset")
     variants = [v for v in experiment.variants if args.variant in (None, parse_variant(v).name)]
     if not variants:
         names = [parse_variant(v).name for v in experiment.variants]
-        raise ValueError(f"variant {args.variant!r} is not in {args.config}; its variants are {names}")
+        raise InputError(f"variant {args.variant!r} is not in {args.config}; its variants are {names}")
     requests = build_requests(experiment.task, dataset.head(1), variants, examples=experiment.examples,
                               template_dir=experiment.template_dir)  # the config's templates: folder first
     for row in requests.itertuples():

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.core.answers import is_missing
+from workbench.core.errors import InputError
 from workbench.core.frames import read_frame, write_frame
 from workbench.core.task import Task
 
@@ -67,20 +68,20 @@ def check_arms(arms: Sequence[str], pool: pd.DataFrame | None) -> tuple[str, ...
     arm is unknown or repeated, "targeted" is missing, `arms` is a bare string, or a reference
     arm is asked for without a labelled `pool` to draw from."""
     if isinstance(arms, str):
-        raise ValueError(f"arms must be a sequence of arm names, got the string {arms!r}: pass "
+        raise InputError(f"arms must be a sequence of arm names, got the string {arms!r}: pass "
                          f"{tuple(a.strip() for a in arms.split(','))!r} (the CLI's --arms is comma-separated)")
     arms = tuple(arms)
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
-        raise ValueError(f"unknown arm(s) {unknown}: the arms are {', '.join(ARMS)} (--arms targeted,random,all)")
+        raise InputError(f"unknown arm(s) {unknown}: the arms are {', '.join(ARMS)} (--arms targeted,random,all)")
     if len(set(arms)) != len(arms):
-        raise ValueError(f"arms {list(arms)} name an arm twice: name each once")
+        raise InputError(f"arms {list(arms)} name an arm twice: name each once")
     if TARGETED not in arms:
-        raise ValueError(f"arms {list(arms)} leave out {TARGETED!r}: the targeted arm is the round's model, the one "
+        raise InputError(f"arms {list(arms)} leave out {TARGETED!r}: the targeted arm is the round's model, the one "
                          "the others are references for; include it (--arms targeted,random,all)")
     extra = [a for a in arms if a != TARGETED]
     if extra and (pool is None or len(pool) == 0):
-        raise ValueError(f"arm(s) {', '.join(extra)} train on the experiment's labelled pool, and it has none: set "
+        raise InputError(f"arm(s) {', '.join(extra)} train on the experiment's labelled pool, and it has none: set "
                          "`examples:` in the config (a labelled file, usually the train split) or use --arms targeted")
     return tuple(a for a in ARMS if a in arms)
 
@@ -112,7 +113,7 @@ def arm_rows(arm: str, eligible: pd.DataFrame, size: int, seed: Sequence[int]) -
     if arm == ALL_ROWS:
         return eligible.reset_index(drop=True)
     if arm != RANDOM:
-        raise ValueError(f"arm {arm!r} draws no pool rows (reference arms: {', '.join(REFERENCE_ARMS)})")
+        raise InputError(f"arm {arm!r} draws no pool rows (reference arms: {', '.join(REFERENCE_ARMS)})")
     take = min(size, len(eligible))
     return eligible.sample(n=take, random_state=np.random.default_rng(list(seed))).reset_index(drop=True)
 

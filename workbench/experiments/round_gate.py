@@ -47,7 +47,7 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
 
 # How each fingerprint key is set from the command line, for the refusal message.
 _SETTING_NAMES = {"examples": "the examples evaluated (--limit, the dataset)", "variants": "--variants",
-                  "variant": "--variant", "distance_threshold": "the clustering's distance_threshold",
+                  "variant": "--train-variant", "distance_threshold": "the clustering's distance_threshold",
                   "min_size": "the clustering's min_size", "anchors": "--anchors",
                   "regression_size": "--regression-size", "replay": "--no-replay", "margin": "--margin",
                   "training.epochs": "--epochs", "training.max_steps": "--steps",

@@ -62,6 +62,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.core.errors import MissingInputError, WorkbenchError
 from workbench.core.frames import read_frame, write_frame
 from workbench.experiments.arms import REFERENCE_ARMS, check_arms, run_arms
 from workbench.experiments.config import Experiment
@@ -84,7 +85,7 @@ ADAPTER = Path("finetune") / "lora" / "adapter.gguf"
 PEFT_ADAPTER = Path("finetune") / "lora" / "adapter"
 
 
-class RoundError(RuntimeError):
+class RoundError(WorkbenchError, RuntimeError):
     """A round cannot start or go on; the message says why and what to do."""
 
 
@@ -168,7 +169,7 @@ def load_round(path: str | Path) -> Round:
     """Read a finished round folder back."""
     path = Path(path)
     if not (path / "round.json").exists():
-        raise FileNotFoundError(f"{path} is not a finished round (no round.json): run `workbench loop <config>`")
+        raise MissingInputError(f"{path} is not a finished round (no round.json): run `workbench loop <config>`")
     record = json.loads((path / "round.json").read_text(encoding="utf-8"))
     return Round(int(record["round"]), path, load_run(path), record)
 
@@ -215,7 +216,7 @@ def _check_settings(settings: RoundSettings, pool: pd.DataFrame | None = None) -
     except ValueError as error:
         raise RoundError(f"--arms: {error}") from error
     if parse_variant(settings.variant).few_shot:
-        raise RoundError(f"--variant {settings.variant} shows few-shot examples; the training rows are rendered "
+        raise RoundError(f"--train-variant {settings.variant} shows few-shot examples; the training rows are rendered "
                          "with it and the tuned model answers with it, without examples: choose a variant "
                          "without few_shot (zero_shot, definitions, cot...)")
     if settings.training.method != "lora":

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from workbench.core.errors import InputError
 from workbench.models.llama_cpp import embedded_model_path
 from workbench.models.transformers_local import folder_identity, load_model_folder, pick_device
 
@@ -56,7 +57,7 @@ def base_identity(gguf: str | Path | None = None) -> dict[str, str]:
     return {"file": path.name, "sha256": file_sha256(str(path))}
 
 
-class AdapterBaseMismatch(ValueError):
+class AdapterBaseMismatch(InputError):
     """An adapter was trained on another base model than the one it is about to run on."""
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.evaluation.consistency import score_consistency
@@ -121,9 +122,9 @@ def before_after(examples: pd.DataFrame, task: Task, base: Model, tuned: Model, 
     `pool` is not used.
     """
     if repeats < 0:
-        raise ValueError(f"repeats must be >= 0 (below 2: no sampled answers), got {repeats}")
+        raise InputError(f"repeats must be >= 0 (below 2: no sampled answers), got {repeats}")
     if repeats >= 2 and not temperature > 0:
-        raise ValueError(f"repeats at temperature {temperature} would all be the same answer; "
+        raise InputError(f"repeats at temperature {temperature} would all be the same answer; "
                          "pass a temperature > 0 (e.g. 0.7)")
     options = options or GenerationOptions()
     gold = gold_of(examples, task)
@@ -179,7 +180,7 @@ def _shot_pool(pool: pd.DataFrame | None, gold: pd.DataFrame, task: Task, best_v
         return None
     target = task.kind.target_column
     if pool is None:
-        raise ValueError(f"best_variant {best_variant!r} shows {shots} few-shot examples, and no pool was given: "
+        raise InputError(f"best_variant {best_variant!r} shows {shots} few-shot examples, and no pool was given: "
                          f"pass pool=<labelled DataFrame with example_id, text, {target}> (usually the run's "
                          "train split); test cases are removed from it first")
     require_columns(pool, ["example_id", "text", target], "pool", "pass the labelled few-shot pool (train split)")
@@ -188,7 +189,7 @@ def _shot_pool(pool: pd.DataFrame | None, gold: pd.DataFrame, task: Task, best_v
     test_ids, test_texts = set(gold["example_id"].astype(str)), set(gold["text"])
     kept = pool[~pool["example_id"].astype(str).isin(test_ids) & ~pool["text"].isin(test_texts)]
     if kept.empty:
-        raise ValueError(f"pool has no example left for best_variant {best_variant!r} once the {len(test_ids)} "
+        raise InputError(f"pool has no example left for best_variant {best_variant!r} once the {len(test_ids)} "
                          f"test cases are removed (it had {len(pool)} rows); pass a pool of training examples")
     return kept.reset_index(drop=True)
 

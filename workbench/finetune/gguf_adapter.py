@@ -26,11 +26,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench.core.errors import WorkbenchError
+
 CONVERTER = "convert_lora_to_gguf.py"
 _KEEP = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 
 
-class AdapterConversionError(RuntimeError):
+class AdapterConversionError(WorkbenchError, RuntimeError):
     """The adapter could not be converted; the message says why and what to do."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.finetune.lora import LoraSettings
@@ -37,14 +38,14 @@ def learning_curve(examples: pd.DataFrame, task: Task, point_id: str, train: Cal
                     "pass TrainingData.examples")
     mine = examples[(examples["point_id"] == point_id) & (examples["split"] == "train")]
     if mine.empty:
-        raise ValueError(f"point {point_id} has no training rows: build its training data first")
+        raise InputError(f"point {point_id} has no training rows: build its training data first")
     mine = pd.concat([mine[mine["source"].isin(["members", "corrections"])],
                       mine[~mine["source"].isin(["members", "corrections"])]])
     others = one_row_per_example(examples[(examples["split"] == "train") & (examples["point_id"] != point_id)
                                           & ~examples["example_id"].isin(mine["example_id"])])
     test = examples[(examples["point_id"] == point_id) & (examples["split"] == "test")]
     if test.empty:
-        raise ValueError(f"point {point_id} has no test cases to score a learning curve on")
+        raise InputError(f"point {point_id} has no test cases to score a learning curve on")
     gold = test.drop_duplicates("example_id")
     rows = []
     for size in [0, *sorted(set(sizes))]:

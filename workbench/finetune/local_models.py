@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from workbench.core.errors import InputError
+
 LOCAL_KINDS = ("embedded", "transformers")
 ADAPTER_KEYS = {"embedded": "lora_path", "transformers": "adapter"}  # the config key serving an adapter
 SERVED_ADAPTERS = {"embedded": "adapter.gguf", "transformers": "adapter"}  # in a training folder
@@ -39,7 +41,7 @@ def require_local(config: Mapping[str, Any] | None, what: str) -> str:
     and where a hosted model is tuned."""
     kind = model_kind(config)
     if kind not in LOCAL_KINDS:
-        raise ValueError(f"{what} used a {kind!r} model; local LoRA fine-tuning tunes a local model: run it with "
+        raise InputError(f"{what} used a {kind!r} model; local LoRA fine-tuning tunes a local model: run it with "
                          "`model: {kind: embedded}` (the GGUF, served by llama.cpp) or `model: {kind: transformers, "
                          f"base_model: <folder>}}` (a transformers model folder, served in-process); {HOSTED}")
     return kind

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.core.errors import InputError, MissingInputError
 from workbench.finetune.base_model import base_identity, load_base
 from workbench.finetune.tokens import IGNORE, MAX_LENGTH, data_hash, pad_batch, tokenize_rows
 
@@ -68,13 +69,13 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs < 1 or self.checkpoint_every < 1:
-            raise ValueError("batch_size, epochs and checkpoint_every must be at least 1")
+            raise InputError("batch_size, epochs and checkpoint_every must be at least 1")
         if self.max_length < 1:
-            raise ValueError(f"max_length must be at least 1 token, got {self.max_length}")
+            raise InputError(f"max_length must be at least 1 token, got {self.max_length}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+            raise InputError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise InputError(f"method must be one of {METHODS}, got {self.method!r}")
 
 
 @dataclass
@@ -92,7 +93,7 @@ class TrainedAdapter:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(InputError):
     """A checkpoint in the output folder was made for other rows or settings."""
 
 
@@ -152,7 +153,7 @@ def train_lora(
 
     settings = settings or LoraSettings()
     if not chats:
-        raise ValueError("no training rows: build training data first (workbench data)")
+        raise InputError("no training rows: build training data first (workbench data)")
     output_dir = Path(output_dir)
     checkpoints = output_dir / "checkpoints"
     digest = data_hash(chats)
@@ -289,7 +290,7 @@ def _load_start(model: Any, folder: Path, settings: LoraSettings) -> None:
 
     weights = folder / "adapter_model.safetensors"
     if not weights.exists():
-        raise FileNotFoundError(f"{folder} holds no adapter_model.safetensors: pass the adapter/ folder of an "
+        raise MissingInputError(f"{folder} holds no adapter_model.safetensors: pass the adapter/ folder of an "
                                 "earlier training (train_lora's TrainedAdapter.path)")
     saved = PeftConfig.from_pretrained(str(folder))
     wanted = peft_config(settings, None, [])

@@ -19,11 +19,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from workbench.core.errors import InputError
+
 IGNORE = -100  # the label PyTorch's cross-entropy leaves out
 MAX_LENGTH = 1024  # tokens a training row may have by default (`LoraSettings.max_length`, `--max-length`)
 
 
-class TrainingRowError(ValueError):
+class TrainingRowError(InputError):
     """A training row cannot be used; the message names the row and what to do."""
 
 
@@ -94,7 +96,7 @@ def too_long_message(where: str, tokens: int, max_length: int) -> str:
     """The error for a row of `tokens` tokens over `max_length`: what, the limit, and the flag."""
     return (f"{where}: {tokens} tokens, more than the {max_length} the training allows (--max-length "
             f"{max_length}, LoraSettings.max_length); raise --max-length (within the model's context), render the "
-            "rows with the compact variant 'tuned' (--variant tuned: no label list), or shorten or drop the text")
+            "rows with the compact variant 'tuned' (--train-variant tuned: no label list), or shorten or drop the text")
 
 
 def tokenize_chat(tokenizer: Any, messages: Sequence[dict[str, str]], where: str, max_length: int) -> TokenizedRow:

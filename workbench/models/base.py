@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from workbench.core.errors import WorkbenchError
+
 
 @dataclass(frozen=True)
 class GenerationOptions:
@@ -62,7 +64,7 @@ class RetryableModelError(Exception):
         self.retry_after_s = retry_after_s
 
 
-class FatalModelError(Exception):
+class FatalModelError(WorkbenchError):
     """A failure that every further call would repeat (bad credentials, unknown model): stop the run."""
 
 

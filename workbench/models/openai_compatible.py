@@ -10,6 +10,7 @@ import weakref
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from workbench.core.errors import InputError
 from workbench.models.base import ChatRequest, Completion, FatalModelError, RetryableModelError
 
 # OpenAI's strict mode refuses these keywords in a fine-tuned model's schema (its models are named "ft:..."),
@@ -67,7 +68,7 @@ class OpenAICompatibleModel:
         import openai
 
         if adapter_style not in ("model_name", "llama_cpp"):
-            raise ValueError(f"adapter_style must be model_name or llama_cpp, got {adapter_style!r}")
+            raise InputError(f"adapter_style must be model_name or llama_cpp, got {adapter_style!r}")
         self.model = model
         self.adapter = adapter or None
         self.adapter_style = adapter_style

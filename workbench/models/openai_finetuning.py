@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.core.errors import WorkbenchError
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-class HostedFineTuneError(RuntimeError):
+class HostedFineTuneError(WorkbenchError, RuntimeError):
     """A hosted fine-tuning job failed, was cancelled, or did not end in time, or the endpoint
     refused a request (a wrong key, an unknown job id, no fine-tuning API); the message says what
     the provider said and the job's id."""

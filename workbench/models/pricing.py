@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from workbench.core.errors import InputError
+
 
 @dataclass(frozen=True)
 class Price:
@@ -59,13 +61,13 @@ def load_prices(source: str | Path | dict[str, Any]) -> PriceTable:
     else:
         data, where = source, "price table"
     if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
-        raise ValueError(f"{where}: expected a mapping with 'models: {{name: {{input_per_million, output_per_million}}}}'")
+        raise InputError(f"{where}: expected a mapping with 'models: {{name: {{input_per_million, output_per_million}}}}'")
     models = {}
     for name, entry in (data.get("models") or {}).items():
         try:
             models[str(name)] = Price(float(entry["input_per_million"]), float(entry["output_per_million"]))
         except (KeyError, TypeError, ValueError):
-            raise ValueError(
+            raise InputError(
                 f"{where}: model {name!r} needs numeric input_per_million and output_per_million, got {entry!r}"
             ) from None
     return PriceTable(models=models, currency=str(data.get("currency", "USD")))

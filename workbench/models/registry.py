@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from workbench.core.errors import InputError
 from workbench.models.base import Model
 from workbench.models.llama_cpp import LlamaCppModel
 from workbench.models.openai_compatible import OPENAI_BASE_URL, OpenAICompatibleModel, redact_url
@@ -40,7 +41,7 @@ from workbench.models.transformers_local import LocalTransformersModel
 OPENAI_HOST = "api.openai.com"
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(InputError):
     """A model config is invalid or asks for a key that is not there; the message says how to fix it."""
 
 
@@ -133,12 +134,12 @@ class OpenAICompatibleConfig(BaseModel):
     def _adapter_settings(self) -> OpenAICompatibleConfig:
         given = self.model_fields_set
         if self.adapter is None and given & {"adapter_style", "adapter_id"}:
-            raise ValueError("adapter_style and adapter_id describe an adapter: add adapter: <its name>")
+            raise InputError("adapter_style and adapter_id describe an adapter: add adapter: <its name>")
         if "adapter_id" in given and self.adapter_style != "llama_cpp":
-            raise ValueError("adapter_id is llama-server's adapter number: it needs adapter_style: llama_cpp "
+            raise InputError("adapter_id is llama-server's adapter number: it needs adapter_style: llama_cpp "
                              "(vLLM-style servers select the adapter by its name, adapter)")
         if self.adapter is not None and self.adapter_style == "llama_cpp" and "lora" in self.extra_body:
-            raise ValueError("extra_body.lora and adapter both choose llama-server's adapters: keep one")
+            raise InputError("extra_body.lora and adapter both choose llama-server's adapters: keep one")
         return self
 
 
