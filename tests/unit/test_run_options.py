@@ -328,3 +328,14 @@ def test_a_run_with_failed_requests_prints_what_the_model_said_and_exits_1(proje
     out = capsys.readouterr().out
     assert "failed: 10" in out
     assert "request error (10 rows): RuntimeError: quota exceeded for this key: raise it in the console" in out
+
+
+def test_a_model_folder_in_a_config_resolves_beside_the_config(project, tmp_path, monkeypatch):
+    (project / "models" / "mine").mkdir(parents=True)
+    config = write(project, model={"kind": "transformers", "base_model": "models/mine"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # run from another folder: the path still means the project's
+    experiment = load_experiment(config)
+    assert experiment.model_config["base_model"] == str((project / "models" / "mine").resolve())
+    assert experiment.source["model"]["base_model"] == experiment.model_config["base_model"]

@@ -163,7 +163,9 @@ def load_experiment(
     `overrides` replace top-level config keys (``variants``, ``repeats``, ``options``, ``model``,
     ``name``, ``dataset``, ``runs_dir``, ...) before validation (None keeps the config's value), so a
     notebook's parameters cell can start from the same config as ``workbench run`` and share its
-    cache. A relative ``dataset`` resolves like the config's own (beside the config first). `run_dir`
+    cache. A relative ``dataset`` (task, examples, prices, templates, and the model's files: a
+local model folder, a GGUF, an adapter) resolves beside the config first, else from the working
+directory. `run_dir`
     replaces the run folder (default ``<runs_dir>/<name>``).
     """
     path = Path(path)
@@ -192,6 +194,7 @@ def load_experiment(
 
     # The model's own schema, now: a typo or a key in the config fails here, not when the run starts.
     validate_model_config(config.model, source=f"{path}: model")
+    model_config = _resolved_model_paths(dict(config.model), resolve)
     task = load_task(resolve(config.task))
     dataset = load_dataset(resolve(config.dataset), task)
     dataset = sample_dataset(dataset, config.limit if limit is None else limit)
@@ -207,13 +210,27 @@ def load_experiment(
         variants=list(config.variants),
         repeats=config.repeats,
         options=GenerationOptions(**config.options.model_dump()),
-        model_config=dict(config.model),
+        model_config=model_config,
         concurrency=config.concurrency,
         prices=prices,
         run_dir=Path(run_dir) if run_dir is not None else Path(config.runs_dir) / config.name,
-        source=config.model_dump(),
+        source={**config.model_dump(), "model": model_config},  # later stages read the model from here
         template_dir=template_dir,
     )
+
+
+# The model config's fields that name files or folders, per kind (a vLLM adapter is a name).
+_MODEL_PATHS = {"embedded": ("model_path", "lora_path"), "transformers": ("base_model", "adapter")}
+
+
+def _resolved_model_paths(model: dict[str, Any], resolve: Any) -> dict[str, Any]:
+    """The model config with its relative paths resolved like the dataset's (beside the config
+    first, else from the working directory), so a project folder can be run from anywhere."""
+    for key in _MODEL_PATHS.get(str(model.get("kind", "embedded")), ()):
+        value = model.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            model[key] = str(resolve(value))
+    return model
 
 
 def _template_folder(path: Path, value: str, resolve: Any) -> Path:
