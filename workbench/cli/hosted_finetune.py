@@ -252,30 +252,12 @@ def compare_hosted(args: argparse.Namespace, run: Any, examples: pd.DataFrame, c
     """Base (`base_model`) against the tuned model on every point's test cases, both through the
     run's endpoint with the run's settings; writes the tables to `folder` and the run's
     ``finetune/points_by_method.csv``."""
-    from workbench.cli.main import _print_before_after
-    from workbench.experiments.rounds import best_variant, write_before_after
-    from workbench.experiments.runs import read_frame
-    from workbench.finetune.before_after import before_after
-    from workbench.finetune.methods import points_by_method, read_method_tables
-    from workbench.models.base import GenerationOptions
     from workbench.models.registry import model_from_config
 
     plain = {key: value for key, value in config.items() if key not in ADAPTER_KEYS}
     base = model_from_config({**plain, "model": base_model})
     tuned = model_from_config({**plain, "model": fine_tuned_model})
-    build_file = run.path / "training_data" / "build.json"
-    build = json.loads(build_file.read_text(encoding="utf-8")) if build_file.exists() else {"variant": "zero_shot"}
-    best = best_variant(run)
+    from workbench.cli.main import retest_tuned
+
     print(f"re-testing {fine_tuned_model} against {base_model} on every point's test cases")
-    result = before_after(examples, run.task, base, tuned, variant=build["variant"], cache=run.path / "cache.sqlite",
-                          options=GenerationOptions(**(run.config.get("options") or {})), repeats=args.repeats,
-                          best_variant=best if best != build["variant"] else None, pool=run.examples)
-    write_before_after(result, folder)
-    _print_before_after(result, best)
-    print(f"wrote {folder}/before_after.csv, efficiency.csv and predictions.parquet")
-    methods = points_by_method(read_frame(run.path / "points.parquet"), read_method_tables(run.path / "finetune"))
-    methods.to_csv(run.path / "finetune" / "points_by_method.csv", index=False)
-    with pd.option_context("display.width", 180, "display.precision", 2, "display.max_colwidth", 40):
-        print(methods.to_string(index=False))
-    print(f"which method fixes which point: {run.path}/finetune/points_by_method.csv")
-    return 0
+    return retest_tuned(run, examples, base, tuned, folder, repeats=args.repeats, progress=False)

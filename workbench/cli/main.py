@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -731,10 +732,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    import json
-
-    from workbench.experiments.rounds import best_variant, write_before_after
-    from workbench.experiments.runs import read_frame
     from workbench.finetune.base_model import check_adapter_base, load_base
     from workbench.finetune.checks import check_training_rows
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
@@ -755,8 +752,6 @@ def _finetune(args: argparse.Namespace) -> int:
     model_config = dict(run.config.get("model") or {"kind": "embedded"})
     kind = require_local(model_config, f"run {run.name}")  # embedded (GGUF, llama.cpp) or transformers (a folder)
     base_file = base_path(model_config)  # the GGUF file or the transformers model folder trained on
-    build = json.loads((run.path / "training_data" / "build.json").read_text()) \
-        if (run.path / "training_data" / "build.json").exists() else {"variant": "zero_shot"}
     train = one_row_per_example(examples[examples["split"] == "train"])
     check_training_rows(train, run.task)
     folder = run.path / "finetune" / args.method
@@ -779,7 +774,6 @@ def _finetune(args: argparse.Namespace) -> int:
           f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
     if args.no_compare:
         return 0
-    from workbench.finetune.before_after import before_after
 
     check_adapter_base(folder / "training.json", base_file)
     if args.method == "lora" or kind == "transformers":  # both on the runtime the base was evaluated on
@@ -792,16 +786,29 @@ def _finetune(args: argparse.Namespace) -> int:
 
         base = TransformersModel(*load_base(model_config.get("model_path")), name="SmolLM2-135M-Instruct")
         tuned = load_tuned(trained.path, load_base(model_config.get("model_path")))
+    return retest_tuned(run, examples, base, tuned, folder, repeats=args.repeats, progress=not args.no_progress)
+
+
+def retest_tuned(run, examples: pd.DataFrame, base, tuned, folder: Path, *, repeats: int = 0,
+                 progress: bool = True) -> int:
+    """Answer every point's test cases with `base` and `tuned` (and the base's best prompt), write
+    the tables to `folder` and the run's ``finetune/points_by_method.csv``, and print them: the
+    end of every fine-tuning method, local or hosted."""
+    from workbench.experiments.rounds import best_variant, write_before_after
+    from workbench.experiments.runs import read_frame
+    from workbench.finetune.before_after import before_after
+    from workbench.finetune.methods import points_by_method, read_method_tables
+
+    build_file = run.path / "training_data" / "build.json"
+    build = json.loads(build_file.read_text(encoding="utf-8")) if build_file.exists() else {"variant": "zero_shot"}
     best = best_variant(run)
     result = before_after(examples, run.task, base, tuned, variant=build["variant"], cache=run.path / "cache.sqlite",
-                          options=GenerationOptions(**(run.config.get("options") or {})), repeats=args.repeats,
+                          options=GenerationOptions(**(run.config.get("options") or {})), repeats=repeats,
                           best_variant=best if best != build["variant"] else None, pool=run.examples,
-                          progress=not args.no_progress)
+                          progress=progress)
     write_before_after(result, folder)
     _print_before_after(result, best)
     print(f"wrote {folder}/before_after.csv, efficiency.csv and predictions.parquet")
-    from workbench.finetune.methods import points_by_method, read_method_tables
-
     methods = points_by_method(read_frame(run.path / "points.parquet"), read_method_tables(run.path / "finetune"))
     methods.to_csv(run.path / "finetune" / "points_by_method.csv", index=False)
     with pd.option_context("display.width", 180, "display.precision", 2, "display.max_colwidth", 40):
