@@ -211,7 +211,12 @@ class OpenAICompatibleModel:
     def _structure_hint(self, exc: Exception) -> str:
         """What to change when the server rejected the answer format this model asked for: servers
         differ in which `response_format` types they take (llama.cpp's: ``json_object`` with a schema)."""
-        if "response_format" not in str(exc) or self.structured_output == "none":
+        sent = {"json_schema": "json_schema", "json_object_schema": "json_object", "json_object": "json_object"}
+        text = str(exc)
+        # Only a refusal of the type itself (llama.cpp: "Input should be 'text' or 'json_object'",
+        # input 'json_schema'); a schema the server finds fault with is another error, kept as it is.
+        if self.structured_output not in sent or "response_format" not in text or "type" not in text \
+                or f"'{sent[self.structured_output]}'" not in text or "Invalid schema" in text:
             return ""
         return (f". This server does not take the answer format structured_output: {self.structured_output} asks "
                 "for; set structured_output in the model config to json_object_schema (llama.cpp's server), "
