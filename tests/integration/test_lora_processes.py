@@ -13,12 +13,14 @@ from test_lora import CHATS
 pytestmark = pytest.mark.integration
 
 SCRIPT = """
-import json, sys
+import json, os, sys
 from workbench.finetune.lora import LoraSettings, train_lora
 chats = json.loads(open(sys.argv[1]).read())
 done = train_lora(chats, sys.argv[2], settings=LoraSettings(max_steps=2, batch_size=4, checkpoint_every=1),
                   progress=False, device="cpu")
-print("LOSSES", json.dumps(done.losses, separators=(",", ":")), done.record["processes"], flush=True)
+# One file per process: two processes printing at once may interleave their lines on stdout.
+rank = os.environ["RANK"]
+open(f"{sys.argv[2]}.losses-{rank}.json", "w").write(json.dumps([done.losses, done.record["processes"]]))
 """
 
 
@@ -32,10 +34,10 @@ def test_two_processes_share_each_batch_and_one_writes_the_adapter(tmp_path):
     done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), str(rows), str(tmp_path / "two")],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    reports = [line.split() for line in done.stdout.splitlines() if line.startswith("LOSSES")]
-    assert len(reports) == 2 and all(report[-1] == "2" for report in reports)  # two processes, one training
-    losses = json.loads(reports[0][1])
-    assert json.loads(reports[1][1]) == losses  # the loss each step is the processes' mean, the same in both
+    reports = [json.loads((tmp_path / f"two.losses-{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(processes == 2 for _, processes in reports)  # two processes, one training
+    losses = reports[0][0]
+    assert reports[1][0] == losses  # the loss each step is the processes' mean, the same in both
     record = json.loads((tmp_path / "two" / "training.json").read_text())
     assert record["processes"] == 2 and record["steps"] == 2
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").exists()

@@ -310,6 +310,11 @@ def test_a_folder_written_before_run_history_still_loads_and_lists(project, mode
                     experiment.run_dir)
     assert load_run(experiment.run_dir).run_id == old.run_id
     assert list(list_runs(project / "runs")["run_id"]) == [old.run_id]
+    # A run written since is the one runs/<name> means, and both are listed.
+    assert run(write(project)) == 0
+    newest = load_run(experiment.run_dir)
+    assert newest.run_id != old.run_id and newest.path.parent == experiment.run_dir
+    assert list(list_runs(experiment.run_dir)["run_id"]) == [old.run_id, newest.run_id]
 
 
 def test_listing_where_there_is_no_run_says_how_to_make_one(tmp_path, capsys):

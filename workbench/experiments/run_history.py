@@ -64,8 +64,9 @@ def list_runs(folder: str | Path) -> pd.DataFrame:
 
 
 def _run_folders(folder: Path) -> list[Path]:
-    if is_run_folder(folder):
-        return [folder]
+    if is_run_folder(folder):  # a run's folder, or a name's folder written flat before run history
+        return [folder, *(child for child in sorted(folder.iterdir())
+                          if child.name != LATEST and child.is_dir() and is_run_folder(child))]
     found = []
     for child in sorted(folder.iterdir()):
         if child.name == LATEST or not child.is_dir():

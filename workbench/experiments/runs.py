@@ -152,12 +152,12 @@ def is_run_folder(folder: str | Path) -> bool:
 
 
 def resolve_run_folder(path: str | Path) -> Path:
-    """The run folder `path` means: `path` itself when it holds a run's files, else the run its
-    ``latest`` points at (``runs/<name>`` means that experiment's newest run; see
+    """The run folder `path` means: the run its ``latest`` points at when it has one, else `path`
+    itself (``runs/<name>`` means that experiment's newest run; see
     `workbench.experiments.run_history`). A `path` that is neither comes back unchanged."""
     folder = Path(path)
-    if is_run_folder(folder):
-        return folder
+    # `latest` first: a folder that holds a run written before run history (its files directly
+    # in runs/<name>/) and newer runs beside them means the newest.
     latest = folder / "latest"
     if latest.is_symlink() or latest.is_dir():
         return latest.resolve()
