@@ -494,8 +494,8 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _points(args: argparse.Namespace) -> int:
     from workbench.evaluation.errors import find_errors
-    from workbench.experiments.runs import write_frame
     from workbench.points.cluster import ErrorClusterer
+    from workbench.points.run_points import write_points
     from workbench.points.label_issues import find_label_issues
 
     run = _load_run_argument(args.run)
@@ -526,10 +526,7 @@ def _points(args: argparse.Namespace) -> int:
     clusterer = ErrorClusterer(distance_threshold=args.distance_threshold, min_size=args.min_size)
     clusterer.fit(errors, run.predictions, run.task, issues)
     points = clusterer.points_
-    write_frame(points, run.path / "points.parquet")
-    write_frame(clusterer.assignments_, run.path / "point_assignments.parquet")
-    write_frame(issues, run.path / "label_issues.parquet")
-    write_frame(clusterer.map_, run.path / "point_map.parquet")
+    write_points(run.path, points, clusterer.assignments_, issues, clusterer.map_)
     report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
                           title=f"{run.name}: prompt variants", points=points, point_map=clusterer.map_)
     if points.empty:
@@ -599,9 +596,10 @@ def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame 
                        issues_name: str) -> int:
     from workbench.annotation import AnnotationError, pull_corrections
     from workbench.annotation._argilla import find_dataset
-    from workbench.experiments.runs import read_frame, write_frame
+    from workbench.experiments.runs import read_frame
     from workbench.points.label_issues import find_label_issues
     from workbench.points.review import apply_point_review, pull_point_review
+    from workbench.points.run_points import write_points
 
     if not (run.path / "points.parquet").exists():
         raise MissingInputError(f"{run.path} has no points.parquet: run `workbench points {args.run} --push-review` "
@@ -621,13 +619,8 @@ def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame 
                                pd.concat(verdicts, ignore_index=True) if verdicts else None)
     updated, moved = apply_point_review(points, assignments, reviews, run.predictions, run.task, label_issues=issues)
     changed = int((moved["point_id"] != assignments["point_id"]).sum())
-    write_frame(updated, run.path / "points.parquet")
-    write_frame(moved, run.path / "point_assignments.parquet")
-    write_frame(issues, run.path / "label_issues.parquet")
+    write_points(run.path, updated, moved, issues, read_frame(run.path / "point_map.parquet"))
     point_map = read_frame(run.path / "point_map.parquet")
-    point_of = dict(zip(zip(moved["example_id"], moved["signature"]), moved["point_id"]))
-    point_map["point_id"] = [point_of.get(key) for key in zip(point_map["example_id"], point_map["signature"])]
-    write_frame(point_map, run.path / "point_map.parquet")
     report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
                           title=f"{run.name}: prompt variants", points=updated, point_map=point_map)
     _print_points(updated)
