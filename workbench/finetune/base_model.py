@@ -8,14 +8,12 @@ A base is named by a path: a GGUF file or a model folder. `load_base`, `base_ide
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import InputError
 from workbench.models.llama_cpp import embedded_model_path
-from workbench.models.transformers_local import folder_identity, load_model_folder, pick_device
+from workbench.models.transformers_local import cached_file_sha256, folder_identity, load_model_folder, pick_device
 
 __all__ = ["AdapterBaseMismatch", "base_identity", "check_adapter_base", "file_sha256", "load_base", "pick_device"]
 
@@ -37,14 +35,11 @@ def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> t
     return model.to(pick_device(device)).eval(), tokenizer
 
 
-@lru_cache(maxsize=4)
 def file_sha256(path: str) -> str:
-    """SHA-256 of a (large) file, read in blocks; cached per process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a (large) file, read in blocks once per content: the hash is kept by path, size
+    and modification time (`cached_file_sha256`), so a file rewritten in place (an adapter
+    retrained into the same folder) is hashed again instead of keeping its old identity."""
+    return cached_file_sha256(path)
 
 
 def base_identity(gguf: str | Path | None = None) -> dict[str, str]:
