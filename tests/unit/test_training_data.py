@@ -238,3 +238,28 @@ def test_a_chain_of_thought_answer_cites_the_clients_definitions_first():
     from workbench.core.answers import parse_answer
 
     assert parse_answer(TASK, row["answer"], row["text"]).prediction == row["target"]  # the parser reads it back
+
+
+def test_a_second_batch_of_generated_examples_gets_ids_of_its_own_and_a_reused_id_is_refused(tmp_path):
+    """Ids of generated examples come from their text: two batches for one point used to share
+    gen-P1-1, and the second batch's rows were dropped without a word."""
+    from workbench.core.errors import InputError
+    from workbench.testing.fake_model import FakeModel
+    from workbench.trainingdata.generated import generate_examples
+
+    data, _, _ = built()
+
+    def batch(text):
+        generator = FakeModel(json.dumps({"examples": [{"text": text, "answer": {"label": "complaint"}}]}))
+        return generate_examples(data.examples, TASK, generator, FakeModel('{"label": "complaint"}'), points=["P1"],
+                                 encoder=WordsEncoder(), cache=tmp_path / f"{len(text)}.sqlite").accepted
+
+    first, second = batch("a service charge nobody explained to me"), batch("my statement shows a mystery levy")
+    assert first["example_id"].iloc[0] != second["example_id"].iloc[0]
+    grown = add_examples(add_examples(data, first, TASK, encoder=WordsEncoder()), second, TASK,
+                         encoder=WordsEncoder())
+    assert grown.examples["synthetic"].sum() == 2
+    reused = second.assign(example_id=first["example_id"].iloc[0])
+    with pytest.raises(InputError, match=r"example id 'gen-P1-[0-9a-f]{12}' already names another text "
+                                         r"\('a service charge nobody explained to me'\)"):
+        add_examples(add_examples(data, first, TASK, encoder=WordsEncoder()), reused, TASK, encoder=WordsEncoder())

@@ -261,6 +261,7 @@ def add_examples(data: TrainingData, rows: pd.DataFrame, task: Task, *, encoder:
     unknown = sorted(set(rows["source"]) - set(SOURCES))
     if unknown:
         raise InputError(f"rows have unknown sources {unknown}; use one of {SOURCES}")
+    _refuse_reused_ids(data.examples, rows)
     clash = _split_clashes(data.examples, rows)
     if clash:
         raise InputError(f"example {clash} is a test case in one place and training data in another: give it one split")
@@ -272,6 +273,18 @@ def add_examples(data: TrainingData, rows: pd.DataFrame, task: Task, *, encoder:
     check_no_leaks(frame, encoder, threshold)  # rows made elsewhere: a leak is the caller's to resolve
     return TrainingData(frame, leakage_report(frame, find_leaks(frame, encoder, threshold)), list(data.notes),
                         data.variant, data.groups)
+
+
+def _refuse_reused_ids(examples: pd.DataFrame, rows: pd.DataFrame) -> None:
+    """An example id names one text: a row whose id is already used for another text (in the
+    training data or among the rows) would be dropped or mixed up with it, so it is refused."""
+    seen: dict[str, str] = dict(zip(examples["example_id"].astype(str), examples["text"]))
+    for example_id, text in zip(rows["example_id"].astype(str), rows["text"]):
+        known = seen.setdefault(example_id, text)
+        if known != text:
+            raise InputError(f"example id {example_id!r} already names another text ({known[:80]!r}), not "
+                             f"{str(text)[:80]!r}: give each new example an id of its own (generated examples "
+                             "take theirs from a hash of the text)")
 
 
 def _check_variant(variant: str) -> PromptVariant:

@@ -16,6 +16,7 @@ meant for a capable endpoint, and the tests drive it with a scripted model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,8 +94,11 @@ def generate_examples(
     proposed, rejected = [], []
     for point_id, answer in zip(order, answers):
         for number, item in enumerate(_items(answer)):
-            example_id = f"gen-{point_id}-{number + 1}"
             text, intended, problem = _read_item(item, task)
+            # From the text, not the position: a second batch for the same point must not reuse
+            # the first batch's ids (add_examples refuses an id that comes back with another text).
+            example_id = f"gen-{point_id}-" + (hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+                                               if isinstance(text, str) and text else str(number + 1))
             if problem is not None:
                 rejected.append(_rejected(point_id, example_id, text, intended, None, problem))
             else:
