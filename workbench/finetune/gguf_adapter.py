@@ -132,6 +132,7 @@ def train_for_llama_cpp(chats: list, folder: str | Path, *, settings: Any = None
     from workbench.models.llama_cpp import embedded_model_path
 
     folder = Path(folder)
+    converter()  # fetched (or refused) before training: an offline machine must not lose the training at the end
     model, tokenizer = load_base(model_path)  # fresh each time: peft changes the model it wraps
     trained = train_lora(chats, folder, settings=settings, base=lambda: (model, tokenizer),
                          base_gguf=model_path or embedded_model_path(), names=names, progress=progress,
