@@ -15,7 +15,6 @@ threshold by a few thousandths). `default_encoder()` is one cached sentence enco
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -118,9 +117,8 @@ def packaged_model_dir() -> Path:
 
 @lru_cache(maxsize=2)
 def _load(model_dir: str) -> Any:
-    # The hub stays off: the weights are on disk, and a download attempt would hang without a network.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # The hub stays off for this load only (the weights are on disk, and a download attempt would
+    # hang without a network); the process's environment, which other libraries read, is left alone.
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model_dir, device="cpu")
+    return SentenceTransformer(model_dir, device="cpu", local_files_only=True)
