@@ -182,3 +182,16 @@ def test_keywords_are_words_of_the_points_own_texts():
     assert keywords[0] == ["hello"]  # "there" is a stop word; other points' words have no weight here
     for words, document in zip(keywords, documents):
         assert words and all(word in document for word in words)
+
+
+def test_label_quality_is_the_share_of_answers_that_equal_gold():
+    """cleanlab's self-confidence. Before, 1 minus the top wrong answer's share scored an example
+    whose answers split 50/50 between gold and one wrong label (0.5) like one whose answers split
+    between two wrong labels (also 0.5), though the second has no answer for gold at all."""
+    gold = pd.DataFrame({"example_id": ["half", "none"], "text": ["my card fee", "card blocked"],
+                         "label": ["complaint", "complaint"]})
+    rows = [("half", "zero_shot", "complaint"), ("half", "definitions", "request"),
+            ("none", "zero_shot", "request"), ("none", "definitions", "fraud")]
+    predictions = pd.DataFrame([{"example_id": e, "variant": v, "prediction": p, "repeat": 0} for e, v, p in rows])
+    quality = find_label_issues(predictions, gold, TASK).set_index("example_id")["label_quality"]
+    assert quality.to_dict() == {"none": 0.0, "half": 0.5}

@@ -38,8 +38,8 @@ def find_label_issues(
     the consensus is the most common usable answer that differs from gold), ``variants_against``
     (variants whose most common answer is that consensus), ``consensus_variant`` (the first of them,
     whose answer a verdict push suggests), ``variants_total`` (variants with a usable answer),
-    ``label_quality`` (1 minus the share of all usable answers, over variants and repeats, that
-    equal the consensus: 0 when everything agrees against gold; lower is more suspicious),
+    ``label_quality`` (cleanlab's self-confidence: the share of all usable answers, over variants
+    and repeats, that equal gold; 0 when none does; lower is more suspicious),
     ``annotator_changed`` (a submitted correction in `corrections` differs from gold),
     ``annotator_kept_gold`` (every submitted correction equals gold: the annotators' verdict is that
     the gold stands) and ``is_label_issue``: an annotator changed the gold answer, or, unless the
@@ -72,7 +72,9 @@ def find_label_issues(
         against = sum(key == consensus_key for key in majority.values())
         agreeing = next((variant for variant, key in majority.items() if key == consensus_key), None)
         text = truth.at[example_id, "text"]
-        quality = 1 - (counts.get(consensus_key, 0) / len(usable)) if usable else 1.0
+        # cleanlab's self-confidence: the share of answers that equal gold. (One minus the top wrong
+        # answer's share scored gold at 50% and two wrong answers at 50/50 alike.)
+        quality = (len(usable) - len(wrong)) / len(usable) if usable else 1.0
         unanimous = (consensus_key is not None and len(majority) >= min_variants and against == len(majority)
                      and example_id not in kept)
         rows.append({
