@@ -80,6 +80,11 @@ def violations(files: list[Path], root: Path = ROOT) -> list[str]:
             theirs = layer_of(target)
             if own is None or theirs is None:
                 continue  # the facade (workbench/__init__.py) and third-party modules
+            private = next((part for part in target.split(".")[1:] if part.startswith("_")), None)
+            if private and theirs[1] != own[1]:
+                problems.append(f"{where}: the private module {private} is {theirs[1]}'s own; import the name "
+                                f"from {theirs[1]}")
+                continue
             if theirs[0] > own[0]:
                 problems.append(f"{where}: {own[1]} must not import the higher layer {theirs[1]}")
             elif theirs[0] == own[0] and theirs[1] != own[1]:
@@ -107,6 +112,7 @@ def test_imports_point_down_the_layers():
         ("workbench/evaluation/planted.py", "from workbench.testing.fake_model import FakeModel\n", "workbench.testing"),
         ("workbench/annotation/planted.py", "from workbench_argilla_embedded import start_server\n", "only"),
         ("workbench/core/kinds/planted.py", "from ...prompting import variants\n", "higher layer"),
+        ("workbench/points/planted.py", "from workbench.annotation._argilla import Client\n", "private module"),
     ],
 )
 def test_a_planted_violation_fails_the_contract(tmp_path, where, source, expected):

@@ -5,7 +5,7 @@
 and `load_corrections` reads a saved snapshot. `_argilla` is the only module that imports argilla.
 """
 
-from workbench.annotation._argilla import connect, dataset_settings
+from workbench.annotation._argilla import Client, connect, dataset_settings, find_dataset
 from workbench.annotation.errors import AnnotationError, ArgillaUnavailableError, PushError
 from workbench.annotation.pull import pull_corrections
 from workbench.annotation.push import PushResult, push_errors, push_predictions
@@ -13,7 +13,7 @@ from workbench.annotation.snapshots import correction_columns, load_corrections
 from workbench.evaluation.agreement import AnnotatorAgreement, annotator_agreement, suggestion_acceptance
 
 __all__ = [
-    "AnnotationError", "AnnotatorAgreement", "ArgillaUnavailableError", "PushError", "PushResult",
-    "annotator_agreement", "connect", "correction_columns", "dataset_settings", "load_corrections",
+    "AnnotationError", "AnnotatorAgreement", "ArgillaUnavailableError", "Client", "PushError", "PushResult",
+    "annotator_agreement", "connect", "correction_columns", "dataset_settings", "find_dataset", "load_corrections",
     "pull_corrections", "push_errors", "push_predictions", "suggestion_acceptance",
 ]

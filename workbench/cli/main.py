@@ -452,8 +452,7 @@ def _push(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     """Snapshots of every dataset pushed for the run that is on the server; `workbench points
     --corrections` reads the corrections snapshot, `--pull-review` applies point reviews."""
-    from workbench.annotation import AnnotationError, pull_corrections
-    from workbench.annotation._argilla import find_dataset
+    from workbench.annotation import AnnotationError, find_dataset, pull_corrections
     from workbench.experiments.runs import read_frame
     from workbench.points.review import pull_point_review
 
@@ -495,8 +494,8 @@ def _pull(args: argparse.Namespace) -> int:
 def _points(args: argparse.Namespace) -> int:
     from workbench.evaluation.errors import find_errors
     from workbench.points.cluster import ErrorClusterer
-    from workbench.points.run_points import write_points
     from workbench.points.label_issues import find_label_issues
+    from workbench.points.run_points import write_points
 
     run = _load_run_argument(args.run)
     corrections = None
@@ -594,8 +593,7 @@ def _print_embedded_login() -> None:
 
 def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame | None, points_name: str,
                        issues_name: str) -> int:
-    from workbench.annotation import AnnotationError, pull_corrections
-    from workbench.annotation._argilla import find_dataset
+    from workbench.annotation import AnnotationError, find_dataset, pull_corrections
     from workbench.experiments.runs import read_frame
     from workbench.points.label_issues import find_label_issues
     from workbench.points.review import apply_point_review, pull_point_review

@@ -19,7 +19,7 @@ from workbench.core.frames import require_columns
 from workbench.core.task import Task
 
 if TYPE_CHECKING:
-    from workbench.annotation._argilla import Client
+    from workbench.annotation import Client
     from workbench.annotation.push import PushResult
 
 LABEL_ISSUE_COLUMNS = [

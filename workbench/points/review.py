@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.annotation._argilla import Client
+from workbench.annotation import Client
 from workbench.annotation.push import PushResult
 from workbench.annotation.records import Field, Metadata, RecordData, Suggested
 from workbench.annotation.reviews import (

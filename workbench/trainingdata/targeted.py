@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.annotation._argilla import Client
+from workbench.annotation import Client
 from workbench.annotation.push import PushResult, push_predictions
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
