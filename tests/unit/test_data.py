@@ -144,3 +144,16 @@ def test_texts_to_label_need_no_gold_column_but_a_present_one_is_checked():
         validate_dataset(texts, task)
     with pytest.raises(DatasetError, match="u1"):
         validate_dataset(texts.assign(label=["c"]), task, labelled=False)
+
+
+def test_plain_turns_parquet_and_numpy_values_into_json_ones():
+    import numpy as np
+
+    from workbench.core.frames import plain
+
+    value = {"spans": np.array([{"start": np.int64(0), "end": np.int64(4)}], dtype=object),
+             "labels": ("a", "b"), "score": np.float32(0.5), "missing": float("nan")}
+    assert plain(value)["spans"] == [{"start": 0, "end": 4}] and type(plain(value)["spans"][0]["end"]) is int
+    assert plain(value)["labels"] == ["a", "b"] and plain(value)["score"] == 0.5
+    assert plain(value)["missing"] != plain(value)["missing"]  # NaN kept unless asked
+    assert plain(value, missing_as_none=True)["missing"] is None

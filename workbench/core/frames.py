@@ -35,7 +35,7 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
     json_columns = [column for column in frame.columns if frame[column].dtype == object
                     and frame[column].map(lambda value: isinstance(value, (list, dict, tuple))).any()]
     for column in json_columns:
-        encoded[column] = frame[column].map(lambda value: json.dumps(_plain(value), ensure_ascii=False))
+        encoded[column] = frame[column].map(lambda value: json.dumps(plain(value, missing_as_none=True), ensure_ascii=False))
     table = pa.Table.from_pandas(encoded, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), _JSON_COLUMNS_KEY: json.dumps(json_columns).encode()}
     partial = path.with_name(path.name + ".partial")
@@ -53,11 +53,14 @@ def read_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any, *, missing_as_none: bool = False) -> Any:
+    """`value` as plain Python, as JSON and comparisons want it: dicts and lists (tuples and numpy
+    arrays, as a frame read back from Parquet holds them, become lists) recursively, numpy scalars
+    as Python numbers; with `missing_as_none`, missing values (NaN, None, pd.NA) as None."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return None if is_missing(value) else value
+        return {key: plain(item, missing_as_none=missing_as_none) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and hasattr(value, "ndim") and value.ndim):
+        return [plain(item, missing_as_none=missing_as_none) for item in value]
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars, 0-d arrays
+        value = value.item()
+    return None if missing_as_none and is_missing(value) else value

@@ -35,6 +35,7 @@ from sklearn.model_selection import train_test_split
 
 from workbench.core.data import label_counts
 from workbench.core.errors import InputError
+from workbench.core.frames import plain
 from workbench.core.importing import ImportedData
 from workbench.core.task import Task, task_to_dict
 from workbench.experiments.config import load_experiment
@@ -218,14 +219,4 @@ def _write_jsonl(frame: pd.DataFrame, path: Path, task: Task) -> None:
     columns = ["example_id", "text", task.kind.target_column]
     with path.open("w", encoding="utf-8") as out:
         for row in frame[columns].to_dict(orient="records"):
-            out.write(json.dumps(_plain(row), ensure_ascii=False) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    """Lists and numbers as JSON has them (numpy values from pandas are not JSON-serialisable)."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        items = value.tolist() if hasattr(value, "tolist") else value
-        return [_plain(item) for item in items] if isinstance(items, list) else items
-    return value
+            out.write(json.dumps(plain(row), ensure_ascii=False) + "\n")

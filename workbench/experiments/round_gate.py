@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from workbench.core.frames import plain
 from workbench.experiments.arms import ARMS
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def accept_gate(table: pd.DataFrame, margin: float) -> tuple[list[dict[str, Any]
         # round(): 0.30 - 0.32 is -0.02000000000000002 in floats, which is not beyond a 0.02 margin.
         passed = not (pd.isna(difference) or round(difference, 9) < -margin)
         checks.append({"set": name, "cases": int(row["cases"]), "base": base, "tuned": tuned,
-                       "difference": difference, "low": _plain(row.get("low")), "high": _plain(row.get("high")),
+                       "difference": difference, "low": plain(row.get("low")), "high": plain(row.get("high")),
                        "verdict": row.get("verdict"), "start_prompt": row.get("start_prompt", "training variant"),
                        "passed": passed})
     failed = [c for c in checks if not c["passed"]]
@@ -146,7 +147,3 @@ def _interval(check: dict[str, Any]) -> str:
     if low is None or high is None or pd.isna(low) or pd.isna(high):
         return ""
     return f", 95% interval {low:+.3f} to {high:+.3f}"
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

@@ -63,7 +63,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.core.errors import MissingInputError, WorkbenchError
-from workbench.core.frames import read_frame, write_frame
+from workbench.core.frames import plain, read_frame, write_frame
 from workbench.experiments.arms import REFERENCE_ARMS, check_arms, run_arms
 from workbench.experiments.config import Experiment
 from workbench.experiments.round_gate import (
@@ -366,7 +366,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     if not record["accepted"]:
         log(f"round {number}: the tuned model is {reason}: kept for the record, not built on; the next round "
             "starts from the model this one started from")
-    record["all_test_cases"] = {key: _plain(every[key]) for key in ("cases", "metric", "base", "tuned", "verdict",
+    record["all_test_cases"] = {key: plain(every[key]) for key in ("cases", "metric", "base", "tuned", "verdict",
                                                                      "p_value")}
     if len(settings.arms) > 1:
         # References for the targeted model, measured after its gate: they never decide acceptance.
@@ -564,16 +564,10 @@ def write_before_after(result: Any, folder: Path) -> None:
 
 def _finish(work: Path, final: Path, run: Run, record: dict[str, Any]) -> Round:
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (work / "round.json").write_text(json.dumps(record, indent=2, default=_plain), encoding="utf-8")
+    (work / "round.json").write_text(json.dumps(record, indent=2, default=plain), encoding="utf-8")
     if final.exists():  # a finished round is never overwritten; this one is left beside it
         raise RoundError(f"{final} exists already; the new round stays in {work}")
     for arm in ("lora", *REFERENCE_ARMS):  # the adapters are saved
         shutil.rmtree(work / "finetune" / arm / "checkpoints", ignore_errors=True)
     os.replace(work, final)
     return load_round(final)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return value

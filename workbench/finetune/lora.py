@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from workbench.core.errors import InputError, MissingInputError
+from workbench.core.frames import plain
 from workbench.finetune.base_model import base_identity, load_base
 from workbench.finetune.tokens import IGNORE, MAX_LENGTH, data_hash, pad_batch, tokenize_rows
 
@@ -351,14 +352,10 @@ def _check_same(state: dict[str, Any], digest: str, settings: LoraSettings, path
                                  f"now {digest}); train into another folder, or delete this one to start again")
     saved = state.get("settings", {})
     differs = {key: (saved.get(key), value) for key, value in asdict(settings).items()
-               if _plain(saved.get(key)) != _plain(value)}
+               if plain(saved.get(key)) != plain(value)}
     if differs:
         raise CheckpointMismatch(f"{path} was made with other settings {differs} (saved, now); train into another "
                                  "folder, or delete this one to start again")
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.core.errors import InputError, OverwriteError
-from workbench.core.frames import require_columns
+from workbench.core.frames import plain, require_columns
 from workbench.trainingdata.examples import one_row_per_example
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def gold_example(record: dict[str, Any], task: Task) -> dict[str, Any]:
     """A frame row as a gold example row of the task: ``example_id``, ``text`` and the target
     under the kind's target column (what the kinds' `hf_row` and `to_doc` read)."""
     return {"example_id": str(record["example_id"]), "text": record["text"],
-            task.kind.target_column: _plain(record["target"])}
+            task.kind.target_column: plain(record["target"])}
 
 
 def _dataset_dict(frame: pd.DataFrame, features: Any, row) -> DatasetDict:
@@ -152,7 +152,7 @@ def _dataset_dict(frame: pd.DataFrame, features: Any, row) -> DatasetDict:
 
 
 def _messages(record: dict[str, Any]) -> list[dict[str, str]]:
-    messages = _plain(record["messages"])
+    messages = plain(record["messages"])
     well_formed = isinstance(messages, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m)
                                                      for m in messages)
     if not well_formed:
@@ -161,14 +161,3 @@ def _messages(record: dict[str, Any]) -> list[dict[str, str]]:
             "expected a list of {'role', 'content'} dicts"
         )
     return [{"role": str(message["role"]), "content": str(message["content"])} for message in messages]
-
-
-def _plain(value: Any) -> Any:
-    """Lists (and dicts) as Python objects: a frame read back from Parquet holds numpy arrays."""
-    if hasattr(value, "tolist") and not isinstance(value, str):
-        value = value.tolist()
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
