@@ -18,11 +18,11 @@ Methods, all on the same test sample and greedy:
    JSON), with each of --clinc-variants / --crossner-variants (few-shot examples come from the
    training sample). The best variant is picked on the validation slice (on the test sample when
    the slice is empty, and the output says so); it is the baseline of the paired tests.
-2. LoRA (`train_lora`, method "lora") on the training sample rendered with --train-variant plus
+2. LoRA (`train_adapter`, method "lora") on the training sample rendered with --train-variant plus
    the gold answer (the prompting stage's rendering, `build_requests`, and the kind's
    `format_answer`), converted to a GGUF adapter (`convert_adapter`) and answered in llama.cpp
    (`LlamaCppModel(lora_path=...)`): the same runtime as the base.
-3. A soft prompt (`train_lora`, method "prompt_tuning") on the same rows, served by transformers
+3. A soft prompt (`train_adapter`, method "prompt_tuning") on the same rows, served by transformers
    (`load_tuned`, which decodes with the key-value cache by giving the soft prompt's and the
    prompt's embeddings to the base model; tests/integration/test_lora.py checks it gives peft's
    step-by-step tokens), beside the base model on transformers (`TransformersModel`,
@@ -199,7 +199,7 @@ def _digest(value: Any) -> str:
 def train(chats: list, folder: Path, settings: Any, base: tuple[Any, Any]) -> tuple[Path, float, dict]:
     """(adapter folder, training seconds, training.json) of `chats` trained with `settings` in
     `folder`, reusing a finished training of the same rows and settings there."""
-    from workbench.finetune.lora import train_lora
+    from workbench.finetune.lora import train_adapter
     from workbench.finetune.tokens import data_hash
     from workbench.models.llama_cpp import embedded_model_path
 
@@ -209,9 +209,9 @@ def train(chats: list, folder: Path, settings: Any, base: tuple[Any, Any]) -> tu
         if record["data_hash"] == data_hash(chats) and record["settings"] == json.loads(json.dumps(asdict(settings))):
             log(f"reusing the finished training in {folder} ({record['seconds']} s when trained)")
             return folder / "adapter", float(record["seconds"]), record
-    trained = train_lora(chats, folder, settings=settings, base=lambda: base, base_gguf=embedded_model_path(),
-                         progress=False, after_step=lambda step, loss: log(f"  step {step}: loss {loss:.3f}")
-                         if step % 5 == 0 else None)
+    trained = train_adapter(chats, folder, settings=settings, base=lambda: base, base_gguf=embedded_model_path(),
+                            progress=False, after_step=lambda step, loss: log(f"  step {step}: loss {loss:.3f}")
+                            if step % 5 == 0 else None)
     if trained.resumed_from:
         log(f"  resumed from step {trained.resumed_from}: the seconds reported cover the resumed part only")
     return trained.path, trained.seconds, trained.record
@@ -222,7 +222,7 @@ def run_dataset(sample: Sample, args: argparse.Namespace) -> dict[str, Any]:
     from workbench.evaluation.significance import bootstrap_ci
     from workbench.finetune.base_model import load_base
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
-    from workbench.finetune.lora import LoraSettings
+    from workbench.finetune.lora import AdapterSettings
     from workbench.finetune.transformers_model import TransformersModel, load_tuned
     from workbench.models.base import GenerationOptions
     from workbench.models.llama_cpp import LlamaCppModel
@@ -269,9 +269,10 @@ def run_dataset(sample: Sample, args: argparse.Namespace) -> dict[str, Any]:
     chats = training_chats(sample, args.train_variant)
     common = {"epochs": args.epochs, "max_steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
               "checkpoint_every": args.checkpoint_every}
-    lora_settings = LoraSettings(method="lora", r=args.rank, alpha=2 * args.rank, learning_rate=args.lora_lr, **common)
-    soft_settings = LoraSettings(method="prompt_tuning", virtual_tokens=args.virtual_tokens,
-                                 learning_rate=args.soft_lr, **common)
+    lora_settings = AdapterSettings(method="lora", r=args.rank, alpha=2 * args.rank, learning_rate=args.lora_lr,
+                                    **common)
+    soft_settings = AdapterSettings(method="prompt_tuning", virtual_tokens=args.virtual_tokens,
+                                    learning_rate=args.soft_lr, **common)
 
     # 2. LoRA, answered in llama.cpp like the base.
     folder = work / f"lora-{_digest([asdict(lora_settings), chats])}"

@@ -1,17 +1,17 @@
-"""LoRA training throughput of `workbench.finetune.lora.train_lora` against a bare peft loop and TRL's SFTTrainer.
+"""LoRA training throughput of `workbench.finetune.lora.train_adapter` against a bare peft loop and TRL's SFTTrainer.
 
-All three arms train the embedded SmolLM2 (transformers, from its GGUF) on CPU with the LoRA of `LoraSettings`
+All three arms train the embedded SmolLM2 (transformers, from its GGUF) on CPU with the LoRA of `AdapterSettings`
 (r, alpha, dropout, target modules), its learning rate and seed 0, on the same rows with the loss on the answer
 tokens only, for --steps steps of --batch-size rows, each in a fresh process so that peak memory (``ru_maxrss``)
 is its own:
 
 - bare: what one writes with peft alone: tokenize with the answer masked (`tokenize_rows`), pad, forward,
   backward, AdamW at a constant rate; no schedule, no checkpoints, no record.
-- workbench: `train_lora`, which adds the linear decay of the rate, checkpoints every --checkpoint-every steps,
+- workbench: `train_adapter`, which adds the linear decay of the rate, checkpoints every --checkpoint-every steps,
   the loss record and ``training.json``.
 - trl: TRL's `SFTTrainer` on a prompt-completion conversational `datasets.Dataset` (prompt: the system and user
   messages, completion: the assistant's), ``completion_only_loss=True``, the same linear decay (no warm-up, as
-  `LoraSettings`), no packing, no gradient checkpointing, float32, the optimizer set to the others' (torch
+  `AdapterSettings`), no packing, no gradient checkpointing, float32, the optimizer set to the others' (torch
   AdamW, weight decay 0.01, no gradient clipping), no checkpoints, no progress printing. TRL tokenizes the rows
   itself (before the timed steps) and computes the loss with its fused LM head, which projects only the
   supervised positions onto the vocabulary where the plain loops compute the logits of every position: a saving
@@ -73,15 +73,15 @@ def rows_from(run: Path | None, count: int) -> list[list[dict[str, str]]]:
 
 def workbench_child(rows_file: str, steps: int, batch: int, every: int) -> dict:
     from workbench.finetune.base_model import load_base
-    from workbench.finetune.lora import LoraSettings, batch_rows, train_lora
+    from workbench.finetune.lora import AdapterSettings, batch_rows, train_adapter
 
     chats = json.loads(Path(rows_file).read_text())
     model, tokenizer = load_base(device="cpu")
     times = []
     with tempfile.TemporaryDirectory() as out:
-        settings = LoraSettings(max_steps=steps, batch_size=batch, checkpoint_every=every)
-        trained = train_lora(chats, out, settings=settings, base=lambda: (model, tokenizer), progress=False,
-                             after_step=lambda step, loss: times.append(time.perf_counter()))
+        settings = AdapterSettings(max_steps=steps, batch_size=batch, checkpoint_every=every)
+        trained = train_adapter(chats, out, settings=settings, base=lambda: (model, tokenizer), progress=False,
+                                after_step=lambda step, loss: times.append(time.perf_counter()))
     return {"seconds": times[-1] - times[0], "steps_timed": len(times) - 1,
             "supervised_tokens": _supervised(tokenizer, chats, batch, steps),
             "first_loss": trained.losses[0], "first_rows": batch_rows(0, len(chats), settings)}
@@ -89,11 +89,11 @@ def workbench_child(rows_file: str, steps: int, batch: int, every: int) -> dict:
 
 def _supervised(tokenizer, chats, batch: int, steps: int) -> int:
     """Supervised tokens in the timed steps (1 .. steps-1), the batches both loops train on."""
-    from workbench.finetune.lora import LoraSettings, batch_rows
+    from workbench.finetune.lora import AdapterSettings, batch_rows
     from workbench.finetune.tokens import tokenize_rows
 
     rows = tokenize_rows(tokenizer, chats, [str(i) for i in range(len(chats))], 1024)
-    settings = LoraSettings(max_steps=steps, batch_size=batch)
+    settings = AdapterSettings(max_steps=steps, batch_size=batch)
     return sum(rows[i].supervised for step in range(1, steps) for i in batch_rows(step, len(rows), settings))
 
 
@@ -102,7 +102,7 @@ def bare_child(rows_file: str, steps: int, batch: int) -> dict:
     from peft import LoraConfig, get_peft_model
 
     from workbench.finetune.base_model import load_base
-    from workbench.finetune.lora import LoraSettings, batch_rows
+    from workbench.finetune.lora import AdapterSettings, batch_rows
     from workbench.finetune.tokens import pad_batch, tokenize_rows
 
     chats = json.loads(Path(rows_file).read_text())
@@ -112,7 +112,7 @@ def bare_child(rows_file: str, steps: int, batch: int) -> dict:
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
                                              task_type="CAUSAL_LM"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    settings = LoraSettings(max_steps=steps, batch_size=batch)
+    settings = AdapterSettings(max_steps=steps, batch_size=batch)
     model.train()
     times, first_loss = [], None
     for step in range(steps):
@@ -137,7 +137,7 @@ def trl_child(rows_file: str, steps: int, batch: int) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from workbench.finetune.base_model import load_base
-    from workbench.finetune.lora import LoraSettings, peft_config
+    from workbench.finetune.lora import AdapterSettings, peft_config
     from workbench.finetune.tokens import IGNORE, pad_batch, tokenize_rows
 
     chats = json.loads(Path(rows_file).read_text())
@@ -148,7 +148,7 @@ def trl_child(rows_file: str, steps: int, batch: int) -> dict:
     if any(p.dtype != torch.float32 for p in model.parameters()):
         raise RuntimeError("the base model holds non-float32 (packed GGUF) weights: SFTTrainer cannot train it")
     model.hf_quantizer, model.is_quantized = None, False
-    settings = LoraSettings(max_steps=steps, batch_size=batch)
+    settings = AdapterSettings(max_steps=steps, batch_size=batch)
     ours = tokenize_rows(tokenizer, chats, [str(i) for i in range(len(chats))], settings.max_length)
     data = Dataset.from_dict({"prompt": [chat[:-1] for chat in chats], "completion": [chat[-1:] for chat in chats]})
     times, losses = [], []
@@ -166,7 +166,7 @@ def trl_child(rows_file: str, steps: int, batch: int) -> dict:
         config = SFTConfig(
             output_dir=out, max_steps=steps, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
             learning_rate=settings.learning_rate, lr_scheduler_type="linear", warmup_steps=settings.warmup_steps,
-            # torch.optim.AdamW as train_lora builds it (its default decay 0.01, no clipping), not Trainer's fused
+            # torch.optim.AdamW as train_adapter builds it (its default decay 0.01, no clipping), not Trainer's fused
             # AdamW with no decay and clipping at 1.0: the arms should differ by the loop, not by the optimizer
             optim="adamw_torch", weight_decay=0.01, max_grad_norm=0.0,
             completion_only_loss=True, packing=False, padding_free=False, max_length=settings.max_length,
@@ -228,7 +228,7 @@ def _compare_tokens(tokenizer, ours, their_ids, their_labels) -> dict:
     return found
 
 
-ARMS = {"bare": "bare peft loop", "workbench": "workbench train_lora", "trl": "TRL SFTTrainer"}
+ARMS = {"bare": "bare peft loop", "workbench": "workbench train_adapter", "trl": "TRL SFTTrainer"}
 
 
 def main() -> None:
@@ -281,7 +281,7 @@ def main() -> None:
               f"{result['supervised_tokens'] / result['seconds']:>17.1f} {result['peak_rss_mib']:>13.0f} "
               f"{against:>8}")
     ours = results["workbench"]["seconds"] / results["workbench"]["steps_timed"]
-    print(f"overhead of train_lora per step: {100 * (ours / bare - 1):+.1f}% (the issue's bound: at most 10%)")
+    print(f"overhead of train_adapter per step: {100 * (ours / bare - 1):+.1f}% (the issue's bound: at most 10%)")
     print("first-step loss (the base model's, the adapters starting at zero): "
           + "; ".join(f"{ARMS[name]} {result['first_loss']:.4f} on rows {result['first_rows']}"
                       for name, result in results.items()))

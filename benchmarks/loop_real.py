@@ -188,11 +188,11 @@ def write_experiment(split: Split, work: Path, args: argparse.Namespace) -> Path
 def round_settings(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
     """(RoundSettings, the arms asked for, or None when RoundSettings has no ``arms`` field)."""
     from workbench.experiments.rounds import RoundSettings
-    from workbench.finetune.lora import LoraSettings
+    from workbench.finetune.lora import AdapterSettings
 
-    training = LoraSettings(epochs=args.epochs, max_steps=args.steps or None, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, r=args.rank, alpha=2 * args.rank,
-                            seed=args.seed, checkpoint_every=10)
+    training = AdapterSettings(epochs=args.epochs, max_steps=args.steps or None, batch_size=args.batch_size,
+                               learning_rate=args.learning_rate, r=args.rank, alpha=2 * args.rank,
+                               seed=args.seed, checkpoint_every=10)
     fields = {f.name for f in dataclasses.fields(RoundSettings)}
     extra: dict[str, Any] = {}
     arms = None

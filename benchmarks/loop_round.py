@@ -24,7 +24,7 @@ import pandas as pd
 
 from workbench.experiments.config import load_experiment
 from workbench.experiments.rounds import STAGES, RoundSettings, run_round
-from workbench.finetune.lora import LoraSettings
+from workbench.finetune.lora import AdapterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/demo_complaints.yaml", "configs/demo_adverse_events.yaml"]
@@ -43,8 +43,8 @@ def main() -> None:
     rows = []
     for config in args.configs:
         experiment = load_experiment(ROOT / config, limit=args.limit, variants=args.variants.split(","))
-        training = LoraSettings(epochs=args.epochs, max_steps=args.steps or None, learning_rate=args.learning_rate,
-                                checkpoint_every=10)
+        training = AdapterSettings(epochs=args.epochs, max_steps=args.steps or None, learning_rate=args.learning_rate,
+                                   checkpoint_every=10)
         settings = RoundSettings(training=training, regression_size=args.regression_size)
         with tempfile.TemporaryDirectory() as folder:
             started = time.monotonic()

@@ -32,7 +32,7 @@ from workbench.experiments.config import load_experiment
 from workbench.experiments.rounds import ALL_CASES
 from workbench.finetune.before_after import before_after
 from workbench.finetune.gguf_adapter import train_for_llama_cpp
-from workbench.finetune.lora import LoraSettings
+from workbench.finetune.lora import AdapterSettings
 from workbench.models.registry import model_from_config
 from workbench.points.encoder import SentenceEncoder
 from workbench.trainingdata.anchors import choose_anchors
@@ -91,7 +91,7 @@ def main() -> None:
     for text in args.recipe:
         recipe = parse_recipe(text)
         train = one_row_per_example(rows_for(recipe, args.round, experiment, encoder))
-        settings = replace(LoraSettings(), learning_rate=recipe["lr"], epochs=int(recipe["epochs"]),
+        settings = replace(AdapterSettings(), learning_rate=recipe["lr"], epochs=int(recipe["epochs"]),
                           r=int(recipe["r"]), alpha=2 * int(recipe["r"]), batch_size=args.batch_size,
                           target_modules=MODULES[recipe["modules"]],
                           checkpoint_every=1000)

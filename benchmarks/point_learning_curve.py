@@ -23,7 +23,7 @@ from pathlib import Path
 from workbench.core.frames import read_frame
 from workbench.experiments.config import load_experiment
 from workbench.finetune.learning_curve import learning_curve, llama_cpp_lora_trainer
-from workbench.finetune.lora import LoraSettings, total_steps
+from workbench.finetune.lora import AdapterSettings, total_steps
 from workbench.trainingdata.examples import build_training_data
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--max-neighbours", type=int, default=24)
     parser.add_argument("--neighbours-per-member", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--learning-rate", type=float, default=LoraSettings.learning_rate)
+    parser.add_argument("--learning-rate", type=float, default=AdapterSettings.learning_rate)
     parser.add_argument("--anchors", type=float, default=0.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/point_learning_curve"))
     args = parser.parse_args()
@@ -58,7 +58,7 @@ def main() -> None:
     print(f"point {point}: {points.set_index('point_id').at[point, 'name']!r}; "
           f"{int((mine['split'] == 'train').sum())} training rows, {cases} test cases; "
           f"other points' rows: {int(((frame['split'] == 'train') & (frame['point_id'] != point)).sum())}")
-    settings = LoraSettings(epochs=args.epochs, learning_rate=args.learning_rate, checkpoint_every=1000)
+    settings = AdapterSettings(epochs=args.epochs, learning_rate=args.learning_rate, checkpoint_every=1000)
     sizes = [int(size) for size in args.sizes.split(",")]
     timings: list[float] = []
     trainer = llama_cpp_lora_trainer(settings)

@@ -1,6 +1,6 @@
 """Does a LoRA training killed mid-way and resumed end with the weights of an uninterrupted one, on this device?
 
-`workbench.finetune.lora.train_lora` checkpoints every `checkpoint_every` steps and resumes from the
+`workbench.finetune.lora.train_adapter` checkpoints every `checkpoint_every` steps and resumes from the
 newest checkpoint. Its dropout masks draw from the random generator of the device it trains on: the
 CPU's on a CPU, the GPU's own on CUDA. A checkpoint that kept only the CPU's state resumes on a GPU
 with other masks, so the weights drift from the uninterrupted run's. This script trains a tiny
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from workbench.finetune import lora
-from workbench.finetune.lora import LoraSettings, train_lora
+from workbench.finetune.lora import AdapterSettings, train_adapter
 
 WORDS = ("the card was declined my transfer is late refund please help where is money account blocked "
          "label answer billing fraud other request complaint question").split()
@@ -74,7 +74,7 @@ def chats(count: int) -> list[list[dict[str, str]]]:
     return rows
 
 
-def train(folder: Path, device: str, settings: LoraSettings, kill: int | None):
+def train(folder: Path, device: str, settings: AdapterSettings, kill: int | None):
     """Train in `folder`; with `kill`, stop after that step once, then resume to the end."""
     rows = chats(24)
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,11 +86,11 @@ def train(folder: Path, device: str, settings: LoraSettings, kill: int | None):
 
     started = time.monotonic()
     try:
-        trained = train_lora(rows, folder, settings=settings, device=device, progress=False,
-                             base=lambda: tiny_model_and_tokenizer(device), after_step=after_step)
+        trained = train_adapter(rows, folder, settings=settings, device=device, progress=False,
+                                base=lambda: tiny_model_and_tokenizer(device), after_step=after_step)
     except Killed:
-        trained = train_lora(rows, folder, settings=settings, device=device, progress=False,
-                             base=lambda: tiny_model_and_tokenizer(device), after_step=after_step)
+        trained = train_adapter(rows, folder, settings=settings, device=device, progress=False,
+                                base=lambda: tiny_model_and_tokenizer(device), after_step=after_step)
     from safetensors.torch import load_file
 
     weights = load_file(str(Path(trained.path) / "adapter_model.safetensors"))
@@ -117,8 +117,8 @@ def main() -> None:
         torch.backends.cudnn.benchmark = False
         import os
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    settings = LoraSettings(max_steps=args.steps, batch_size=4, learning_rate=5e-3, r=4, alpha=8, dropout=0.3,
-                            checkpoint_every=args.checkpoint_every, seed=0)
+    settings = AdapterSettings(max_steps=args.steps, batch_size=4, learning_rate=5e-3, r=4, alpha=8, dropout=0.3,
+                               checkpoint_every=args.checkpoint_every, seed=0)
     work = Path(tempfile.mkdtemp(prefix="resume_check_"))
     try:
         whole, whole_losses, _, whole_seconds = train(work / "whole", args.device, settings, None)

@@ -52,10 +52,10 @@ def _fresh(base):
 
 
 def test_a_tiny_training_lowers_the_loss_and_records_what_made_it(base, tmp_path):
-    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.finetune.lora import AdapterSettings, train_adapter
 
-    settings = LoraSettings(epochs=4, batch_size=2, checkpoint_every=100, learning_rate=2e-3)
-    trained = train_lora(CHATS, tmp_path / "run", settings=settings, base=_fresh(base), progress=False)
+    settings = AdapterSettings(epochs=4, batch_size=2, checkpoint_every=100, learning_rate=2e-3)
+    trained = train_adapter(CHATS, tmp_path / "run", settings=settings, base=_fresh(base), progress=False)
     assert trained.steps == 8 and len(trained.losses) == 8
     assert sum(trained.losses[-2:]) < sum(trained.losses[:2])  # last epoch below the first
     record = json.loads((tmp_path / "run" / "training.json").read_text())
@@ -66,11 +66,11 @@ def test_a_tiny_training_lowers_the_loss_and_records_what_made_it(base, tmp_path
 
 SCRIPT = """
 import json, sys
-from workbench.finetune.lora import LoraSettings, train_lora
+from workbench.finetune.lora import AdapterSettings, train_adapter
 chats = json.load(open(sys.argv[1]))
-settings = LoraSettings(epochs=3, batch_size=2, checkpoint_every=2, seed=3)
-train_lora(chats, sys.argv[2], settings=settings, device="cpu", progress=False,
-           after_step=lambda step, loss: print(f"step {step}", flush=True))
+settings = AdapterSettings(epochs=3, batch_size=2, checkpoint_every=2, seed=3)
+train_adapter(chats, sys.argv[2], settings=settings, device="cpu", progress=False,
+              after_step=lambda step, loss: print(f"step {step}", flush=True))
 """
 
 
@@ -78,10 +78,10 @@ def test_a_training_killed_with_sigkill_resumes_to_the_same_weights(base, tmp_pa
     import torch
     from safetensors.torch import load_file
 
-    from workbench.finetune.lora import CheckpointMismatch, LoraSettings, train_lora
+    from workbench.finetune.lora import AdapterSettings, CheckpointMismatch, train_adapter
 
-    settings = LoraSettings(epochs=3, batch_size=2, checkpoint_every=2, seed=3)
-    whole = train_lora(CHATS, tmp_path / "whole", settings=settings, base=_fresh(base), progress=False)
+    settings = AdapterSettings(epochs=3, batch_size=2, checkpoint_every=2, seed=3)
+    whole = train_adapter(CHATS, tmp_path / "whole", settings=settings, base=_fresh(base), progress=False)
 
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps(CHATS))
@@ -98,27 +98,27 @@ def test_a_training_killed_with_sigkill_resumes_to_the_same_weights(base, tmp_pa
     assert sorted(p.name for p in (killed / "checkpoints").glob("*.pt")) == ["step-0000002.pt"]
     assert not (killed / "adapter").exists()
 
-    resumed = train_lora(CHATS, killed, settings=settings, base=_fresh(base), progress=False)
+    resumed = train_adapter(CHATS, killed, settings=settings, base=_fresh(base), progress=False)
     assert resumed.resumed_from == 2 and resumed.steps == whole.steps == 6
     assert resumed.losses == pytest.approx(whole.losses, abs=1e-5)
     first, second = (load_file(path / "adapter_model.safetensors") for path in (whole.path, resumed.path))
     assert set(first) == set(second) and all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)
     with pytest.raises(CheckpointMismatch, match="other training rows"):
-        train_lora(CHATS[:3], killed, settings=settings, base=_fresh(base), progress=False)
+        train_adapter(CHATS[:3], killed, settings=settings, base=_fresh(base), progress=False)
 
 
 def test_the_tuned_adapter_converts_to_gguf_and_answers_in_llama_cpp(base, tmp_path):
     """llama.cpp's own converter (fetched from the llama-cpp-python source distribution on PyPI)
     turns the peft adapter into a GGUF adapter that llama.cpp loads on top of the same base file."""
     from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
-    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.finetune.lora import AdapterSettings, train_adapter
     from workbench.models.base import ChatRequest, GenerationOptions
     from workbench.models.llama_cpp import LlamaCppModel
 
-    settings = LoraSettings(epochs=6, batch_size=2, learning_rate=3e-3, checkpoint_every=100)
+    settings = AdapterSettings(epochs=6, batch_size=2, learning_rate=3e-3, checkpoint_every=100)
     fresh = _fresh(base)
     model, tokenizer = fresh()
-    trained = train_lora(CHATS, tmp_path / "run", settings=settings, base=lambda: (model, tokenizer), progress=False)
+    trained = train_adapter(CHATS, tmp_path / "run", settings=settings, base=lambda: (model, tokenizer), progress=False)
     config = save_base_config(model, tokenizer, tmp_path / "base_config")
     adapter = convert_adapter(trained.path, tmp_path / "adapter.gguf", config)
     assert adapter.stat().st_size > 100_000
@@ -169,13 +169,13 @@ def test_an_adapter_on_another_base_is_refused_before_it_runs(tmp_path):
 def test_a_soft_prompt_learns_the_answer_and_is_served_through_transformers(base, tmp_path):
     """Prompt tuning on the same rows; llama.cpp has no soft prompts, so it is served by
     transformers + peft, with its base on the same runtime for a fair comparison."""
-    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.finetune.lora import AdapterSettings, train_adapter
     from workbench.finetune.transformers_model import TransformersModel, load_tuned
     from workbench.models.base import ChatRequest, GenerationOptions
 
-    settings = LoraSettings(method="prompt_tuning", virtual_tokens=16, epochs=8, batch_size=2, learning_rate=3e-2,
-                            checkpoint_every=100)
-    trained = train_lora(CHATS, tmp_path / "soft", settings=settings, base=_fresh(base), progress=False)
+    settings = AdapterSettings(method="prompt_tuning", virtual_tokens=16, epochs=8, batch_size=2, learning_rate=3e-2,
+                               checkpoint_every=100)
+    trained = train_adapter(CHATS, tmp_path / "soft", settings=settings, base=_fresh(base), progress=False)
     assert sum(trained.losses[-2:]) < sum(trained.losses[:2]) / 4
     config = json.loads((trained.path / "adapter_config.json").read_text())
     assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == 16

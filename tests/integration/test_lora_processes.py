@@ -1,4 +1,4 @@
-"""The same `train_lora` under a multi-process launcher (torchrun, which `accelerate launch
+"""The same `train_adapter` under a multi-process launcher (torchrun, which `accelerate launch
 --multi_gpu` also drives): two CPU processes (gloo) each take half of every batch, their gradients
 are averaged, and only the first writes checkpoints, the adapter and training.json."""
 
@@ -14,10 +14,10 @@ pytestmark = pytest.mark.integration
 
 SCRIPT = """
 import json, os, sys
-from workbench.finetune.lora import LoraSettings, train_lora
+from workbench.finetune.lora import AdapterSettings, train_adapter
 chats = json.loads(open(sys.argv[1]).read())
-done = train_lora(chats, sys.argv[2], settings=LoraSettings(max_steps=2, batch_size=4, checkpoint_every=1),
-                  progress=False, device="cpu")
+done = train_adapter(chats, sys.argv[2], settings=AdapterSettings(max_steps=2, batch_size=4, checkpoint_every=1),
+                     progress=False, device="cpu")
 # One file per process: two processes printing at once may interleave their lines on stdout.
 rank = os.environ["RANK"]
 open(f"{sys.argv[2]}.losses-{rank}.json", "w").write(json.dumps([done.losses, done.record["processes"]]))
@@ -25,7 +25,7 @@ open(f"{sys.argv[2]}.losses-{rank}.json", "w").write(json.dumps([done.losses, do
 
 
 def test_two_processes_share_each_batch_and_one_writes_the_adapter(tmp_path):
-    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.finetune.lora import AdapterSettings, train_adapter
 
     rows, script = tmp_path / "rows.json", tmp_path / "train.py"
     rows.write_text(json.dumps(CHATS))
@@ -43,6 +43,6 @@ def test_two_processes_share_each_batch_and_one_writes_the_adapter(tmp_path):
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").exists()
     # Before any update both trainings see the same four rows on the same model: the first loss agrees
     # with one process's (two halves' means against one mean over the batch, so to a small tolerance).
-    one = train_lora(CHATS, tmp_path / "one", settings=LoraSettings(max_steps=2, batch_size=4, checkpoint_every=1),
-                     progress=False, device="cpu")
+    one = train_adapter(CHATS, tmp_path / "one", progress=False, device="cpu",
+                        settings=AdapterSettings(max_steps=2, batch_size=4, checkpoint_every=1))
     assert one.record["processes"] == 1 and losses[0] == pytest.approx(one.losses[0], rel=0.05)

@@ -485,7 +485,7 @@ def test_a_round_refuses_what_it_cannot_use_before_any_model_call_or_training(ex
                                                                               monkeypatch):
     import workbench.trainingdata.examples as building
     from workbench.experiments.rounds import RoundSettings
-    from workbench.finetune.lora import LoraSettings
+    from workbench.finetune.lora import AdapterSettings
 
     asked, fine_tune, _ = stand_ins
     with pytest.raises(RoundError, match="--train-variant few_shot shows few-shot examples"):
@@ -493,7 +493,7 @@ def test_a_round_refuses_what_it_cannot_use_before_any_model_call_or_training(ex
                   encoder=WordsEncoder())
     with pytest.raises(RoundError, match="LoRA adapters only: use method 'lora'"):
         run_round(experiment, folder=tmp_path / "a",
-                  settings=RoundSettings(training=LoraSettings(method="prompt_tuning")), log=lambda _: None,
+                  settings=RoundSettings(training=AdapterSettings(method="prompt_tuning")), log=lambda _: None,
                   encoder=WordsEncoder())
     assert asked == []  # no model was made, let alone asked
     real = building.build_training_data
@@ -735,7 +735,7 @@ def test_an_arm_trains_and_answers_through_the_same_seams_as_the_targeted_arm(ex
     targeted step count and start adapter; answers come from the runner, one per test case."""
     from workbench.experiments import arms
     from workbench.finetune import gguf_adapter
-    from workbench.finetune.lora import LoraSettings
+    from workbench.finetune.lora import AdapterSettings
 
     given = {}
 
@@ -745,7 +745,7 @@ def test_an_arm_trains_and_answers_through_the_same_seams_as_the_targeted_arm(ex
 
     monkeypatch.setattr(gguf_adapter, "train_for_llama_cpp", train_for_llama_cpp)
     rows = arms.render_rows(experiment.examples.head(3), experiment.task, "tuned", "random")
-    steps = arms.train_arm(rows, tmp_path / "random", LoraSettings(max_steps=7), {}, tmp_path / "start", False)
+    steps = arms.train_arm(rows, tmp_path / "random", AdapterSettings(max_steps=7), {}, tmp_path / "start", False)
     assert steps == 7 and given["start_from"] == tmp_path / "start" and len(given["chats"]) == 3
     assert given["chats"][0][-1] == {"role": "assistant", "content": rows["answer"].iloc[0]}
     assert given["names"][0].endswith("(random arm)")

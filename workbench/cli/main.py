@@ -733,7 +733,7 @@ def _finetune(args: argparse.Namespace) -> int:
         training_device,
         tuned_model_config,
     )
-    from workbench.finetune.lora import LoraSettings, train_lora
+    from workbench.finetune.lora import AdapterSettings, train_adapter
     from workbench.trainingdata.examples import one_row_per_example
 
     run, examples = _training_examples(args)
@@ -746,15 +746,15 @@ def _finetune(args: argparse.Namespace) -> int:
     train = one_row_per_example(examples[examples["split"] == "train"])
     check_training_rows(train, run.task)
     folder = run.path / "finetune" / args.method
-    settings = LoraSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
-                            epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
-                            max_length=args.max_length)
+    settings = AdapterSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
+                               epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
+                               max_length=args.max_length)
     if args.method == "lora" and kind == "embedded":
         converter()  # fetched (or refused) now: an offline machine must not lose the training at the last step
     model, tokenizer = load_config_base(model_config)
-    trained = train_lora(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
-                         base_gguf=base_file, device=training_device(model_config), progress=not args.no_progress,
-                         names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
+    trained = train_adapter(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
+                            base_gguf=base_file, device=training_device(model_config), progress=not args.no_progress,
+                            names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun or `accelerate launch`, the first process converts and compares
     adapter = trained.path
@@ -857,13 +857,13 @@ def _best_prompt_start(record: dict) -> str:
 def _loop(args: argparse.Namespace) -> int:
     from workbench.experiments.round_comparison import write_loop_report
     from workbench.experiments.rounds import RoundError, RoundSettings, finished_rounds, loop_folder, run_round
-    from workbench.finetune.lora import LoraSettings
+    from workbench.finetune.lora import AdapterSettings
 
     experiment = load_experiment(args.config, limit=args.limit, variants=_variant_list(args.variants))
     folder = Path(args.folder) if args.folder else loop_folder(experiment)
-    training = LoraSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
-                            max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10,
-                            max_length=args.max_length)
+    training = AdapterSettings(r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate, epochs=args.epochs,
+                               max_steps=args.steps, batch_size=args.batch_size, checkpoint_every=10,
+                               max_length=args.max_length)
     settings = RoundSettings(variant=args.train_variant, training=training, replay=not args.no_replay,
                              compare_repeats=args.repeats, regression_size=args.regression_size,
                              keep_worse=args.keep_worse, anchors=args.anchors, margin=args.margin,

@@ -224,7 +224,7 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
     fewer than `MIN_ROWS` eligible pool rows remained).
 
     `examples` is the round's training-data frame, `train` the targeted rows and `steps` the
-    targeted arm's optimizer steps; `training` the round's `LoraSettings`; `config` the model
+    targeted arm's optimizer steps; `training` the round's `AdapterSettings`; `config` the model
     config the round's models are made from and `start_from` the start round's peft adapter
     (None: the base model). The targeted arm's and the start model's answers are read from
     ``finetune/lora/predictions.parquet`` (``tuned`` and ``base``), the ones the before/after used."""

@@ -31,7 +31,7 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
     evaluates and a SHA-256 of their sorted ids: `--limit` and the dataset), ``variants`` (the
     experiment's), ``variant`` (the training variant), ``distance_threshold``, ``min_size``,
     ``anchors``, ``regression_size``, ``replay``, ``margin``, ``near_duplicate``, ``arms`` (in
-    `arms.ARMS` order) and ``training`` (every `LoraSettings` field). Not in it: `compare_repeats`
+    `arms.ARMS` order) and ``training`` (every `AdapterSettings` field). Not in it: `compare_repeats`
     (extra consistency answers only) and `keep_worse` (a decision about the next round, recorded as
     ``accepted``)."""
     ids = sorted(str(e) for e in experiment.dataset["example_id"].unique())

@@ -74,7 +74,7 @@ from workbench.experiments.round_gate import (
     strongest_start,
 )
 from workbench.experiments.runs import Run, load_run, redacted_config, run_experiment, write_run
-from workbench.finetune.lora import LoraSettings
+from workbench.finetune.lora import AdapterSettings
 from workbench.models.base import Model
 from workbench.trainingdata.anchors import DEFAULT_SHARE
 from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE
@@ -109,7 +109,7 @@ class RoundSettings:
     variant: str = "tuned"
     distance_threshold: float = 0.7
     min_size: int = 2
-    training: LoraSettings = field(default_factory=lambda: LoraSettings(epochs=2, checkpoint_every=10))
+    training: AdapterSettings = field(default_factory=lambda: AdapterSettings(epochs=2, checkpoint_every=10))
     replay: bool = True
     compare_repeats: int = 0
     regression_size: int = 50

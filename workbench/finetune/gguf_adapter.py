@@ -100,7 +100,7 @@ def convert_adapter(adapter_dir: str | Path, out_file: str | Path, base_config: 
     missing = [name for name in ("adapter_config.json", "adapter_model.safetensors")
                if not (adapter_dir / name).exists()]
     if missing:
-        raise AdapterConversionError(f"{adapter_dir} lacks {missing}: pass the adapter folder train_lora wrote")
+        raise AdapterConversionError(f"{adapter_dir} lacks {missing}: pass the adapter folder train_adapter wrote")
     peft_type = json.loads((adapter_dir / "adapter_config.json").read_text()).get("peft_type")
     if peft_type != "LORA":
         raise AdapterConversionError(f"{adapter_dir} holds a {peft_type} adapter; llama.cpp runs LoRA adapters only. "
@@ -124,19 +124,19 @@ def convert_adapter(adapter_dir: str | Path, out_file: str | Path, base_config: 
 def train_for_llama_cpp(chats: list, folder: str | Path, *, settings: Any = None, model_path: str | Path | None = None,
                         names: list[str] | None = None, progress: bool = False,
                         start_from: str | Path | None = None) -> tuple[Any, Path]:
-    """LoRA (`train_lora`) on a fresh copy of the base GGUF `model_path` (default: the embedded
+    """LoRA (`train_adapter`) on a fresh copy of the base GGUF `model_path` (default: the embedded
     SmolLM2) in `folder`, then the adapter converted to ``folder/adapter.gguf`` for llama.cpp on
     that same base file. Returns (the `TrainedAdapter`, the GGUF adapter's path)."""
     from workbench.finetune.base_model import load_base
-    from workbench.finetune.lora import train_lora
+    from workbench.finetune.lora import train_adapter
     from workbench.models.llama_cpp import embedded_model_path
 
     folder = Path(folder)
     converter()  # fetched (or refused) before training: an offline machine must not lose the training at the end
     model, tokenizer = load_base(model_path)  # fresh each time: peft changes the model it wraps
-    trained = train_lora(chats, folder, settings=settings, base=lambda: (model, tokenizer),
-                         base_gguf=model_path or embedded_model_path(), names=names, progress=progress,
-                         start_from=start_from)
+    trained = train_adapter(chats, folder, settings=settings, base=lambda: (model, tokenizer),
+                            base_gguf=model_path or embedded_model_path(), names=names, progress=progress,
+                            start_from=start_from)
     adapter = convert_adapter(trained.path, folder / "adapter.gguf",
                               save_base_config(model, tokenizer, folder / "base_config"))
     return trained, adapter

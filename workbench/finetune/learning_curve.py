@@ -19,7 +19,7 @@ import pandas as pd
 from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
-from workbench.finetune.lora import LoraSettings
+from workbench.finetune.lora import AdapterSettings
 from workbench.models.base import GenerationOptions, Model
 from workbench.prompting.runner import run_variants
 from workbench.trainingdata.examples import one_row_per_example
@@ -64,7 +64,7 @@ def learning_curve(examples: pd.DataFrame, task: Task, point_id: str, train: Cal
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
-def llama_cpp_lora_trainer(settings: LoraSettings | None = None, *, model_path: str | Path | None = None,
+def llama_cpp_lora_trainer(settings: AdapterSettings | None = None, *, model_path: str | Path | None = None,
                            n_ctx: int = 4096, progress: bool = False) -> Callable[[list, Path], Model]:
     """A `train(chats, folder)` for `learning_curve`: LoRA on a fresh copy of the base GGUF
     (`model_path`, default the embedded SmolLM2) in `folder`, converted to a GGUF adapter and

@@ -1,6 +1,6 @@
 """Which model configs local fine-tuning can tune, on what base, and how the tuned model is served.
 
-Two model kinds are tuned here (`LOCAL_KINDS`); both train LoRA with peft (`lora.train_lora`) and
+Two model kinds are tuned here (`LOCAL_KINDS`); both train LoRA with peft (`lora.train_adapter`) and
 serve the tuned model on the runtime its base ran on, so that a before/after difference is the
 training and not the runtime:
 
@@ -101,7 +101,7 @@ def tuned_model_config(config: Mapping[str, Any], folder: str | Path) -> dict[st
 def train_for_config(chats: Sequence[Sequence[dict[str, str]]], folder: str | Path, config: Mapping[str, Any], *,
                      settings: Any = None, names: Sequence[str] | None = None, progress: bool = False,
                      start_from: str | Path | None = None) -> Any:
-    """LoRA (`lora.train_lora`, `settings`) on `chats` on a fresh copy of the base of the local
+    """LoRA (`lora.train_adapter`, `settings`) on `chats` on a fresh copy of the base of the local
     model config `config`, in `folder`, continuing from the peft adapter `start_from` when given;
     for ``embedded`` the adapter is converted to ``folder/adapter.gguf``
     (`gguf_adapter.train_for_llama_cpp`). Returns the `TrainedAdapter`; `tuned_model_config(config,
@@ -113,9 +113,9 @@ def train_for_config(chats: Sequence[Sequence[dict[str, str]]], folder: str | Pa
                                          names=list(names) if names is not None else None, progress=progress,
                                          start_from=start_from)
         return trained
-    from workbench.finetune.lora import train_lora
+    from workbench.finetune.lora import train_adapter
 
     model, tokenizer = load_config_base(config)  # fresh each time: peft changes the model it wraps
-    return train_lora(list(chats), folder, settings=settings, base=lambda: (model, tokenizer),
-                      base_gguf=base_path(config), device=training_device(config), names=names,
-                      progress=progress, start_from=start_from)
+    return train_adapter(list(chats), folder, settings=settings, base=lambda: (model, tokenizer),
+                         base_gguf=base_path(config), device=training_device(config), names=names,
+                         progress=progress, start_from=start_from)

@@ -42,11 +42,13 @@ from workbench.core.frames import plain
 from workbench.finetune.base_model import base_identity, load_base
 from workbench.finetune.tokens import IGNORE, MAX_LENGTH, data_hash, pad_batch, tokenize_rows
 
-METHODS = ("lora", "prompt_tuning")
+# Each method and what the progress bar calls it while it trains.
+METHOD_NAMES = {"lora": "LoRA", "prompt_tuning": "soft prompt"}
+METHODS = tuple(METHOD_NAMES)
 
 
 @dataclass(frozen=True)
-class LoraSettings:
+class AdapterSettings:
     """What decides a training run (LoRA or soft prompts, `method`). `max_steps` (when set)
     overrides `epochs`; a step is one batch of `batch_size` rows; `checkpoint_every` steps a
     checkpoint is written. `r`, `alpha`, `dropout`, `target_modules` are LoRA's; `virtual_tokens`
@@ -90,7 +92,7 @@ class TrainedAdapter:
     supervised_tokens: int
     resumed_from: int | None
     seconds: float
-    settings: LoraSettings
+    settings: AdapterSettings
     record: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,7 +100,7 @@ class CheckpointMismatch(InputError):
     """A checkpoint in the output folder was made for other rows or settings."""
 
 
-def total_steps(rows: int, settings: LoraSettings) -> int:
+def total_steps(rows: int, settings: AdapterSettings) -> int:
     return settings.max_steps or settings.epochs * math.ceil(rows / settings.batch_size)
 
 
@@ -121,7 +123,7 @@ def answer_loss(model: Any, tensors: dict[str, Any]) -> Any:
     return torch.nn.functional.cross_entropy(logits.float(), targets[targets != IGNORE])
 
 
-def batch_rows(step: int, rows: int, settings: LoraSettings) -> list[int]:
+def batch_rows(step: int, rows: int, settings: AdapterSettings) -> list[int]:
     """The row indices of (0-based) `step`: epoch ``step // steps_per_epoch``, in an order drawn
     from ``seed + epoch``; the same on every run and after a resume."""
     per_epoch = math.ceil(rows / settings.batch_size)
@@ -130,21 +132,22 @@ def batch_rows(step: int, rows: int, settings: LoraSettings) -> list[int]:
     return order[position * settings.batch_size:(position + 1) * settings.batch_size].tolist()
 
 
-def train_lora(
-    chats: Sequence[Sequence[dict[str, str]]], output_dir: str | Path, *, settings: LoraSettings | None = None,
+def train_adapter(
+    chats: Sequence[Sequence[dict[str, str]]], output_dir: str | Path, *, settings: AdapterSettings | None = None,
     names: Sequence[str] | None = None, device: str | None = None, progress: bool = True,
     base: Callable[[], tuple[Any, Any]] | None = None, after_step: Callable[[int, float], None] | None = None,
     base_gguf: str | Path | None = None, start_from: str | Path | None = None,
 ) -> TrainedAdapter:
-    """Train a LoRA adapter on `chats` (system, user, assistant; e.g. the train rows' ``messages``
-    of `TrainingData.examples`), resuming from the newest checkpoint in `output_dir` when there
-    is one. `names` name the rows in error messages; `base` returns (model, tokenizer) (default:
-    the GGUF `base_gguf`, else the embedded SmolLM2, on `device`), and `base_gguf` is the file it
-    was loaded from, or the transformers model folder (model kind ``transformers``), whose
-    identity ``training.json`` records (`base_model.base_identity`); `after_step(step, loss)` is called
-    after every step. `start_from` is an adapter folder (an earlier training's ``adapter/``) whose
-    weights training continues from, as a loop round continues from the round before; its
-    settings (rank, targets, method) must be these `settings`'.
+    """Train an adapter (LoRA or a soft prompt: `settings.method`) on `chats` (system, user,
+    assistant; e.g. the train rows' ``messages`` of `TrainingData.examples`), resuming from the
+    newest checkpoint in `output_dir` when there is one. `names` name the rows in error messages;
+    `base` returns (model, tokenizer) (default: the GGUF `base_gguf`, else the embedded SmolLM2,
+    on `device`), and `base_gguf` is the file it was loaded from, or the transformers model folder
+    (model kind ``transformers``), whose identity ``training.json`` records
+    (`base_model.base_identity`); `after_step(step, loss)` is called after every step. `start_from`
+    is an adapter folder (an earlier training's ``adapter/``) whose weights training continues
+    from, as a loop round continues from the round before; its settings (rank, targets, method)
+    must be these `settings`'.
     Raises TrainingRowError before training when a row is unusable, CheckpointMismatch when the
     folder's checkpoint was made for other rows or settings."""
     import torch
@@ -152,7 +155,7 @@ def train_lora(
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
-    settings = settings or LoraSettings()
+    settings = settings or AdapterSettings()
     if not chats:
         raise InputError("no training rows: build training data first (workbench data)")
     output_dir = Path(output_dir)
@@ -194,7 +197,7 @@ def train_lora(
     model.train()
     pad = tokenizer.pad_token_id
     share = _process_share(accelerator.process_index, accelerator.num_processes)
-    bar = tqdm(total=steps, initial=start, desc="LoRA", unit="step",
+    bar = tqdm(total=steps, initial=start, desc=METHOD_NAMES[settings.method], unit="step",
                disable=not progress or not accelerator.is_local_main_process)
     for step in range(start, steps):
         batch = pad_batch([rows[i] for i in share(batch_rows(step, len(rows), settings))], pad)
@@ -270,7 +273,7 @@ def _restore_device_rng(torch: Any, saved: Any, device_name: str) -> None:
     torch.cuda.set_rng_state(saved.cpu(), torch.device(device_name))
 
 
-def peft_config(settings: LoraSettings, tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]]) -> Any:
+def peft_config(settings: AdapterSettings, tokenizer: Any, chats: Sequence[Sequence[dict[str, str]]]) -> Any:
     """peft's configuration for `settings.method`."""
     from peft import LoraConfig, PromptTuningConfig, PromptTuningInit
 
@@ -283,7 +286,7 @@ def peft_config(settings: LoraSettings, tokenizer: Any, chats: Sequence[Sequence
                               prompt_tuning_init=PromptTuningInit.RANDOM)
 
 
-def _load_start(model: Any, folder: Path, settings: LoraSettings) -> None:
+def _load_start(model: Any, folder: Path, settings: AdapterSettings) -> None:
     """Put the weights of the adapter in `folder` into the fresh peft `model`, after checking that
     it was trained with the same kind of adapter."""
     from peft import PeftConfig, set_peft_model_state_dict
@@ -292,7 +295,7 @@ def _load_start(model: Any, folder: Path, settings: LoraSettings) -> None:
     weights = folder / "adapter_model.safetensors"
     if not weights.exists():
         raise MissingInputError(f"{folder} holds no adapter_model.safetensors: pass the adapter/ folder of an "
-                                "earlier training (train_lora's TrainedAdapter.path)")
+                                "earlier training (train_adapter's TrainedAdapter.path)")
     saved = PeftConfig.from_pretrained(str(folder))
     wanted = peft_config(settings, None, [])
     mine = {"type": str(wanted.peft_type), "r": getattr(wanted, "r", None),
@@ -346,7 +349,7 @@ def _save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int =
         old.unlink(missing_ok=True)
 
 
-def _check_same(state: dict[str, Any], digest: str, settings: LoraSettings, path: Path) -> None:
+def _check_same(state: dict[str, Any], digest: str, settings: AdapterSettings, path: Path) -> None:
     if state.get("data_hash") != digest:
         raise CheckpointMismatch(f"{path} was made for other training rows (data hash {state.get('data_hash')}, "
                                  f"now {digest}); train into another folder, or delete this one to start again")

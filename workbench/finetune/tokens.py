@@ -22,7 +22,7 @@ from typing import Any
 from workbench.core.errors import InputError
 
 IGNORE = -100  # the label PyTorch's cross-entropy leaves out
-MAX_LENGTH = 1024  # tokens a training row may have by default (`LoraSettings.max_length`, `--max-length`)
+MAX_LENGTH = 1024  # tokens a training row may have by default (`AdapterSettings.max_length`, `--max-length`)
 
 
 class TrainingRowError(InputError):
@@ -95,7 +95,7 @@ def prompt_length(tokenizer: Any, messages: Sequence[dict[str, str]]) -> int:
 def too_long_message(where: str, tokens: int, max_length: int) -> str:
     """The error for a row of `tokens` tokens over `max_length`: what, the limit, and the flag."""
     return (f"{where}: {tokens} tokens, more than the {max_length} the training allows (--max-length "
-            f"{max_length}, LoraSettings.max_length); raise --max-length (within the model's context), render the "
+            f"{max_length}, AdapterSettings.max_length); raise --max-length (within the model's context), render the "
             "rows with the compact variant 'tuned' (--train-variant tuned: no label list), or shorten or drop the text")
 
 

@@ -268,7 +268,7 @@ def adapter_identity(adapter: str | Path) -> dict[str, str]:
     if not (path / "adapter_config.json").is_file() or not weights.is_file():
         raise ModelFolderError(f"adapter {adapter} is not a peft adapter folder (adapter_config.json and "
                                "adapter_model.safetensors): pass the adapter/ folder that `workbench finetune` or "
-                               "train_lora wrote")
+                               "train_adapter wrote")
     identity = {"name": f"{path.parent.name}/{path.name}", "sha256": cached_file_sha256(weights)}
     record = _training_record(path)
     if record.get("data_hash"):
