@@ -199,7 +199,7 @@ def round_settings(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
     if "arms" in fields:
         arms = _names(args.arms)
         extra["arms"] = tuple(arms)
-    settings = RoundSettings(training=training, regression_size=args.regression_size, anchors=args.anchors,
+    settings = RoundSettings(training=training, regression_size=args.regression_size, anchor_share=args.anchors,
                              margin=args.margin, **extra)
     return settings, arms
 

@@ -310,9 +310,9 @@ def test_a_round_with_anchors_trains_on_pool_examples_that_balance_its_labels(ex
 
     # The fake model answers "request" to everything: the errors are every other label, unevenly.
     plain = run_round(experiment, folder=tmp_path / "plain", progress=False, log=lambda _: None,
-                      encoder=WordsEncoder(), settings=RoundSettings(anchors=0.0))
+                      encoder=WordsEncoder(), settings=RoundSettings(anchor_share=0.0))
     anchored = run_round(experiment, folder=tmp_path / "anchored", progress=False, log=lambda _: None,
-                         encoder=WordsEncoder(), settings=RoundSettings(anchors=1.0))
+                         encoder=WordsEncoder(), settings=RoundSettings(anchor_share=1.0))
     rows = plain.frame("training_data/train_rows.parquet")
     with_anchors = anchored.frame("training_data/train_rows.parquet")
     anchors = with_anchors[with_anchors["source"] == "anchors"]
@@ -463,10 +463,10 @@ def test_settings_that_change_what_a_round_means_are_refused_unless_forced(exper
     asked, _, _ = stand_ins
     folder = tmp_path / "rounds"
     first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
-    assert first.record["fingerprint"]["anchors"] == RoundSettings().anchors
+    assert first.record["fingerprint"]["anchors"] == RoundSettings().anchor_share
     calls = len(asked)
     with pytest.raises(RoundError, match=r"--anchors: 1\.0 before, 0\.5 now"):
-        run_round(experiment, folder=folder, settings=RoundSettings(anchors=0.5), log=lambda _: None,
+        run_round(experiment, folder=folder, settings=RoundSettings(anchor_share=0.5), log=lambda _: None,
                   encoder=WordsEncoder())
     with pytest.raises(RoundError, match="--margin"):
         run_round(experiment, folder=folder, settings=RoundSettings(margin=0.05), log=lambda _: None,
@@ -475,7 +475,7 @@ def test_settings_that_change_what_a_round_means_are_refused_unless_forced(exper
     with pytest.raises(RoundError, match=r"the examples evaluated \(--limit"):
         run_round(fewer, folder=folder, log=lambda _: None, encoder=WordsEncoder())
     assert len(asked) == calls and finished_rounds(folder) == [1]  # refused before any model call
-    second = run_round(experiment, folder=folder, settings=RoundSettings(anchors=0.5), force=True, progress=False,
+    second = run_round(experiment, folder=folder, settings=RoundSettings(anchor_share=0.5), force=True, progress=False,
                        log=lambda _: None, encoder=WordsEncoder())
     assert second.record["forced"] == ["--anchors: 1.0 before, 0.5 now"]
     assert second.record["fingerprint"]["anchors"] == 0.5
@@ -764,7 +764,7 @@ def test_a_reference_arm_without_enough_pool_rows_is_noted_not_fatal(experiment,
     # anchors: choose_anchors fails on a pool the neighbours used up, a separate matter.)
     small = replace(experiment, examples=experiment.examples.head(3))
     done = run_round(small, folder=tmp_path / "rounds", progress=False, log=lambda _: None, encoder=WordsEncoder(),
-                     settings=RoundSettings(arms=ALL_ARMS, anchors=0.0))
+                     settings=RoundSettings(arms=ALL_ARMS, anchor_share=0.0))
     summary = done.record["arms"]
     assert set(summary["rows"]) == {"targeted"} and len(summary["notes"]) == 2
     assert summary["notes"][0].startswith("the random arm was not trained") and summary["verdict"] == ""

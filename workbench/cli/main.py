@@ -866,7 +866,7 @@ def _loop(args: argparse.Namespace) -> int:
                                max_length=args.max_length)
     settings = RoundSettings(variant=args.train_variant, training=training, replay=not args.no_replay,
                              compare_repeats=args.repeats, regression_size=args.regression_size,
-                             keep_worse=args.keep_worse, anchors=args.anchors, margin=args.margin,
+                             keep_worse=args.keep_worse, anchor_share=args.anchors, margin=args.margin,
                              near_duplicate=args.near_duplicate,
                              arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()))
     wanted = args.rounds if args.until is None else max(0, args.until - len(finished_rounds(folder)))

@@ -30,16 +30,17 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
     """What decides what a round means, as plain JSON values: ``examples`` (how many the run
     evaluates and a SHA-256 of their sorted ids: `--limit` and the dataset), ``variants`` (the
     experiment's), ``variant`` (the training variant), ``distance_threshold``, ``min_size``,
-    ``anchors``, ``regression_size``, ``replay``, ``margin``, ``near_duplicate``, ``arms`` (in
-    `arms.ARMS` order) and ``training`` (every `AdapterSettings` field). Not in it: `compare_repeats`
-    (extra consistency answers only) and `keep_worse` (a decision about the next round, recorded as
-    ``accepted``)."""
+    ``anchors`` (`RoundSettings.anchor_share`, under the key rounds were recorded with, so that
+    their fingerprints still match), ``regression_size``, ``replay``, ``margin``,
+    ``near_duplicate``, ``arms`` (in `arms.ARMS` order) and ``training`` (every `AdapterSettings`
+    field). Not in it: `compare_repeats` (extra consistency answers only) and `keep_worse` (a
+    decision about the next round, recorded as ``accepted``)."""
     ids = sorted(str(e) for e in experiment.dataset["example_id"].unique())
     return json.loads(json.dumps({
         "examples": {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()},
         "variants": list(experiment.variants), "variant": settings.variant,
         "distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
-        "anchors": settings.anchors, "regression_size": settings.regression_size, "replay": settings.replay,
+        "anchors": settings.anchor_share, "regression_size": settings.regression_size, "replay": settings.replay,
         "margin": settings.margin, "near_duplicate": settings.near_duplicate,
         "arms": [arm for arm in ARMS if arm in settings.arms],
         "training": dict(vars(settings.training)),

@@ -97,7 +97,7 @@ class RoundSettings:
     rounds' training rows are replayed (`replay`), and `compare_repeats` (repeats at temperature
     > 0 in the before/after, for consistency; 0: none), `regression_size` (the most regression
     cases the training data keeps), `keep_worse` (build on a tuned model even when the paired
-    test finds it worse than its start), `anchors` (pool examples added to balance the training
+    test finds it worse than its start), `anchor_share` (pool examples added to balance the training
     labels, at most this share of the points' rows; 0: none; `trainingdata.anchors`) and `margin`
     (the accept gate's non-inferiority margin, in the kind's headline metric: a round is built on
     only when its tuned model scores at least its start's score minus `margin` on all test cases
@@ -114,7 +114,7 @@ class RoundSettings:
     compare_repeats: int = 0
     regression_size: int = 50
     keep_worse: bool = False
-    anchors: float = DEFAULT_SHARE
+    anchor_share: float = DEFAULT_SHARE
     margin: float = 0.02
     near_duplicate: float = NEAR_DUPLICATE_COSINE
     arms: tuple[str, ...] = ("targeted",)
@@ -314,9 +314,10 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         "started_from": f"round {start.number}" if start else "base model",
         "start_round": start.number if start else None, "chain": [r.number for r in chain],
         "start_adapter": config.get(ADAPTER_KEYS[kind]), "variant": settings.variant, "stages": stages,
+        # ``anchors`` is `anchor_share` under the key earlier rounds were recorded with.
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
-                     "anchors": settings.anchors, "margin": settings.margin, "keep_worse": settings.keep_worse,
+                     "anchors": settings.anchor_share, "margin": settings.margin, "keep_worse": settings.keep_worse,
                      "arms": list(settings.arms),
                      "training": {key: value for key, value in vars(settings.training).items()}},
         "fingerprint": settings_print, "forced": forced,
@@ -462,7 +463,7 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
     # what it cannot see (an example id trained on under another text).
     data = build_training_data(points, assignments, run.dataset, run.task, pool=experiment.examples,
                                variant=settings.variant, regression_size=settings.regression_size,
-                               anchors=settings.anchors, encoder=encoder, threshold=settings.near_duplicate,
+                               anchors=settings.anchor_share, encoder=encoder, threshold=settings.near_duplicate,
                                trained_texts=list(old["text"].astype(str)) if old is not None else ())
     examples = data.examples
     is_test = examples["split"].eq("test")
