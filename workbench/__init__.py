@@ -1,6 +1,8 @@
 """workbench: find where a general LLM fails on a client's task, and fix it.
 
-One import line per stage; optional and heavy parts (plotly, ipywidgets, argilla) load on first use.
+One import line for every stage's verbs, from the task and the prompt variants to the training
+data, the fine-tuning and the loop's rounds; optional and heavy parts (plotly, ipywidgets, argilla,
+spaCy, datasets, torch, transformers, peft) load on first use.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from workbench.core.data import DatasetError, label_counts, load_dataset, sample_dataset, validate_dataset
+from workbench.core.data import DatasetError, label_counts, load_dataset, read_table, sample_dataset, validate_dataset
 from workbench.core.task import Task, TaskSpecError, load_task
 from workbench.models.base import GenerationOptions, Model
 from workbench.models.pricing import load_prices
@@ -53,17 +55,56 @@ _LAZY = {
     "PointExplorer": "workbench.reporting.point_explorer",
     "name_points": "workbench.points.naming",
     "description_fit": "workbench.points.naming",
+    "read_points": "workbench.points.run_points",
+    "write_points": "workbench.points.run_points",
+    "TrainingData": "workbench.trainingdata.examples",
+    "build_training_data": "workbench.trainingdata.examples",
+    "add_examples": "workbench.trainingdata.examples",
+    "score_points": "workbench.trainingdata.scoring",
+    "write_chat_jsonl": "workbench.trainingdata.openai_jsonl",
+    "read_chat_jsonl": "workbench.trainingdata.openai_jsonl",
+    "write_test_cases": "workbench.trainingdata.openai_jsonl",
+    "to_chat_dataset": "workbench.trainingdata.export_hf",
+    "to_token_classification": "workbench.trainingdata.export_hf",
+    "save_dataset": "workbench.trainingdata.export_hf",
+    "write_docbins": "workbench.trainingdata.export_spacy",
+    "train_spacy": "workbench.trainingdata.export_spacy",
+    "spacy_predictions": "workbench.trainingdata.export_spacy",
+    "targeted_candidates": "workbench.trainingdata.targeted",
+    "push_targeted": "workbench.trainingdata.targeted",
+    "targeted_rows": "workbench.trainingdata.targeted",
+    "AdapterSettings": "workbench.finetune.lora",
+    "TrainedAdapter": "workbench.finetune.lora",
+    "train_adapter": "workbench.finetune.lora",
+    "before_after": "workbench.finetune.before_after",
+    "learning_curve": "workbench.finetune.learning_curve",
+    "llama_cpp_lora_trainer": "workbench.finetune.learning_curve",
     "load_experiment": "workbench.experiments.config",
+    "load_notebook_experiment": "workbench.experiments.notebook_runs",
+    "write_run_if_needed": "workbench.experiments.notebook_runs",
     "Run": "workbench.experiments.runs",
     "run_experiment": "workbench.experiments.runs",
     "write_run": "workbench.experiments.runs",
     "load_run": "workbench.experiments.runs",
+    "RoundSettings": "workbench.experiments.rounds",
+    "run_round": "workbench.experiments.rounds",
+    "loop_folder": "workbench.experiments.rounds",
+    "finished_rounds": "workbench.experiments.rounds",
+    "load_rounds": "workbench.experiments.rounds",
+    "compare_rounds": "workbench.experiments.round_comparison",
+    "write_loop_report": "workbench.experiments.round_comparison",
+    "plot_rounds": "workbench.reporting.rounds_report",
+    "plot_point_status": "workbench.reporting.rounds_report",
+    "load_training_losses": "workbench.reporting.training_plots",
+    "plot_training_loss": "workbench.reporting.training_plots",
+    "plot_learning_curve": "workbench.reporting.training_plots",
 }
 
 __all__ = [
     "DatasetError", "GenerationOptions", "Model", "PromptVariant", "ResponseCache", "RetryPolicy", "Task",
     "TaskSpecError", "build_requests", "format_messages", "label_counts", "load_dataset", "load_prices", "load_task",
-    "model_from_config", "parse_variant", "render_messages", "run_variants", "sample_dataset", "validate_dataset",
+    "model_from_config", "parse_variant", "read_table", "render_messages", "run_variants", "sample_dataset",
+    "validate_dataset",
     *_LAZY,
 ]
 
