@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import InputError
+from workbench.core.user_cache import cache_dir
 from workbench.models.llama_cpp import embedded_model_path
 from workbench.models.transformers_local import cached_file_sha256, folder_identity, load_model_folder, pick_device
 
@@ -47,12 +48,10 @@ DONE = "workbench-dequantized.json"
 
 def dequantized_folder(gguf: str | Path) -> Path:
     """Where the float32 transformers copy of the GGUF `gguf` is kept: ``<cache>/bases/<name>-<first
-    16 hex of its SHA-256>`` under $WORKBENCH_CACHE (else ~/.cache/workbench). Dequantizing a GGUF
+    16 hex of its SHA-256>`` in the user's cache folder (`cache_dir`). Dequantizing a GGUF
     takes about 16 s on 2 cores (most of it the tokenizer's conversion and the tensors' unpacking),
     and every training, learning curve and soft-prompt re-test loads the base again; the copy loads
     in under a second. It is keyed by content, so a GGUF replaced under the same name gets its own."""
-    from workbench.finetune.gguf_adapter import cache_dir
-
     path = Path(gguf)
     return cache_dir() / "bases" / f"{path.stem}-{file_sha256(str(path))[:16]}"
 

@@ -39,7 +39,7 @@ from workbench.core.answers import is_missing
 from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
-from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.points.encoder import Encoder, default_encoder
 from workbench.points.families import find_families
 from workbench.prompting.variants import parse_variant
 
@@ -146,7 +146,7 @@ class ErrorClusterer:
         members = frame[~relabel].drop_duplicates(["example_id", "signature"])
         contexts = {(row["example_id"], row["signature"]): task.kind.error_context(row)
                     for row in members.to_dict("records")}
-        encoder = self.encoder or SentenceEncoder()
+        encoder = self.encoder or default_encoder()
         keys = list(contexts)
         vectors = encoder.encode([contexts[key] for key in keys]) if keys else np.zeros((0, 1))
         position = {key: index for index, key in enumerate(keys)}

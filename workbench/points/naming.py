@@ -22,7 +22,7 @@ from workbench.core.answers import extract_json
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.models.base import ChatRequest, Completion, GenerationOptions, Model
-from workbench.points.encoder import Encoder, SentenceEncoder
+from workbench.points.encoder import Encoder, default_encoder
 from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import send_requests
 
@@ -87,7 +87,7 @@ def name_points(
         name, description, problem = _read(answer)
         table.at[i, "llm_name"], table.at[i, "llm_description"] = name, description
         table.at[i, "naming_error"] = problem
-    encoder = encoder or SentenceEncoder()
+    encoder = encoder or default_encoder()
     table["keyword_fit"] = description_fit(table, assignments, task, encoder)
     table["llm_fit"] = description_fit(table.assign(description=table["llm_description"].fillna("")), assignments,
                                        task, encoder)
