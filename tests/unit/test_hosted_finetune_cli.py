@@ -76,9 +76,9 @@ def template(stub, tmp_path_factory):
     run = write_run(run_experiment(experiment, model=FakeModel('{"label": "request"}'), progress=False),
                     experiment.run_dir)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("workbench.points.cluster.SentenceEncoder", WordsEncoder)
-        patch.setattr("workbench.points.naming.SentenceEncoder", WordsEncoder)
-        patch.setattr("workbench.points.encoder.default_encoder", lambda: CachedEncoder(WordsEncoder()))
+        words = CachedEncoder(WordsEncoder())
+        for module in ("encoder", "cluster", "naming"):
+            patch.setattr(f"workbench.points.{module}.default_encoder", lambda: words)
         assert main(["points", str(run.path)]) == 0
         assert main(["data", str(run.path), "--train-variant", "zero_shot"]) == 0
     examples = read_frame(run.path / "training_data" / "examples.parquet")
