@@ -459,19 +459,20 @@ def test_strict_scores_equal_seqeval_strict_iob2(case):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_strict_and_boundary_scores_equal_nervaluate(case):
-    from nervaluate import Evaluator as evaluator
+    from nervaluate import Evaluator
+
     frame, gold = CASES[case]()
     scores = score_ner(frame, gold, LABELS)
     variant = frame["variant"].iloc[0]
     y_true, y_pred = tag_sequences(frame, gold)
-    by_tags = evaluator(y_true, y_pred, tags=LABELS, loader="list").evaluate()
+    by_tags = Evaluator(y_true, y_pred, tags=LABELS, loader="list").evaluate()
     # The same on character offsets; nervaluate's ends are inclusive.
     gold_spans = frame["example_id"].map(gold.set_index("example_id")["spans"])
     inclusive = [[{"label": s["label"], "start": s["start"], "end": s["end"] - 1} for s in spans or []]
                  for spans in gold_spans]
     predicted = [[{"label": s["label"], "start": s["start"], "end": s["end"] - 1} for s in spans or []]
                  for spans in frame["prediction"]]
-    by_chars = evaluator(inclusive, predicted, tags=LABELS, loader="dict").evaluate()
+    by_chars = Evaluator(inclusive, predicted, tags=LABELS, loader="dict").evaluate()
 
     for results in (by_tags, by_chars):
         for mine, theirs in ((row(scores, variant=variant), results["overall"]["strict"]),
@@ -502,12 +503,13 @@ def untangled(frame, gold):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_type_mode_equals_nervaluate_ent_type_where_no_span_overlaps_two(case):
-    from nervaluate import Evaluator as evaluator
+
+    from nervaluate import Evaluator
     frame, gold = CASES[case]()
     simple = untangled(frame, gold)
     assert 0.5 * len(frame) < len(simple) < len(frame)  # the perturbations do tangle some rows
     scores = score_ner(simple, gold, LABELS, modes=["type"])
-    results = evaluator(*tag_sequences(simple, gold), tags=LABELS, loader="list").evaluate()
+    results = Evaluator(*tag_sequences(simple, gold), tags=LABELS, loader="list").evaluate()
     variant = simple["variant"].iloc[0]
     assert row(scores, mode="type", variant=variant)["f1"] == pytest.approx(results["overall"]["ent_type"].f1, abs=1e-9)
     for label in LABELS:
