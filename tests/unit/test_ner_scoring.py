@@ -503,8 +503,8 @@ def untangled(frame, gold):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_type_mode_equals_nervaluate_ent_type_where_no_span_overlaps_two(case):
-
     from nervaluate import Evaluator
+
     frame, gold = CASES[case]()
     simple = untangled(frame, gold)
     assert 0.5 * len(frame) < len(simple) < len(frame)  # the perturbations do tangle some rows
