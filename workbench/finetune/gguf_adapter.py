@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.user_cache import cache_dir
 
 CONVERTER = "convert_lora_to_gguf.py"
 _KEEP = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
@@ -34,11 +35,6 @@ _KEEP = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "ggu
 
 class AdapterConversionError(WorkbenchError, RuntimeError):
     """The adapter could not be converted; the message says why and what to do."""
-
-
-def cache_dir() -> Path:
-    """Where fetched tools are kept: $WORKBENCH_CACHE, else ~/.cache/workbench."""
-    return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
 
 
 def converter(folder: str | Path | None = None) -> Path:

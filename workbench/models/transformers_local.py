@@ -117,7 +117,7 @@ class TransformersModel:
             latency = time.perf_counter() - started
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         finished = len(new) and int(new[-1]) == self.tokenizer.eos_token_id
-        return Completion(text=text.strip(), tokens_in=int(encoded["input_ids"].shape[1]), tokens_out=int(len(new)),
+        return Completion(text=text.strip(), tokens_in=int(encoded["input_ids"].shape[1]), tokens_out=len(new),
                           finish_reason="stop" if finished or len(new) < options.max_tokens else "length",
                           latency_s=latency)
 
@@ -187,9 +187,8 @@ _HASHES_LOCK = threading.Lock()
 
 
 def hash_cache_path() -> Path:
-    """Where file hashes are kept: ``file_sha256.json`` in $WORKBENCH_CACHE, else ~/.cache/workbench
-    (the folder `finetune.gguf_adapter.cache_dir` names)."""
-    return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench") / "file_sha256.json"
+    """Where file hashes are kept: ``file_sha256.json`` in the user's cache folder (`cache_dir`)."""
+    return cache_dir() / "file_sha256.json"
 
 
 def cached_file_sha256(path: str | Path) -> str:
