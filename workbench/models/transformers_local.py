@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workbench.core.user_cache import cache_dir
 from workbench.models.base import ChatRequest, Completion, FatalModelError
 
 HASHED_SUFFIXES = (".json", ".jinja", ".model", ".txt", ".safetensors", ".bin")
