@@ -39,11 +39,13 @@ def test_finetune_trains_converts_and_compares_per_point(tmp_path):
     run = write_run(run_experiment(experiment, model=FakeModel('{"label": "request"}'), progress=False),
                     experiment.run_dir)
     cli("points", str(run.path), cwd=tmp_path)
-    cli("data", str(run.path), "--train-variant", "zero_shot", cwd=tmp_path)
+    # Six regression cases, not 50: the re-test answers every test case twice (base and tuned).
+    cli("data", str(run.path), "--train-variant", "zero_shot", "--regression-size", "6", cwd=tmp_path)
     out = cli("finetune", str(run.path), "--steps", "3", "--batch-size", "2", cwd=tmp_path)
     assert "trained 3 steps on" in out and (run.path / "finetune" / "lora" / "adapter.gguf").exists()
     table = pd.read_csv(run.path / "finetune" / "lora" / "before_after.csv")
     assert table["point_id"].iloc[-1] == "(all test cases)" and "regression" in set(table["point_id"])
+    assert table.set_index("point_id").loc["regression", "cases"] == 6
     assert set(table["verdict"]) <= {"better", "worse", "no clear difference"}
     assert (table["p_adjusted"] >= table["p_value"] - 1e-12).all() and table["small"].iloc[0]
     assert table["cases"].iloc[-1] == pd.read_json(run.path / "training_data" / "test_cases.jsonl", lines=True).shape[0]

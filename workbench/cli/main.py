@@ -182,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "prompt, no label list)")
     data.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
                       help="an annotation snapshot whose corrections replace gold targets (repeatable)")
+    data.add_argument("--regression-size", type=int, default=50,
+                      help="most regression cases: evaluated examples in no point, re-tested to catch what a "
+                           "fine-tune breaks")
     _anchors_argument(data)
     data.add_argument("--overwrite", action="store_true", help="replace training data written before")
 
@@ -654,7 +657,7 @@ def _data(args: argparse.Namespace) -> int:
         raise OverwriteError(f"{folder} holds training data already: pass --overwrite to replace it")
     data = build_training_data(points, assignments, run.dataset, run.task, pool=pool, corrections=corrections,
                                variant=args.train_variant, anchors=args.anchors, threshold=args.near_duplicate,
-                               template_dir=run.template_dir)
+                               regression_size=args.regression_size, template_dir=run.template_dir)
     data.write(folder, overwrite=args.overwrite)
     write_test_cases(data.examples, cases, run.task, overwrite=args.overwrite)
     table = data.leakage.merge(data.counts().reset_index().groupby("point_id").sum(numeric_only=True),
