@@ -16,7 +16,7 @@ from workbench.experiments.config import load_experiment
 from workbench.experiments.round_comparison import compare_rounds, write_loop_report
 from workbench.experiments.rounds import RoundError, finished_rounds, load_rounds, run_round
 from workbench.testing.fake_model import FakeModel
-from workbench.trainingdata.scoring import ALL
+from workbench.trainingdata.scoring import ALL_TEST_CASES
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def stand_ins(monkeypatch):
                  "verdict": "no clear difference", "p_value": 0.5}
                 for p, group in tests.groupby("point_id") if p != "regression"]
         for point_id, (base, tuned) in re_test.figures.items():
-            cases = tests.loc[tests["point_id"] == point_id, "example_id"].nunique() if point_id != ALL else (
+            cases = tests.loc[tests["point_id"] == point_id, "example_id"].nunique() if point_id != ALL_TEST_CASES else (
                 tests["example_id"].nunique())
             rows.append({"point_id": point_id, "cases": max(cases, 1), "metric": "accuracy", "base": base,
                          "tuned": tuned, "difference": tuned - base, "low": tuned - base - 0.2,
@@ -91,7 +91,7 @@ def stand_ins(monkeypatch):
 
     fine_tune.fail, fine_tune.started_from = False, []
     re_test.verdict, re_test.point_base, re_test.tested = "no clear difference", 0.0, []
-    re_test.figures = {ALL: (0.2, 0.4), "regression": (0.9, 0.9)}  # point_id -> (base, tuned)
+    re_test.figures = {ALL_TEST_CASES: (0.2, 0.4), "regression": (0.9, 0.9)}  # point_id -> (base, tuned)
     re_test.best_base = None  # point_id -> the start model's score with its best prompt
     monkeypatch.setattr("workbench.models.registry.model_from_config", model_from_config)
     monkeypatch.setattr(rounds, "_fine_tune", fine_tune)
@@ -264,10 +264,10 @@ def _write_round(folder, number, *, run_answers, points, table, train_rows, base
 def test_the_comparison_names_fixed_open_and_new_points_and_regressions(tmp_path):
     # Round 1: a, b, c wrong, d right. P1 = {a, b} fixed on its tests; P2 = {c} improved but not perfect.
     _write_round(tmp_path, 1, run_answers={"a": "request", "b": "request", "c": "request", "d": "fraud"},
-                 points={"P1": ["a", "b"], "P2": ["c"]}, table={"P1": 1.0, "P2": 0.5, ALL: 0.6}, train_rows=["a"])
+                 points={"P1": ["a", "b"], "P2": ["c"]}, table={"P1": 1.0, "P2": 0.5, ALL_TEST_CASES: 0.6}, train_rows=["a"])
     # Round 2: a, b now right; c still wrong (P2 recurs as Q1); d regressed; Q2 = {d} is new.
     _write_round(tmp_path, 2, run_answers={"a": "fraud", "b": "fraud", "c": "request", "d": "request"},
-                 points={"Q1": ["c"], "Q2": ["d"]}, table={"Q1": 1.0, "Q2": 1.0, ALL: 0.8}, train_rows=["c"])
+                 points={"Q1": ["c"], "Q2": ["d"]}, table={"Q1": 1.0, "Q2": 1.0, ALL_TEST_CASES: 0.8}, train_rows=["c"])
     comparison = compare_rounds(load_rounds(tmp_path))
     first = comparison.points[comparison.points["round"] == 1].set_index("point_id")
     assert first.loc["P1", "status"] == "fixed" and first.loc["P1", "members_wrong_next"] == 0.0
@@ -288,13 +288,13 @@ def test_a_round_whose_model_tests_worse_is_kept_but_not_built_on(experiment, st
     folder = tmp_path / "rounds"
     # 0.433 -> 0.313: the paired test says "no clear difference" on a few dozen cases; the margin
     # gate rejects it all the same.
-    re_test.figures[ALL] = (0.433, 0.313)
+    re_test.figures[ALL_TEST_CASES] = (0.433, 0.313)
     first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert first.adapter is not None and first.record["accepted"] is False and first.record["margin"] == 0.02
     assert first.record["rejected_because"].startswith("more than the margin 0.02 below its start on all test cases "
                                                        "(0.433 -> 0.313, difference -0.120")
     assert [c["passed"] for c in first.record["gate"]] == [False, True]
-    re_test.figures[ALL] = (0.3, 0.5)
+    re_test.figures[ALL_TEST_CASES] = (0.3, 0.5)
     second = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert asked[-1] is None and fine_tune.started_from[-1] is None  # round 2 starts from the base model again
     assert second.record["started_from"] == "base model" and second.record["accepted"] is True
@@ -330,8 +330,8 @@ def test_a_point_the_base_model_already_had_right_is_not_fixed(tmp_path):
     # (a broken point is not "already right"); P5: 0.0 -> 0.5 improved; P6 has no test cases.
     _write_round(tmp_path, 1, run_answers={e: "request" for e in "abcdef"},
                  points={"P1": ["a"], "P2": ["b"], "P3": ["c"], "P4": ["d"], "P5": ["e"], "P6": ["f"]},
-                 table={"P1": 1.0, "P2": 1.0, "P3": 0.5, "P4": 0.5, "P5": 0.5, ALL: 0.7},
-                 base={"P1": 1.0, "P2": 0.5, "P3": 0.5, "P4": 1.0, "P5": 0.0, ALL: 0.6}, train_rows=["a"])
+                 table={"P1": 1.0, "P2": 1.0, "P3": 0.5, "P4": 0.5, "P5": 0.5, ALL_TEST_CASES: 0.7},
+                 base={"P1": 1.0, "P2": 0.5, "P3": 0.5, "P4": 1.0, "P5": 0.0, ALL_TEST_CASES: 0.6}, train_rows=["a"])
     comparison = compare_rounds(load_rounds(tmp_path))
     status = comparison.points.set_index("point_id")["status"].to_dict()
     assert status == {"P1": "already right", "P2": "fixed", "P3": "unchanged", "P4": "worse", "P5": "improved",
@@ -361,9 +361,9 @@ def test_a_fix_is_confirmed_only_by_a_next_round_that_built_on_it(tmp_path):
     # own before/after, marked as not built on; and round 1's training rows were never shown to
     # round 2's model, so they count as untouched there.
     _write_round(tmp_path, 1, run_answers={"a": "request", "b": "request"}, points={"P1": ["a", "b"]},
-                 table={"P1": 1.0, ALL: 0.4}, base={ALL: 0.6}, train_rows=["a"], accepted=False)
+                 table={"P1": 1.0, ALL_TEST_CASES: 0.4}, base={ALL_TEST_CASES: 0.6}, train_rows=["a"], accepted=False)
     _write_round(tmp_path, 2, run_answers={"a": "request", "b": "request"}, points={"Q1": ["a", "b"]},
-                 table={"Q1": 1.0, ALL: 0.6}, train_rows=["b"], started_from="base model", accepted=True)
+                 table={"Q1": 1.0, ALL_TEST_CASES: 0.6}, train_rows=["b"], started_from="base model", accepted=True)
     comparison = compare_rounds(load_rounds(tmp_path))
     first = comparison.points[comparison.points["round"] == 1].iloc[0]
     assert first["status"] == "fixed" and first["recurs_as"] == "Q1" and first["accepted"] == False  # noqa: E712
@@ -372,7 +372,7 @@ def test_a_fix_is_confirmed_only_by_a_next_round_that_built_on_it(tmp_path):
 
 
 def _accepting(re_test):
-    re_test.figures.update({ALL: (0.3, 0.5), "regression": (0.9, 0.9)})
+    re_test.figures.update({ALL_TEST_CASES: (0.3, 0.5), "regression": (0.9, 0.9)})
 
 
 def test_the_gate_rejects_a_round_worse_on_the_regression_set_and_accepts_one_within_the_margin(
@@ -381,7 +381,7 @@ def test_the_gate_rejects_a_round_worse_on_the_regression_set_and_accepts_one_wi
 
     asked, fine_tune, re_test = stand_ins
     # Better on the round's test cases, 0.10 worse on the regression set: harm elsewhere, rejected.
-    re_test.figures.update({ALL: (0.3, 0.5), "regression": (0.9, 0.8)})
+    re_test.figures.update({ALL_TEST_CASES: (0.3, 0.5), "regression": (0.9, 0.8)})
     first = run_round(experiment, folder=tmp_path / "a", progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert first.record["accepted"] is False
     because = first.record["rejected_because"]
@@ -390,11 +390,11 @@ def test_the_gate_rejects_a_round_worse_on_the_regression_set_and_accepts_one_wi
     gate = {check["set"]: check for check in first.record["gate"]}
     assert gate["the regression set"]["passed"] is False and gate["all test cases"]["passed"] is True
     # 0.02 below on both sets is within the default margin (not beyond it): accepted.
-    re_test.figures.update({ALL: (0.32, 0.30), "regression": (0.90, 0.88)})
+    re_test.figures.update({ALL_TEST_CASES: (0.32, 0.30), "regression": (0.90, 0.88)})
     second = run_round(experiment, folder=tmp_path / "b", progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert second.record["accepted"] is True and second.record["rejected_because"] is None
     # A wider stated margin accepts what the default rejects; a regression set of no cases is not checked.
-    table = pd.DataFrame([{"point_id": ALL, "cases": 20, "base": 0.5, "tuned": 0.55},
+    table = pd.DataFrame([{"point_id": ALL_TEST_CASES, "cases": 20, "base": 0.5, "tuned": 0.55},
                           {"point_id": "regression", "cases": 30, "base": 0.9, "tuned": 0.8}])
     assert accept_gate(table, 0.2)[1] is None and accept_gate(table, 0.02)[1] is not None
     assert accept_gate(table.iloc[:1], 0.02)[1] is None
@@ -412,7 +412,7 @@ def test_replay_and_seen_tests_follow_the_chain_of_accepted_rounds_only(experime
     # Round 2 (from round 1's model) is rejected. Its training rows, as if it had also trained on
     # one of round 1's test cases, must neither be replayed nor count as seen by round 3's model,
     # which starts from round 1's again.
-    re_test.figures[ALL] = (0.5, 0.2)
+    re_test.figures[ALL_TEST_CASES] = (0.5, 0.2)
     second = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder())
     assert second.record["accepted"] is False and second.record["start_round"] == 1
     from workbench.core.frames import read_frame, write_frame
@@ -514,7 +514,7 @@ def test_the_gate_measures_the_tuned_model_against_its_starts_best_prompt(experi
     prompt is a straw man. Beating it (0.2 -> 0.4) while falling below the base model's best prompt
     (0.6) by more than the margin is a rejection, and round.json says which prompt the start used."""
     _, _, re_test = stand_ins
-    re_test.best_base = {ALL: 0.6}
+    re_test.best_base = {ALL_TEST_CASES: 0.6}
     first = run_round(experiment, folder=tmp_path / "rounds", progress=False, log=lambda _: None,
                       encoder=WordsEncoder())
     assert not first.record["accepted"]
@@ -648,7 +648,7 @@ def test_the_targeted_arm_alone_decides_acceptance_and_is_built_on(experiment, a
     folder = tmp_path / "rounds"
     # The targeted model falls below its start by more than the margin; the arms answer every case
     # right. The round is still rejected: the references never stand in for the round's model.
-    re_test.figures[ALL] = (0.433, 0.313)
+    re_test.figures[ALL_TEST_CASES] = (0.433, 0.313)
     answer.right = {"random": 1.0, "all": 1.0}
     first = run_round(experiment, folder=folder, progress=False, log=lambda _: None, encoder=WordsEncoder(),
                       settings=settings)

@@ -47,9 +47,10 @@ import pandas as pd
 from workbench.core.errors import InputError
 from workbench.evaluation.errors import find_errors
 from workbench.experiments.rounds import Round, start_chain, started_from_round
+from workbench.points.cluster import TRAINABLE_KINDS
+from workbench.trainingdata.examples import REGRESSION
+from workbench.trainingdata.scoring import ALL_TEST_CASES
 
-ALL = "(all test cases)"
-REGRESSION = "regression"
 SUMMARY_COLUMNS = ["round", "started_from", "accepted", "variant", "examples", "score", "score_untouched", "untouched",
                    "errors", "points", "train_rows", "replayed_rows", "test_cases", "base", "tuned", "verdict",
                    "regression_base", "regression_tuned", "regression_verdict", "rejected_because", "seconds"]
@@ -117,13 +118,13 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
             "score_untouched": _score(run, variant, untouched), "untouched": len(untouched),
             **{key: current.record.get("counts", {}).get(key) for key in
                ("errors", "points", "train_rows", "replayed_rows", "test_cases")},
-            **_row(table, ALL, ""), **_row(table, REGRESSION, "regression_"),
+            **_row(table, ALL_TEST_CASES, ""), **_row(table, REGRESSION, "regression_"),
             "rejected_because": current.record.get("rejected_because"),
             "seconds": round(sum(current.record.get("stages", {}).values()), 1),
         })
         following = rounds[index + 1] if index + 1 < len(rounds) else None
         mine = current.frame("points.parquet")
-        mine = mine[mine["kind"].isin(["point", "other"])] if not mine.empty else mine
+        mine = mine[mine["kind"].isin(TRAINABLE_KINDS)] if not mine.empty else mine
         scores = table.set_index("point_id") if not table.empty else pd.DataFrame()
         next_members = _members(following) if following is not None else {}
         next_wrong = wrong_of(following, variant) if following is not None else set()
@@ -149,7 +150,7 @@ def compare_rounds(rounds: Sequence[Round]) -> RoundComparison:
         if following is not None:
             known = set().union(*(set(ids) for ids in mine["example_ids"])) if not mine.empty else set()
             nxt = following.frame("points.parquet")
-            for point in (nxt[nxt["kind"].isin(["point", "other"])].to_dict("records") if not nxt.empty else []):
+            for point in (nxt[nxt["kind"].isin(TRAINABLE_KINDS)].to_dict("records") if not nxt.empty else []):
                 if not set(point["example_ids"]) & known:
                     new_points.append({"round": following.number, **{k: point[k] for k in NEW_POINT_COLUMNS[1:]}})
             trained_next = trained_before(following)
@@ -204,7 +205,7 @@ def _members(current: Round) -> dict[str, set[str]]:
     points = current.frame("points.parquet")
     if points.empty:
         return {}
-    points = points[points["kind"].isin(["point", "other"])]
+    points = points[points["kind"].isin(TRAINABLE_KINDS)]
     return {p: set(ids) for p, ids in zip(points["point_id"], points["example_ids"])}
 
 

@@ -18,12 +18,12 @@ import pandas as pd
 
 from workbench.core.frames import plain
 from workbench.experiments.arms import ARMS
+from workbench.trainingdata.examples import REGRESSION
+from workbench.trainingdata.scoring import ALL_TEST_CASES
 
 if TYPE_CHECKING:
     from workbench.experiments.config import Experiment
     from workbench.experiments.rounds import RoundSettings
-
-ALL_CASES = "(all test cases)"
 
 
 def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def accept_gate(table: pd.DataFrame, margin: float) -> tuple[list[dict[str, Any]
     ``high``, ``verdict``, ``start_prompt``, ``passed``; the reason for rejection naming the sets and
     figures, None when accepted)."""
     checks: list[dict[str, Any]] = []
-    for name, key in (("all test cases", ALL_CASES), ("the regression set", "regression")):
+    for name, key in (("all test cases", ALL_TEST_CASES), ("the regression set", REGRESSION)):
         found = table[table["point_id"] == key] if not table.empty else table
         if found.empty or not found.iloc[0]["cases"]:
             continue  # no regression cases this round: nothing to check there

@@ -67,7 +67,7 @@ from workbench.core.frames import plain, read_frame, write_frame
 from workbench.experiments.arms import REFERENCE_ARMS, check_arms, run_arms
 from workbench.experiments.config import Experiment
 from workbench.experiments.round_gate import (
-    ALL_CASES,
+    ALL_TEST_CASES,
     accept_gate,
     fingerprint,
     fingerprint_differences,
@@ -76,6 +76,7 @@ from workbench.experiments.round_gate import (
 from workbench.experiments.runs import Run, load_run, redacted_config, run_experiment, write_run
 from workbench.finetune.lora import AdapterSettings
 from workbench.models.base import Model
+from workbench.points.cluster import TRAINABLE_KINDS
 from workbench.trainingdata.anchors import DEFAULT_SHARE
 from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE
 
@@ -333,7 +334,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     with _stage("points", stages, log):
         points, assignments = _points(run, settings, encoder, base_model=start is None,
                                       voters=[parse_variant(v).name for v in experiment.variants])
-    trainable = points[points["kind"].isin(["point", "other"])] if not points.empty else points
+    trainable = points[points["kind"].isin(TRAINABLE_KINDS)] if not points.empty else points
     if trainable.empty:
         record["stopped"] = "no errors" if points.empty else "no training points (only suspected label errors)"
         log(f"round {number}: {record['stopped']}; nothing to train")
@@ -349,7 +350,7 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         trained = _fine_tune(train, work, settings, config, start, progress)
     with _stage("re_test", stages, log):
         table, versus_best = _re_test(examples, run, model, config, work, settings, experiment, points)
-    every = table[table["point_id"] == ALL_CASES].iloc[0]
+    every = table[table["point_id"] == ALL_TEST_CASES].iloc[0]
     record["counts"] = {
         "examples": int(run.dataset["example_id"].nunique()), "errors": int(len(assignments)),
         "points": int((points["kind"] == "point").sum()), "points_and_other": int(len(trainable)),

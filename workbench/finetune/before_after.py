@@ -48,7 +48,7 @@ from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import PREDICTION_COLUMNS, run_variants
 from workbench.prompting.variants import parse_variant
 from workbench.trainingdata.examples import REGRESSION
-from workbench.trainingdata.scoring import ALL, SMALL, gold_of, test_groups
+from workbench.trainingdata.scoring import ALL_TEST_CASES, SMALL, gold_of, test_groups
 
 BEFORE_AFTER_COLUMNS = ["point_id", "cases", "metric", "base", "tuned", "difference", "low", "high", "p_value",
                         "p_adjusted", "method", "verdict", "small"]
@@ -70,7 +70,7 @@ class BeforeAfter:
     """What `before_after` found. Model names (``variant`` values) are ``base``, ``tuned`` and,
     with a best variant, ``base_best``.
 
-    - `table`: one row per point, then "regression" and all test cases (`ALL`), columns
+    - `table`: one row per point, then "regression" and all test cases (`ALL_TEST_CASES`), columns
       `BEFORE_AFTER_COLUMNS`: ``point_id``, ``cases`` (test cases both models answered),
       ``metric``, ``base`` and ``tuned`` (their scores, higher is better), ``difference`` (tuned
       minus base), ``low``/``high`` (the test's unadjusted 95% interval of the difference),
@@ -166,7 +166,7 @@ def _paired_table(predictions: pd.DataFrame, gold: pd.DataFrame, examples: pd.Da
     table = pd.DataFrame(rows)
     # The per-point comparisons are one family; the regression set and all test cases are each a
     # single test of their own.
-    family = ~table["point_id"].isin([ALL, REGRESSION])
+    family = ~table["point_id"].isin([ALL_TEST_CASES, REGRESSION])
     table["p_adjusted"] = table["p_value"]
     table.loc[family, "p_adjusted"] = holm(list(table.loc[family, "p_value"]))
     table["verdict"] = [_verdict(d, p) for d, p in zip(table["difference"], table["p_adjusted"])]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.core.frames import require_columns
+from workbench.points.cluster import TRAINABLE_KINDS
 
 METHOD_COLUMNS = ["point_id", "name", "prompt", "fixed_by"]
 #: The methods `workbench finetune --method` runs, each in ``finetune/<method>/`` of a run folder.
@@ -45,7 +46,7 @@ def points_by_method(points: pd.DataFrame, tuned: Mapping[str, pd.DataFrame]) ->
         require_columns(table, ["point_id", "base", "tuned", "cases"], f"the {method} table",
                         "pass BeforeAfter.table")
     rows = []
-    for point in points[points["kind"].isin(["point", "other"])].to_dict("records"):
+    for point in points[points["kind"].isin(TRAINABLE_KINDS)].to_dict("records"):
         variants = list(point["fixed_by"])
         row = {"point_id": point["point_id"], "name": point["name"], "prompt": ", ".join(variants)}
         fixers = ["prompt variant"] if variants else []

@@ -48,6 +48,9 @@ POINT_COLUMNS = [
     "keywords", "variants_affected", "fixed_by", "persistent", "action", "kind", "right_by_variant", "family",
     "family_note",
 ]
+# The kinds of point that training data is built for and fine-tuning is judged on; the other kind,
+# "relabel" (suspected label errors), goes to annotators.
+TRAINABLE_KINDS = ("point", "other")
 MAP_COLUMNS = ["example_id", "signature", "point_id", "x", "y", "text"]
 ACTIONS = ("prompt change", "add/clarify a definition", "fine-tune", "relabel")
 

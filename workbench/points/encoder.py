@@ -160,6 +160,14 @@ class StoredEncoder:
             return
 
 
+def unit_rows(vectors: np.ndarray, dtype: Any = float) -> np.ndarray:
+    """`vectors` (n, d) scaled to unit length row by row, in `dtype` (None: their own); a zero row
+    stays zero."""
+    vectors = np.asarray(vectors, dtype=dtype)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
 def cached(encoder: Encoder | None) -> Encoder:
     """`encoder` behind a vector cache (itself when it has one); None: `default_encoder()`."""
     if encoder is None:

@@ -49,6 +49,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.stats import binom
 
 from workbench.core.kinds.base import UNPARSED_SIDE
+from workbench.points.encoder import unit_rows
 
 FAMILIES = ("default answer", "signature", "pair", "answer", "gold", "content", "other", "relabel")
 Key = tuple[str, str]  # (example_id, signature): one member
@@ -142,9 +143,6 @@ def joined(signatures: Sequence[str], shown: int = 3) -> str:
     return text + (f" and {len(distinct) - shown} more" if len(distinct) > shown else "")
 
 
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1.0, norms)
 
 
 def join_reverse(clusters: list[list[Key]], gold: dict[Key, str | None], answer: dict[Key, str | None],
@@ -159,7 +157,7 @@ def join_reverse(clusters: list[list[Key]], gold: dict[Key, str | None], answer:
     errors to a planted one-way family of 9 cost it its precision); a one-way confusion stays a
     ``signature`` point, and single errors both ways can still meet in step 5."""
     sides = [(gold[c[0]], answer[c[0]]) for c in clusters]
-    centres = {i: _unit(vectors(c).mean(axis=0, keepdims=True))[0] for i, c in enumerate(clusters)
+    centres = {i: unit_rows(vectors(c).mean(axis=0, keepdims=True), dtype=None)[0] for i, c in enumerate(clusters)
                if sides[i][0] is not None and sides[i][1] not in (None, UNPARSED_SIDE)
                and len({example for example, _ in c}) >= min_size}
     parent = list(range(len(clusters)))
@@ -201,7 +199,7 @@ def related_components(pool: list[Key], gold: dict[Key, str | None], answer: dic
     # Only pairs that share a label need their texts compared (sparse: few do with many labels).
     shared = (incidence @ incidence.T).tocoo()
     first, second = shared.row, shared.col
-    matrix = _unit(vectors(pool))
+    matrix = unit_rows(vectors(pool), dtype=None)
     close = np.einsum("ij,ij->i", matrix[first], matrix[second]) >= 1 - threshold
     # "L read as A" and "L read as B" (either way round) are linked whatever their texts when some
     # member confused A and B too: three labels confused pairwise, which chance rarely makes with

@@ -22,7 +22,7 @@ from workbench.core.answers import extract_json
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.models.base import ChatRequest, Completion, GenerationOptions, Model
-from workbench.points.encoder import Encoder, default_encoder
+from workbench.points.encoder import Encoder, default_encoder, unit_rows
 from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import send_requests
 
@@ -119,8 +119,8 @@ def description_fit(points: pd.DataFrame, assignments: pd.DataFrame, task: Task,
     if members.empty or points.empty:
         return pd.Series(np.nan, index=points.index, dtype=float)
     texts = [task.kind.error_context(row) for row in members.to_dict("records")]
-    vectors = _unit(encoder.encode(texts))
-    described = _unit(encoder.encode([str(text) for text in points[column]]))
+    vectors = unit_rows(encoder.encode(texts))
+    described = unit_rows(encoder.encode([str(text) for text in points[column]]))
     fits = []
     for position, point_id in enumerate(points["point_id"]):
         is_member = (members["point_id"] == point_id).to_numpy()
@@ -159,7 +159,3 @@ def _read(answer: Completion | str) -> tuple[str | None, str | None, str | None]
     return name, description, None
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=float)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)

@@ -53,6 +53,7 @@ from workbench.core.answers import REASONING_MAX_CHARS, is_missing
 from workbench.core.errors import InputError, OverwriteError
 from workbench.core.frames import require_columns, write_frame
 from workbench.core.task import Task
+from workbench.points.cluster import TRAINABLE_KINDS
 from workbench.points.encoder import Encoder, cached
 from workbench.prompting.templates import render_messages
 from workbench.prompting.variants import PromptVariant, parse_variant
@@ -124,7 +125,7 @@ def build_training_data(
     points: pd.DataFrame, assignments: pd.DataFrame, dataset: pd.DataFrame, task: Task, *,
     pool: pd.DataFrame | None = None, corrections: pd.DataFrame | None = None, variant: str = "zero_shot",
     neighbours_per_member: int = 3, max_neighbours: int = 8, min_test: int = 2, min_members_to_split: int = 2,
-    regression_size: int = 50, anchors: float = 0.0, kinds: Sequence[str] = ("point", "other"), seed: int = 0,
+    regression_size: int = 50, anchors: float = 0.0, kinds: Sequence[str] = TRAINABLE_KINDS, seed: int = 0,
     encoder: Encoder | None = None, threshold: float = NEAR_DUPLICATE_COSINE, template_dir: str | Path | None = None,
     trained_texts: Sequence[str] = (),
 ) -> TrainingData:

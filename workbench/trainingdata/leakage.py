@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.core.errors import InputError
-from workbench.points.encoder import Encoder
+from workbench.points.encoder import Encoder, unit_rows
 
 NEAR_DUPLICATE_COSINE = 0.85
 LEAK_COLUMNS = ["test_point", "test_example", "train_point", "train_example", "cosine", "equal_text", "test_text",
@@ -44,7 +44,7 @@ def similarity(encoder: Encoder, first: Sequence[str], second: Sequence[str]) ->
     """Cosine similarity of every text of `first` (rows) with every text of `second` (columns)."""
     if not len(first) or not len(second):
         return np.zeros((len(first), len(second)))
-    vectors = _unit(encoder.encode(list(first) + list(second)))
+    vectors = unit_rows(encoder.encode(list(first) + list(second)))
     return vectors[: len(first)] @ vectors[len(first):].T
 
 
@@ -91,7 +91,7 @@ def near_duplicate_groups(texts: Sequence[str], encoder: Encoder, threshold: flo
     normal = [normalise_text(text) for text in texts]
     distinct = list(dict.fromkeys(normal))
     index = {text: i for i, text in enumerate(distinct)}
-    vectors = _unit(encoder.encode(distinct))
+    vectors = unit_rows(encoder.encode(distinct))
     firsts, seconds = [], []
     for start in range(0, len(distinct), block):
         scores = vectors[start:start + block] @ vectors.T
@@ -137,7 +137,3 @@ def check_no_leaks(examples: pd.DataFrame, encoder: Encoder, threshold: float = 
         leaks)
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=float)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)

@@ -15,7 +15,7 @@ from workbench.core.task import Task
 from workbench.evaluation.significance import bootstrap_ci
 
 SMALL = 20  # fewer test cases than this: read the score as a hint, not a measurement
-ALL = "(all test cases)"
+ALL_TEST_CASES = "(all test cases)"
 
 
 def gold_of(examples: pd.DataFrame, task: Task) -> pd.DataFrame:
@@ -28,10 +28,10 @@ def gold_of(examples: pd.DataFrame, task: Task) -> pd.DataFrame:
 
 
 def test_groups(examples: pd.DataFrame) -> list[tuple[str, set[str]]]:
-    """(point_id, its test example ids) per point in frame order, then all test cases (`ALL`)."""
+    """(point_id, its test example ids) per point in frame order, then all test cases (`ALL_TEST_CASES`)."""
     test = examples[examples["split"] == "test"]
     groups = [(point, set(rows["example_id"])) for point, rows in test.groupby("point_id", sort=False)]
-    return groups + [(ALL, set(test["example_id"]))]
+    return groups + [(ALL_TEST_CASES, set(test["example_id"]))]
 
 
 def score_points(predictions: pd.DataFrame, examples: pd.DataFrame, task: Task, *, seed: int = 0) -> pd.DataFrame:
