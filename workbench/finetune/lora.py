@@ -40,7 +40,7 @@ import numpy as np
 from workbench.core.errors import InputError, MissingInputError
 from workbench.core.frames import plain
 from workbench.finetune.base_model import base_identity, load_base
-from workbench.finetune.tokens import IGNORE, MAX_LENGTH, data_hash, pad_batch, tokenize_rows
+from workbench.finetune.tokens import IGNORE, MAX_LENGTH, TokenizedRow, data_hash, pad_batch, tokenize_rows
 
 # Each method and what the progress bar calls it while it trains.
 METHOD_NAMES = {"lora": "LoRA", "prompt_tuning": "soft prompt"}
@@ -150,9 +150,7 @@ def train_adapter(
     must be these `settings`'.
     Raises TrainingRowError before training when a row is unusable, CheckpointMismatch when the
     folder's checkpoint was made for other rows or settings."""
-    import torch
     from accelerate import Accelerator
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
     settings = settings or AdapterSettings()
@@ -165,33 +163,12 @@ def train_adapter(
     # One process: the device `pick_device` chooses. Under `accelerate launch`, one process per
     # device, each taking its share of every batch, gradients averaged across them.
     accelerator = Accelerator(cpu=(device == "cpu"))
-    model, tokenizer = (base or (lambda: load_base(base_gguf, device=device or str(accelerator.device))))()
-    rows = tokenize_rows(tokenizer, chats, names or [f"row {i}" for i in range(len(chats))], settings.max_length)
-    torch.manual_seed(settings.seed)
-    model = get_peft_model(model, peft_config(settings, tokenizer, chats))
-    if start_from is not None:
-        _load_start(model, Path(start_from), settings)
-    elif settings.method == "prompt_tuning":
-        _init_soft_prompt(model, tokenizer, chats, settings.virtual_tokens)
-    model = model.to(accelerator.device)
+    model, tokenizer, rows = _start_model(chats, names, settings, accelerator, base=base, base_gguf=base_gguf,
+                                          device=device, start_from=start_from)
     device_name = str(accelerator.device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
     steps = total_steps(len(rows), settings)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear(settings.warmup_steps, steps))
-    losses: list[float] = []
-    start, resumed = 0, None
-    latest = _latest_checkpoint(checkpoints)
-    if latest is not None:
-        state = torch.load(latest, map_location=device_name, weights_only=False)
-        _check_same(state, digest, settings, latest)
-        set_peft_model_state_dict(model, state["adapter"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"].cpu())  # map_location put it on the training device
-        _restore_device_rng(torch, state.get("device_rng"), device_name)
-        losses, start = list(state["losses"]), int(state["step"])
-        resumed = start
+    optimizer, schedule = _optimizer(model, settings, steps)
+    losses, start, resumed = _resume(checkpoints, model, optimizer, schedule, digest, settings, device_name)
     # The schedule is stepped here once per step, not prepared: accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
@@ -201,43 +178,136 @@ def train_adapter(
                disable=not progress or not accelerator.is_local_main_process)
     for step in range(start, steps):
         batch = pad_batch([rows[i] for i in share(batch_rows(step, len(rows), settings))], pad)
-        tensors = {key: torch.tensor(value, device=device_name) for key, value in batch.items()}
-        loss = answer_loss(model, tensors) if settings.method == "lora" else model(**tensors).loss
-        accelerator.backward(loss)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(accelerator.reduce(loss.detach(), "mean")))
+        losses.append(_train_step(accelerator, model, optimizer, schedule, batch, settings.method))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if after_step is not None:
             after_step(step + 1, losses[-1])
         if ((step + 1) % settings.checkpoint_every == 0 or step + 1 == steps) and accelerator.is_main_process:
-            _save_checkpoint(checkpoints, step + 1, {
-                "step": step + 1, "adapter": get_peft_model_state_dict(accelerator.unwrap_model(model)),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
-                "device_rng": _device_rng(torch, device_name), "losses": losses, "data_hash": digest, "settings": asdict(settings)})
+            _save_checkpoint(checkpoints, step + 1, _checkpoint_state(
+                step + 1, accelerator, model, optimizer, schedule, losses, digest, settings))
     bar.close()
     accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
-    model.eval()
     adapter_dir = output_dir / "adapter"
-    if accelerator.is_main_process:
-        model.save_pretrained(adapter_dir)
-    supervised = sum(row.supervised for row in rows)
-    record = {
-        "settings": asdict(settings),
-        "base": base_identity(base_gguf) if base is None or base_gguf else {"file": "custom"},
-        "data_hash": digest, "rows": len(rows), "start_from": str(start_from) if start_from else None,
-        "supervised_tokens": supervised, "steps": steps,
-        "losses": losses, "resumed_from": resumed, "device": device_name,
-        "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
-        "processes": accelerator.num_processes,
-    }
+    _write_adapter(accelerator, model, adapter_dir)
+    record = _training_record(settings, rows, digest, steps, losses, resumed, device_name, started,
+                              accelerator.num_processes, base=base, base_gguf=base_gguf, start_from=start_from)
     if accelerator.is_main_process:
         _write_json(output_dir / "training.json", record)
     accelerator.wait_for_everyone()
-    return TrainedAdapter(adapter_dir, steps, losses, digest, supervised, resumed, record["seconds"], settings, record)
+    return TrainedAdapter(adapter_dir, steps, losses, digest, record["supervised_tokens"], resumed, record["seconds"],
+                          settings, record)
+
+
+def _start_model(chats: Sequence[Sequence[dict[str, str]]], names: Sequence[str] | None, settings: AdapterSettings,
+                 accelerator: Any, *, base: Callable[[], tuple[Any, Any]] | None, base_gguf: str | Path | None,
+                 device: str | None, start_from: str | Path | None) -> tuple[Any, Any, list[TokenizedRow]]:
+    """(model, tokenizer, rows): the base model wrapped in a fresh peft adapter on the accelerator's
+    device, its weights drawn from `settings.seed` and then taken from `start_from` when given (a
+    soft prompt otherwise starts from the task's words); its tokenizer; and `chats` tokenized,
+    every row checked (TrainingRowError names the first unusable one)."""
+    import torch
+    from peft import get_peft_model
+
+    model, tokenizer = (base or (lambda: load_base(base_gguf, device=device or str(accelerator.device))))()
+    rows = tokenize_rows(tokenizer, chats, names or [f"row {i}" for i in range(len(chats))], settings.max_length)
+    torch.manual_seed(settings.seed)
+    model = get_peft_model(model, peft_config(settings, tokenizer, chats))
+    if start_from is not None:
+        _load_start(model, Path(start_from), settings)
+    elif settings.method == "prompt_tuning":
+        _init_soft_prompt(model, tokenizer, chats, settings.virtual_tokens)
+    return model.to(accelerator.device), tokenizer, rows
+
+
+def _optimizer(model: Any, settings: AdapterSettings, steps: int) -> tuple[Any, Any]:
+    """(optimizer, schedule): AdamW over `model`'s trainable weights at `settings.learning_rate`,
+    and its learning rate warmed up over `settings.warmup_steps`, then falling linearly to 0 at `steps`."""
+    import torch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _linear(settings.warmup_steps, steps))
+
+
+def _resume(checkpoints: Path, model: Any, optimizer: Any, schedule: Any, digest: str, settings: AdapterSettings,
+            device_name: str) -> tuple[list[float], int, int | None]:
+    """(losses so far, the step to go on from, the step resumed from or None): with a checkpoint
+    in `checkpoints`, its newest is put back into `model`, `optimizer`, `schedule` and the random
+    state (CheckpointMismatch when it was made for other rows or settings); without one, a fresh
+    start."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    latest = _latest_checkpoint(checkpoints)
+    if latest is None:
+        return [], 0, None
+    state = torch.load(latest, map_location=device_name, weights_only=False)
+    _check_same(state, digest, settings, latest)
+    set_peft_model_state_dict(model, state["adapter"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng"].cpu())  # map_location put it on the training device
+    # One frame deeper than train_adapter: the warning still names the code that called it.
+    _restore_device_rng(torch, state.get("device_rng"), device_name, stacklevel=4)
+    losses, start = list(state["losses"]), int(state["step"])
+    return losses, start, start
+
+
+def _train_step(accelerator: Any, model: Any, optimizer: Any, schedule: Any, batch: dict[str, Any],
+                method: str) -> float:
+    """The loss of one optimizer step on the padded `batch`, averaged over the processes."""
+    import torch
+
+    device_name = str(accelerator.device)
+    tensors = {key: torch.tensor(value, device=device_name) for key, value in batch.items()}
+    loss = answer_loss(model, tensors) if method == "lora" else model(**tensors).loss
+    accelerator.backward(loss)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(accelerator.reduce(loss.detach(), "mean"))
+
+
+def _checkpoint_state(step: int, accelerator: Any, model: Any, optimizer: Any, schedule: Any, losses: list[float],
+                      digest: str, settings: AdapterSettings) -> dict[str, Any]:
+    """What a checkpoint after `step` holds: everything a resumed training needs to go on as
+    if uninterrupted (module docstring), and the rows' hash and settings it must match."""
+    import torch
+    from peft import get_peft_model_state_dict
+
+    device_name = str(accelerator.device)
+    return {
+        "step": step, "adapter": get_peft_model_state_dict(accelerator.unwrap_model(model)),
+        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
+        "device_rng": _device_rng(torch, device_name), "losses": losses, "data_hash": digest,
+        "settings": asdict(settings)}
+
+
+def _write_adapter(accelerator: Any, model: Any, folder: Path) -> None:
+    """Write the trained adapter (peft's `save_pretrained`) to `folder`, from the main process only,
+    leaving the unwrapped model in eval mode."""
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    if accelerator.is_main_process:
+        model.save_pretrained(folder)
+
+
+def _training_record(settings: AdapterSettings, rows: list[TokenizedRow], digest: str, steps: int,
+                     losses: list[float], resumed: int | None, device_name: str, started: float, processes: int, *,
+                     base: Callable[[], tuple[Any, Any]] | None, base_gguf: str | Path | None,
+                     start_from: str | Path | None) -> dict[str, Any]:
+    """What ``training.json`` records (module docstring), ``seconds`` counted from `started`
+    (a `time.monotonic` reading) to now."""
+    return {
+        "settings": asdict(settings),
+        "base": base_identity(base_gguf) if base is None or base_gguf else {"file": "custom"},
+        "data_hash": digest, "rows": len(rows), "start_from": str(start_from) if start_from else None,
+        "supervised_tokens": sum(row.supervised for row in rows), "steps": steps,
+        "losses": losses, "resumed_from": resumed, "device": device_name,
+        "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
+        "processes": processes,
+    }
 
 
 def _process_share(index: int, processes: int) -> Callable[[list[int]], list[int]]:
@@ -260,15 +330,16 @@ def _device_rng(torch: Any, device_name: str) -> Any:
     return torch.cuda.get_rng_state(torch.device(device_name))
 
 
-def _restore_device_rng(torch: Any, saved: Any, device_name: str) -> None:
+def _restore_device_rng(torch: Any, saved: Any, device_name: str, *, stacklevel: int = 3) -> None:
     """Put back `_device_rng`'s state, so that a resumed training draws the dropout masks the
     uninterrupted one would have. A checkpoint from the CPU (or from before this was saved) has
-    none; resuming it on a GPU cannot repeat the masks, which is said rather than hidden."""
+    none; resuming it on a GPU cannot repeat the masks, which is said rather than hidden (a
+    warning at `stacklevel`)."""
     if not device_name.startswith("cuda"):
         return
     if saved is None:
         warnings.warn("the checkpoint holds no CUDA random state (made on the CPU or by an older version): the "
-                      "resumed training draws other dropout masks than an uninterrupted one", stacklevel=3)
+                      "resumed training draws other dropout masks than an uninterrupted one", stacklevel=stacklevel)
         return
     torch.cuda.set_rng_state(saved.cpu(), torch.device(device_name))
 

@@ -28,6 +28,7 @@ and every error row is assigned to the point of its (example, signature).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from workbench.core.errors import InputError
 from workbench.core.frames import require_columns
 from workbench.core.task import Task
 from workbench.points.encoder import Encoder, default_encoder
-from workbench.points.families import find_families
+from workbench.points.families import Family, Key, find_families
 from workbench.prompting.variants import parse_variant
 
 POINT_COLUMNS = [
@@ -118,27 +119,12 @@ class ErrorClusterer:
         For a point of several signatures ``signature`` says what its members share ("anything
         read as X"); the assignments keep each error's own signature.
         """
-        require_columns(errors, ["example_id", "variant", "error_type", "text"], "errors",
-                        "pass the frame find_errors returns")
-        require_columns(predictions, ["variant", "example_id", "prediction"], "predictions")
-        unknown = sorted(set(errors["error_type"]) - set(task.kind.error_types))
-        if unknown:
-            raise InputError(f"errors have error types {unknown} that a {task.kind} task does not make; "
-                             f"they come from a run of another task")
-        foreign = sorted(_labels_named(errors) - set(task.label_names))
-        if foreign:
-            raise InputError(f"errors name labels {foreign} that task {task.name!r} does not have "
-                             f"(its labels: {list(task.label_names)}); they come from a run of another task")
-        stray = sorted(set(errors["example_id"]) - set(predictions["example_id"]))
-        if stray:
-            raise InputError(f"{len(stray)} error example_id(s) are not in the predictions, e.g. {stray[:3]}: "
-                             "pass the errors of the same run (find_errors on these predictions)")
+        _check_errors(errors, predictions, task)
         frame = errors.reset_index(drop=True).copy()
         frame["signature"] = [task.kind.error_signature(row) for row in frame.to_dict("records")]
         flagged = set() if label_issues is None else set(
             label_issues.loc[label_issues["is_label_issue"], "example_id"].astype(str))
         frame["point_id"] = None
-        points: list[dict[str, Any]] = []
         self.map_ = pd.DataFrame(columns=MAP_COLUMNS)
         if frame.empty:
             self.points_ = pd.DataFrame(columns=POINT_COLUMNS)
@@ -149,11 +135,30 @@ class ErrorClusterer:
         members = frame[~relabel].drop_duplicates(["example_id", "signature"])
         contexts = {(row["example_id"], row["signature"]): task.kind.error_context(row)
                     for row in members.to_dict("records")}
+        keys, vectors = self._embed(contexts)
+        vectors_of = _vectors_of(keys, vectors)
+        families = self._families(frame, members, relabel, keys, vectors_of, task)
+        points = self._points(frame, relabel, families, vectors_of, predictions)
+        table = pd.DataFrame(points, columns=POINT_COLUMNS)
+        self.map_ = self._map(keys, vectors, frame, contexts)
+        table["share_of_errors"] = [int((frame["point_id"] == point).sum()) / len(frame) for point in table["point_id"]]
+        self.points_ = table
+        self.assignments_ = frame
+        return self
+
+    def _embed(self, contexts: dict[Key, str]) -> tuple[list[Key], np.ndarray]:
+        """(keys, vectors): the (example_id, signature) keys of `contexts` in order, and the
+        encoder's embedding of each one's context, row for row (a 0 x 1 array when there are none)."""
         encoder = self.encoder or default_encoder()
         keys = list(contexts)
         vectors = encoder.encode([contexts[key] for key in keys]) if keys else np.zeros((0, 1))
-        position = {key: index for index, key in enumerate(keys)}
+        return keys, vectors
 
+    def _families(self, frame: pd.DataFrame, members: pd.DataFrame, relabel: pd.Series,
+                  keys: list[Key], vectors_of: Callable[[list[Key]], np.ndarray],
+                  task: Task) -> list[Family]:
+        """The families `find_families` proposes for the errors not flagged for relabelling,
+        points before "other" ones and larger before smaller, the order point ids are given in."""
         sides = [task.kind.error_sides(row) for row in frame.to_dict("records")]
         frame_sides = pd.DataFrame(sides, columns=["gold_side", "answer_side"], index=frame.index, dtype=object)
         side_of = dict(zip(zip(frame["example_id"], frame["signature"]), sides))
@@ -161,22 +166,27 @@ class ErrorClusterer:
         families = find_families(
             pd.concat([members[["example_id", "signature"]].reset_index(drop=True), member_sides], axis=1),
             pd.concat([frame[["variant", "example_id"]], frame_sides], axis=1)[~relabel],
-            lambda chosen: vectors[[position[key] for key in chosen]], self._cluster,
+            vectors_of, self._cluster,
             labels=len(task.label_names), min_size=self.min_size, threshold=self.distance_threshold,
             default_share=self.default_share,
             default_min=self.default_min, default_golds=self.default_golds, family_min=self.family_min,
             alpha=self.family_alpha)
-
         families.sort(key=lambda family: (family.kind != "point", -len(family.members)))
+        return families
+
+    def _points(self, frame: pd.DataFrame, relabel: pd.Series, families: list[Family],
+                vectors_of: Callable[[list[Key]], np.ndarray], predictions: pd.DataFrame) -> list[dict[str, Any]]:
+        """The rows of the points table (`point_row`, columns `POINT_COLUMNS`): one per family
+        (``P<n>`` or ``other-<n>``), then the ``relabel`` point when any error is flagged. Writes
+        each error row's point into `frame`'s ``point_id`` column on the way, which
+        ``share_of_errors`` and the map are computed from."""
         texts = dict(zip(frame["example_id"], frame["text"]))
         documents = [" ".join(texts[example] for example, _ in family.members) for family in families]
         top_words = class_keywords(documents, self.keywords)
         correct = correct_examples(predictions, frame)
         variants = list(dict.fromkeys(predictions["variant"]))
-        rows_of: dict[tuple[str, str], list[int]] = {}
-        for index, key, flagged_row in zip(frame.index, zip(frame["example_id"], frame["signature"]), relabel):
-            if not flagged_row:
-                rows_of.setdefault(key, []).append(index)
+        rows_of = _rows_by_key(frame, relabel)
+        points: list[dict[str, Any]] = []
         others = 0
         for family, words in zip(families, top_words):
             if family.kind == "point":
@@ -184,12 +194,9 @@ class ErrorClusterer:
             else:
                 others += 1
                 point_id = f"other-{others}"
-            cluster = family.members
-            examples = list(dict.fromkeys(example for example, _ in cluster))
-            centre = vectors[[position[key] for key in cluster]].mean(axis=0)
-            nearest = np.argsort(-(vectors[[position[key] for key in cluster]] @ centre), kind="stable")
-            representatives = list(dict.fromkeys(cluster[i][0] for i in nearest))[: self.representatives]
-            mine = sorted(index for key in cluster for index in rows_of[key])
+            examples = list(dict.fromkeys(example for example, _ in family.members))
+            representatives = _nearest_centre(family.members, vectors_of)[: self.representatives]
+            mine = sorted(index for key in family.members for index in rows_of[key])
             frame.loc[mine, "point_id"] = point_id
             points.append(point_row(point_id, family.kind, family.signature, examples, representatives, words,
                                     frame.loc[mine], correct, variants, family=family.family, title=family.title,
@@ -200,12 +207,7 @@ class ErrorClusterer:
             points.append(point_row("relabel", "relabel", "suspected label error", examples,
                                     examples[: self.representatives], [], frame[relabel], correct, variants,
                                     family="relabel"))
-        table = pd.DataFrame(points, columns=POINT_COLUMNS)
-        self.map_ = self._map(keys, vectors, frame, contexts)
-        table["share_of_errors"] = [int((frame["point_id"] == point).sum()) / len(frame) for point in table["point_id"]]
-        self.points_ = table
-        self.assignments_ = frame
-        return self
+        return points
 
     def _map(self, keys: list[tuple[str, str]], vectors: np.ndarray, frame: pd.DataFrame,
              contexts: dict[tuple[str, str], str]) -> pd.DataFrame:
@@ -229,6 +231,54 @@ class ErrorClusterer:
         model = AgglomerativeClustering(n_clusters=None, distance_threshold=self.distance_threshold,
                                         metric="cosine", linkage="average")
         return model.fit_predict(vectors).tolist()
+
+
+def _check_errors(errors: pd.DataFrame, predictions: pd.DataFrame, task: Task) -> None:
+    """Raise InputError unless `errors` and `predictions` have the columns clustering reads and
+    `errors` come from a run of `task` on these `predictions` (their error types, labels and
+    example ids)."""
+    require_columns(errors, ["example_id", "variant", "error_type", "text"], "errors",
+                    "pass the frame find_errors returns")
+    require_columns(predictions, ["variant", "example_id", "prediction"], "predictions")
+    unknown = sorted(set(errors["error_type"]) - set(task.kind.error_types))
+    if unknown:
+        raise InputError(f"errors have error types {unknown} that a {task.kind} task does not make; "
+                         f"they come from a run of another task")
+    foreign = sorted(_labels_named(errors) - set(task.label_names))
+    if foreign:
+        raise InputError(f"errors name labels {foreign} that task {task.name!r} does not have "
+                         f"(its labels: {list(task.label_names)}); they come from a run of another task")
+    stray = sorted(set(errors["example_id"]) - set(predictions["example_id"]))
+    if stray:
+        raise InputError(f"{len(stray)} error example_id(s) are not in the predictions, e.g. {stray[:3]}: "
+                         "pass the errors of the same run (find_errors on these predictions)")
+
+
+def _vectors_of(keys: list[Key], vectors: np.ndarray) -> Callable[[list[Key]], np.ndarray]:
+    """A function from (example_id, signature) keys to their rows of `vectors` (row i is keys[i]'s),
+    in the order asked."""
+    position = {key: index for index, key in enumerate(keys)}
+    return lambda chosen: vectors[[position[key] for key in chosen]]
+
+
+def _rows_by_key(frame: pd.DataFrame, relabel: pd.Series) -> dict[Key, list[int]]:
+    """(example_id, signature) -> the index of each of its error rows in `frame`, in frame order,
+    leaving out the rows flagged in `relabel` (they go to the relabel point, not a family's)."""
+    rows_of: dict[Key, list[int]] = {}
+    for index, key, flagged_row in zip(frame.index, zip(frame["example_id"], frame["signature"]), relabel):
+        if not flagged_row:
+            rows_of.setdefault(key, []).append(index)
+    return rows_of
+
+
+def _nearest_centre(members: list[Key], vectors_of: Callable[[list[Key]], np.ndarray]) -> list[str]:
+    """The distinct example ids of `members`, nearest the mean of their vectors first (ties in
+    member order): a point's representatives are the first few."""
+    vectors = vectors_of(members)
+    centre = vectors.mean(axis=0)
+    nearest = np.argsort(-(vectors @ centre), kind="stable")
+    return list(dict.fromkeys(members[i][0] for i in nearest))
+
 
 def _labels_named(errors: pd.DataFrame) -> set[str]:
     """The labels the errors' gold answers name (a label, a span's label, a list of labels). Gold

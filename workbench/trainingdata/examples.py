@@ -72,6 +72,8 @@ TRAINING_COLUMNS = ["point_id", "split", "source", "example_id", "text", "target
                     "synthetic", "signature", "distance"]
 SOURCES = ("members", "corrections", "neighbours", "targeted", "generated", "anchors", "regression", "replay")
 REGRESSION = "regression"
+#: The most regression cases a build keeps by default (examples in no point, re-tested for what a fine-tune breaks).
+REGRESSION_SIZE = 50
 
 
 @dataclass
@@ -125,7 +127,7 @@ def build_training_data(
     points: pd.DataFrame, assignments: pd.DataFrame, dataset: pd.DataFrame, task: Task, *,
     pool: pd.DataFrame | None = None, corrections: pd.DataFrame | None = None, variant: str = "zero_shot",
     neighbours_per_member: int = 3, max_neighbours: int = 8, min_test: int = 2, min_members_to_split: int = 2,
-    regression_size: int = 50, anchors: float = 0.0, kinds: Sequence[str] = TRAINABLE_KINDS, seed: int = 0,
+    regression_size: int = REGRESSION_SIZE, anchors: float = 0.0, kinds: Sequence[str] = TRAINABLE_KINDS, seed: int = 0,
     encoder: Encoder | None = None, threshold: float = NEAR_DUPLICATE_COSINE, template_dir: str | Path | None = None,
     trained_texts: Sequence[str] = (),
 ) -> TrainingData:
@@ -152,26 +154,72 @@ def build_training_data(
     rng = random.Random(seed)
     truth = dataset.drop_duplicates("example_id").set_index("example_id")
     corrected = consensus_corrections(corrections, task)
+    wanted = _wanted_points(points, assignments, truth, kinds)
+    if pool is not None:
+        require_columns(pool, ["example_id", "text", task.kind.target_column], "pool",
+                        "pass a labelled frame, e.g. the train split from load_dataset")
+    ledger = _split_ledger(truth, pool, trained_texts, encoder, threshold)
+    notes = [ledger.summary()]
+    rows, member_texts, small = _member_rows(wanted, assignments, truth, corrected, task, ledger, rng,
+                                             min_members_to_split)
+    notes += small
+    splits = {row["example_id"]: row["split"] for row in rows}  # one split per example, for every point
+    if pool is not None:
+        rows += _neighbours(member_texts, pool, task, splits, encoder, ledger, neighbours_per_member,
+                            max_neighbours, min_test, rows, exclude=set(truth.index))
+        if anchors:
+            added, note = _anchor_rows(rows, pool, task, anchors, seed, encoder, threshold, set(truth.index), ledger)
+            rows += added
+            notes.append(note)
+    # Examples of points not built here (suspected label errors) are errors too: not regression cases.
+    rows += _regression(rows, truth, pool, task, regression_size, rng, ledger,
+                        erred=set(assignments["example_id"].astype(str)))
+    frame = render_rows(rows, task, chosen, template_dir)
+    for point_id in wanted["point_id"]:
+        if not ((frame["point_id"] == point_id) & (frame["split"] == "test")).any():
+            notes.append(f"{point_id} has no test case: give a labelled pool (neighbours) or annotate more examples")
+    leaks = _checked_leaks(frame, encoder, threshold)
+    return TrainingData(frame, leakage_report(frame, leaks), notes, chosen.name, ledger.kept_together())
+
+
+def _wanted_points(points: pd.DataFrame, assignments: pd.DataFrame, truth: pd.DataFrame,
+                   kinds: Sequence[str]) -> pd.DataFrame:
+    """The rows of `points` whose ``kind`` is in `kinds` (same columns). Raises InputError when
+    there are none, or when a member of one (in `assignments`) is not in `truth` (the run's
+    dataset indexed by ``example_id``)."""
     wanted = points[points["kind"].isin(kinds)]
     if wanted.empty:
         raise InputError(f"no points of kind {list(kinds)} to build training data for (points: "
                          f"{dict(Counter(points['kind']))}): cluster a run with errors first")
-    rows: list[dict[str, Any]] = []
-    notes: list[str] = []
-    member_texts: dict[str, list[str]] = {}
     every_member = list(dict.fromkeys(assignments.loc[assignments["point_id"].isin(wanted["point_id"]), "example_id"]))
     unknown = [e for e in every_member if e not in truth.index]
     if unknown:
         raise InputError(f"example(s) {unknown[:3]} of the points are not in the dataset; pass the run's dataset")
-    if pool is not None:
-        require_columns(pool, ["example_id", "text", task.kind.target_column], "pool",
-                        "pass a labelled frame, e.g. the train split from load_dataset")
-    # Every text any source may take, grouped before anything is chosen (module docstring).
+    return wanted
+
+
+def _split_ledger(truth: pd.DataFrame, pool: pd.DataFrame | None, trained_texts: Sequence[str], encoder: Encoder,
+                  threshold: float) -> SplitLedger:
+    """The ledger of near-duplicate groups over every text any source may take (the run's, the
+    pool's, `trained_texts`), built before anything is chosen (module docstring), with the groups
+    of `trained_texts` already on the train side."""
     pool_texts = [] if pool is None else pool["text"].astype(str).tolist()
     ledger = SplitLedger([*truth["text"].astype(str), *pool_texts, *map(str, trained_texts)], encoder, threshold)
     for text in trained_texts:
         ledger.take(str(text), "train")
-    notes.append(ledger.summary())
+    return ledger
+
+
+def _member_rows(wanted: pd.DataFrame, assignments: pd.DataFrame, truth: pd.DataFrame, corrected: dict[str, Any],
+                 task: Task, ledger: SplitLedger, rng: random.Random,
+                 min_members: int) -> tuple[list[dict[str, Any]], dict[str, list[str]], list[str]]:
+    """(rows, member_texts, notes): a ``members`` (or, when annotators corrected it,
+    ``corrections``) row per member of each `wanted` point, split by `_split_members`; each
+    point's member texts by ``point_id`` (to find their neighbours); and a note per point too
+    small to split. Raises InputError for a point with no members in `assignments`."""
+    rows: list[dict[str, Any]] = []
+    member_texts: dict[str, list[str]] = {}
+    notes: list[str] = []
     for point in wanted.to_dict("records"):
         point_id = str(point["point_id"])
         members = assignments[assignments["point_id"] == point_id].drop_duplicates("example_id")
@@ -181,8 +229,8 @@ def build_training_data(
         texts = [str(truth.at[e, "text"]) for e in members["example_id"]]
         member_texts[point_id] = texts
         split = _split_members(list(members["example_id"]), texts, list(members["signature"]), ledger, rng,
-                               min_members_to_split)
-        if len(members) < min_members_to_split:
+                               min_members)
+        if len(members) < min_members:
             notes.append(f"{point_id} has {len(members)} member(s): too small to split; its members train and its "
                          "test cases come from neighbours")
         for example_id, signature, text in zip(members["example_id"], members["signature"], texts):
@@ -190,27 +238,29 @@ def build_training_data(
             if example_id in corrected:
                 target, source = corrected[example_id], "corrections"
             rows.append(_row(point_id, split[example_id], source, example_id, text, target, signature, None))
-    splits = {row["example_id"]: row["split"] for row in rows}  # one split per example, for every point
-    if pool is not None:
-        rows += _neighbours(member_texts, pool, task, splits, encoder, ledger, neighbours_per_member,
-                            max_neighbours, min_test, rows, exclude=set(truth.index))
-        if anchors:
-            picked = choose_anchors(pd.DataFrame(rows), pool, task, share=anchors, seed=seed, encoder=encoder,
-                                    threshold=threshold, exclude=set(truth.index), ledger=ledger)
-            for e, text in zip(picked["example_id"], picked["text"]):
-                ledger.take(text, "train", e)
-            rows += [_row(ANCHORS, "train", ANCHORS, e, text, target, None, None)
-                     for e, text, target in zip(picked["example_id"], picked["text"], picked["target"])]
-            counts = label_counts(pd.DataFrame(rows), task)
-            notes.append(f"{len(picked)} anchor row(s) from the pool balance the training labels: "
-                         + ", ".join(f"{label} {count}" for label, count in counts.most_common()))
-    # Examples of points not built here (suspected label errors) are errors too: not regression cases.
-    rows += _regression(rows, truth, pool, task, regression_size, rng, ledger,
-                        erred=set(assignments["example_id"].astype(str)))
-    frame = render_rows(rows, task, chosen, template_dir)
-    for point_id in wanted["point_id"]:
-        if not ((frame["point_id"] == point_id) & (frame["split"] == "test")).any():
-            notes.append(f"{point_id} has no test case: give a labelled pool (neighbours) or annotate more examples")
+    return rows, member_texts, notes
+
+
+def _anchor_rows(rows: list[dict[str, Any]], pool: pd.DataFrame, task: Task, share: float, seed: int,
+                 encoder: Encoder, threshold: float, exclude: set[str],
+                 ledger: SplitLedger) -> tuple[list[dict[str, Any]], str]:
+    """(anchor rows, note): training rows of pool examples that balance the labels of `rows`
+    (`anchors.choose_anchors`, at most `share` of them), taken on the ledger's train side, and a
+    note of the training label counts with them."""
+    picked = choose_anchors(pd.DataFrame(rows), pool, task, share=share, seed=seed, encoder=encoder,
+                            threshold=threshold, exclude=exclude, ledger=ledger)
+    for e, text in zip(picked["example_id"], picked["text"]):
+        ledger.take(text, "train", e)
+    added = [_row(ANCHORS, "train", ANCHORS, e, text, target, None, None)
+             for e, text, target in zip(picked["example_id"], picked["text"], picked["target"])]
+    counts = label_counts(pd.DataFrame(rows + added), task)
+    return added, (f"{len(picked)} anchor row(s) from the pool balance the training labels: "
+                   + ", ".join(f"{label} {count}" for label, count in counts.most_common()))
+
+
+def _checked_leaks(frame: pd.DataFrame, encoder: Encoder, threshold: float) -> pd.DataFrame:
+    """`find_leaks`' frame for the built `frame` (empty, since the ledger keeps near-duplicates on one
+    side). Raises RuntimeError when a test case leaks all the same, which only a bug can cause."""
     leaks = find_leaks(frame, encoder, threshold)
     if not leaks.empty:
         try:
@@ -218,7 +268,7 @@ def build_training_data(
         except LeakageError as error:  # the ledger makes this impossible: a source placed a text unasked
             raise RuntimeError(f"bug in build_training_data: a source skipped the near-duplicate ledger. {error} "
                                "Please report it with these two texts.") from error
-    return TrainingData(frame, leakage_report(frame, leaks), notes, chosen.name, ledger.kept_together())
+    return leaks
 
 
 def one_row_per_example(examples: pd.DataFrame) -> pd.DataFrame:
