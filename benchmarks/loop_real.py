@@ -22,7 +22,7 @@ Rows of the table, per dataset, all scored on the same held-out test sample:
 
 1. ``best prompt``: the base model with the experiment's variant (--clinc-variants /
    --crossner-variants) that scored best on the run sample in round 1's variants stage
-   (`rounds.best_variant` over the experiment's variants, not the added ``tuned`` one).
+   (`stages.best_variant` over the experiment's variants, not the added ``tuned`` one).
 2. ``round 1``, ``round 2``: each round's tuned model (the base GGUF with the round's LoRA
    adapter) answering with the round's training variant (``tuned`` by default: the compact prompt
    without the label list), whether the round's accept gate kept it or not (the table says).

@@ -178,3 +178,21 @@ def test_few_shot_best_variant_without_a_usable_pool_is_refused():
         run(FakeModel(), FakeModel(), best_variant="few_shot", pool=only_tests)
     with pytest.raises(ValueError, match="lacks column"):
         run(FakeModel(), FakeModel(), best_variant="few_shot", pool=POOL.drop(columns="label"))
+
+
+def test_both_models_answer_with_the_runs_own_template_when_it_has_one(tmp_path):
+    """With `template_dir`, the base and the tuned model answer with the user's own template of
+    the training variant (searched before the packaged one), the prompt the rows were rendered
+    with: without it they would be re-tested on a prompt they were not trained with."""
+    from workbench.prompting.templates import TEMPLATE_DIR
+
+    house = (TEMPLATE_DIR / "tuned.classification.v1.jinja").read_text().replace(
+        "{% block user %}", "{% block user %}\nHouse style: tickets only.")
+    (tmp_path / "tuned.classification.v1.jinja").write_text(house)
+    base, tuned = FakeModel(always_request), FakeModel(always_request)
+    before_after(frame(), TASK, base, tuned, variant="tuned", template_dir=tmp_path)
+    assert base.calls and tuned.calls
+    assert all("House style: tickets only." in call.messages[-1]["content"] for call in base.calls + tuned.calls)
+    packaged_base = FakeModel(always_request)
+    before_after(frame(), TASK, packaged_base, FakeModel(always_request), variant="tuned")
+    assert not any("House style" in call.messages[-1]["content"] for call in packaged_base.calls)

@@ -204,6 +204,50 @@ def test_round_two_tests_nothing_round_one_trained_on(experiment, stand_ins, tmp
     assert "round 2" in path.read_text()
 
 
+def test_a_round_builds_the_training_data_workbench_data_builds_from_its_run_and_points(
+        experiment, stand_ins, tmp_path, monkeypatch):
+    """The loop and the commands share one function per stage (`workbench.experiments.stages`):
+    `workbench data` on a finished round 1 (no replayed rows) with the round's settings rebuilds the
+    round's training data row for row."""
+    from workbench.cli.main import main
+    from workbench.core.frames import read_frame
+    from workbench.points import encoder as encoders
+
+    monkeypatch.setattr(encoders, "default_encoder", lambda: encoders.CachedEncoder(WordsEncoder()))
+    done = run_round(experiment, folder=tmp_path / "rounds", progress=False, log=lambda _: None,
+                     encoder=WordsEncoder())
+    built = done.frame("training_data/examples.parquet")
+    assert (built["split"] == "test").any() and (built["split"] == "train").any()
+    assert main(["data", str(done.path), "--overwrite", "--train-variant", done.record["variant"],
+                 "--anchors", str(done.record["settings"]["anchors"])]) == 0
+    rebuilt = read_frame(done.path / "training_data" / "examples.parquet")
+    columns = ["point_id", "split", "source", "example_id", "text", "target", "answer"]
+    pd.testing.assert_frame_equal(rebuilt[columns], built[columns])
+    assert list(rebuilt["messages"].map(str)) == list(built["messages"].map(str))
+
+
+def test_a_rounds_training_rows_use_the_configs_own_template_of_the_training_variant(tmp_path, stand_ins):
+    """A config's templates: folder reaches the loop's training rows as it reaches `workbench data`
+    (the round used to render them from the packaged templates whatever the config said)."""
+    from workbench.prompting.templates import TEMPLATE_DIR
+
+    (tmp_path / "prompts").mkdir()
+    house = (TEMPLATE_DIR / "tuned.classification.v1.jinja").read_text().replace(
+        "{% block user %}", "{% block user %}\nHouse style: tickets only.")
+    (tmp_path / "prompts" / "tuned.classification.v1.jinja").write_text(house)
+    config = tmp_path / "loop.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "loop", "task": str(ROOT / "data/complaint_triage/task.yaml"),
+        "dataset": str(ROOT / "data/complaint_triage/test.jsonl"),
+        "examples": str(ROOT / "data/complaint_triage/train.jsonl"), "limit": 12, "templates": "prompts",
+        "variants": ["zero_shot", "definitions"], "runs_dir": str(tmp_path / "runs")}))
+    done = run_round(load_experiment(config), folder=tmp_path / "rounds", progress=False, log=lambda _: None,
+                     encoder=WordsEncoder())
+    rows = done.frame("training_data/train_rows.parquet")
+    assert len(rows) > 0
+    assert all("House style: tickets only." in list(messages)[1]["content"] for messages in rows["messages"])
+
+
 def test_a_round_refuses_hosted_models_and_a_config_that_picks_its_own_adapter(tmp_path):
     config = tmp_path / "hosted.yaml"
     config.write_text(yaml.safe_dump({

@@ -23,15 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from workbench.cli.parser import build_parser
 from workbench.core.errors import InputError, MissingInputError, OverwriteError, WorkbenchError
-from workbench.experiments.config import load_experiment, load_model_config, parse_limit
+from workbench.experiments.config import load_experiment, load_model_config
 from workbench.experiments.run_history import list_runs, write_run_to_history
 from workbench.experiments.runs import load_run, run_experiment
 from workbench.experiments.score_gate import (
@@ -41,270 +41,33 @@ from workbench.experiments.score_gate import (
     gate_scores,
     parse_threshold,
 )
-from workbench.finetune.tokens import MAX_LENGTH
 from workbench.models.base import GenerationOptions
 from workbench.prompting.runner import build_requests
 from workbench.prompting.templates import format_messages
 from workbench.prompting.variants import parse_variant
 from workbench.reporting.sections import write_report
-from workbench.trainingdata.anchors import DEFAULT_SHARE
-from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in `argv` (default: the process's arguments) and return its exit status:
+    0 done, 1 a run with failed requests or a --fail-under gate not met, 2 a `WorkbenchError`
+    (one line naming what to fix; any other exception keeps its traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["argilla"]:
         # Its own argument parsing, so that `workbench argilla up --help` reaches it.
         from workbench_argilla_embedded import main as argilla_main  # the embedded server, an app-level tool
 
         return argilla_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0],
-                                     epilog="the typical order:\n" + __doc__.split("\n\n", 1)[1].split('"""')[0],
-                                     formatter_class=_HelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and other details")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
-
-    init = commands.add_parser("init", help="make a project folder from your own data: task.yaml, a test/pool "
-                                            "split and an experiment config that `workbench run` takes")
-    init.add_argument("data", help="a table (.csv, .tsv, .xlsx, .parquet, .jsonl, .json) or a CoNLL file "
-                                   "(.conll, .iob, .iob2, .bio) for NER")
-    init.add_argument("--text", default=None, metavar="COLUMN",
-                      help="the column holding the texts (NER with tags: the tokens)")
-    init.add_argument("--label", default=None, metavar="COLUMN",
-                      help="the column holding the labels (multilabel: a list or --sep cells; NER: spans with "
-                           "character offsets, or IOB/BIO tags)")
-    init.add_argument("--id", default=None, metavar="COLUMN",
-                      help="a column of unique ids (default: row-<n>, the row a spreadsheet shows, header on row 1, "
-                           "or a JSONL file's line; sentence-<n> for CoNLL)")
-    init.add_argument("--kind", choices=["classification", "multilabel", "ner"], default=None,
-                      help="the task kind (default: ner for CoNLL, multilabel with --sep, else classification)")
-    init.add_argument("--sep", default=None, help="the delimiter between labels in a multi-label cell, e.g. ';'")
-    init.add_argument("--test-size", type=float, default=0.3,
-                      help="a fraction of the rows (0.3) or a number of rows (50) for test.jsonl (default 0.3)")
-    init.add_argument("--seed", type=int, default=0, help="the split's random seed (default 0)")
-    init.add_argument("--name", default=None, help="the task and experiment name (default: the file's name)")
-    init.add_argument("--out", default=None, help="the project folder (default: ./<name>/)")
-    init.add_argument("--overwrite", action="store_true", help="replace the project files written there before")
-
-    run = commands.add_parser("run", help="run an experiment config and write runs/<name>/<run id>/ "
-                                          "(runs/<name>/latest points at the newest)")
-    run.add_argument("config", help="an experiment config (YAML: name, task, dataset, variants, model, ...)")
-    run.add_argument("--limit", type=_limit_argument, default=None, metavar="N|all",
-                     help="use a seeded sample of N examples; 0 or all: every example (default: the config's limit, "
-                          "else all)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
-    run.add_argument("--variants", default=None,
-                     help="comma-separated variants instead of the config's (default: the config's variants)")
-    run.add_argument("--model", default=None, metavar="FILE|KIND",
-                     help="a model config file (YAML holding what a config's model: holds, e.g. kind: "
-                          "openai_compatible, model: ..., base_url: ...) or a model kind that needs nothing else "
-                          "(embedded) (default: the config's model)")
-    run.add_argument("--dataset", default=None, metavar="PATH",
-                     help="the dataset to run on instead of the config's (default: the config's dataset)")
-    run.add_argument("--name", default=None,
-                     help="the run's name: it goes to <runs_dir>/NAME/<run id>/ (default: the config's name)")
-    run.add_argument("--fail-under", action="append", default=[], metavar="[VARIANT:]METRIC=VALUE",
-                     help="after the run and its report, exit 1 with the figures when the best variant (or "
-                          "VARIANT) scores under VALUE on METRIC, e.g. accuracy=0.80 or few_shot:macro_f1=0.6; "
-                          "METRIC is accuracy, macro_f1, micro_f1 (with a 95%% interval) or a column of the run's "
-                          "scores (repeatable; default: no gate)")
-
-    runs = commands.add_parser("runs", help="list the runs kept under runs/ (or one experiment's): time, model, "
-                                            "variants, n and the best variant's headline score")
-    runs.add_argument("folder", nargs="?", default="runs",
-                      help="a runs folder, or one experiment's (runs/<name>) (default: runs)")
-
-    compare = commands.add_parser("compare", help="one HTML report with runs side by side: every variant of each "
-                                                  "run, paired tests on the shared examples, cost and latency, "
-                                                  "and the answers example by example")
-    compare.add_argument("runs", nargs="+", metavar="RUN",
-                         help="run folders (runs/<name>/<run id>, or runs/<name> for its latest run); two or more, "
-                              "or one with two or more variants")
-    compare.add_argument("--out", default=None,
-                         help="the report's file (default: comparison.html in the first run's folder of runs)")
-    compare.add_argument("--overwrite", action="store_true", help="replace a report written there before")
-
-    preview = commands.add_parser("preview", help="print the rendered messages for one example")
-    preview.add_argument("config")
-    preview.add_argument("--variant", default=None, help="variant name (default: every variant)")
-    preview.add_argument("--example", default=None, help="example_id (default: the first)")
-
-    push = commands.add_parser("push", help="push a run's errors to Argilla as suggestions for annotators")
-    push.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
-    push.add_argument("--suggest-from", default=None, metavar="VARIANT",
-                      help="the variant whose answers become the suggestions (default: the run's best variant by "
-                           "its headline score)")
-    push.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
-    push.add_argument("--name", default=None, help="Argilla dataset name (default: <experiment>_errors)")
-    push.add_argument("--order", default="disagreement", choices=["disagreement", "consistency", "confidence"],
-                      help="which records annotators see first (confidence: least sure self-consistency votes)")
-
-    pull = commands.add_parser("pull", help="pull annotators' answers for a run from Argilla into snapshots: "
-                                            "corrections, point reviews and label-error verdicts")
-    pull.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
-    pull.add_argument("--name", default=None,
-                      help="the corrections dataset (default: <experiment>_errors, the name `workbench push` gives)")
-    pull.add_argument("--review-name", default=None,
-                      help="base name of the review datasets <base>_points and <base>_label_issues (default: the "
-                           "run's name, as `workbench points --push-review` gives)")
-    pull.add_argument("--out", default="annotations",
-                      help="the snapshots folder: each pull adds <out>/<dataset>/<UTC time>.jsonl (default: "
-                           "annotations)")
-
-    points = commands.add_parser("points", help="group a run's errors into training points; write them to the run folder")
-    points.add_argument("run", help="a run folder (runs/<name>), or the experiment config that wrote it")
-    points.add_argument("--distance-threshold", type=float, default=0.7,
-                        help="cosine distance under which errors of one signature are grouped (default 0.7)")
-    points.add_argument("--min-size", type=int, default=2, help="fewest examples a point needs (default 2)")
-    points.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
-                        help="an annotation snapshot (annotations/<dataset>/<time>.jsonl from `workbench pull`); "
-                             "examples whose gold an annotator changed become suspected label errors (repeatable)")
-    review = points.add_mutually_exclusive_group()
-    review.add_argument("--push-review", action="store_true",
-                        help="also push the points to Argilla for review (<run>_points) and the suspected label "
-                             "errors for a verdict (<run>_label_issues)")
-    review.add_argument("--pull-review", action="store_true",
-                        help="do not cluster again: pull the annotators' answers to both datasets and apply them "
-                             "to the points in the run folder")
-    points.add_argument("--review-name", default=None,
-                        help="base name of the review datasets (default: the run's name)")
-    points.add_argument("--overwrite", action="store_true",
-                        help="cluster again when the run has points already (default: refuse; --push-review then "
-                             "pushes the points there)")
-
-    data = commands.add_parser("data", help="build training examples and held-out test cases for each training point")
-    data.add_argument("run", help="a run folder with points (after `workbench points`), or its experiment config")
-    data.add_argument("--pool", default=None,
-                      help="a labelled dataset file to take neighbours from (default: the run's few-shot pool)")
-    data.add_argument("--no-pool", action="store_true", help="use no neighbours: members and corrections only")
-    data.add_argument("--train-variant", default="tuned",
-                      help="the prompt variant the training messages are rendered with (default tuned: the compact "
-                           "prompt, no label list)")
-    data.add_argument("--corrections", action="append", default=[], metavar="SNAPSHOT",
-                      help="an annotation snapshot whose corrections replace gold targets (repeatable)")
-    data.add_argument("--regression-size", type=int, default=50,
-                      help="most regression cases: evaluated examples in no point, re-tested to catch what a "
-                           "fine-tune breaks")
-    _anchors_argument(data)
-    data.add_argument("--overwrite", action="store_true", help="replace training data written before")
-
-    export = commands.add_parser("export", help="export a run's training data for trainers (after `workbench data`)")
-    export.add_argument("run", help="a run folder with training_data/ (after `workbench data`), or its config")
-    export.add_argument("--format", action="append", choices=["openai", "hf", "spacy"], default=None,
-                        help="what to write (repeatable; default: all three)")
-    export.add_argument("--out", default=None, help="folder for the exports (default: <run>/exports)")
-    export.add_argument("--overwrite", action="store_true", help="replace exports written before")
-    export.add_argument("--price", type=float, default=None,
-                        help="the provider's training price per million tokens, for a cost estimate")
-    export.add_argument("--min-examples", type=int, default=10,
-                        help="fewest training examples the chat file may hold (OpenAI: 10)")
-    export.add_argument("--train-spacy", type=int, default=0, metavar="STEPS",
-                        help="also train the spaCy baseline for STEPS steps and score it on each point's test cases")
-
-    tune = commands.add_parser("finetune", help="LoRA-tune the run's local model on its training data and compare it "
-                                                "with the base on every point's test cases, both on one runtime: "
-                                                "kind embedded (the GGUF) in llama.cpp, kind transformers (a local "
-                                                "model folder) in-process with the peft adapter")
-    tune.add_argument("run", help="a run folder with training_data/ (after `workbench data`), or its config")
-    _training_arguments(tune, epochs=3)
-    tune.add_argument("--method", choices=["lora", "prompt_tuning", "openai"], default="lora",
-                      help="LoRA (embedded: run in llama.cpp; transformers: in-process), a soft prompt (run with "
-                           "transformers + peft, base included), or openai: a hosted fine-tuning job at the run's "
-                           "openai_compatible endpoint, its model re-tested there")
-    tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
-    tune.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
-    hosted = tune.add_argument_group("--method openai (a hosted job; finetune/openai/job.json lets a second call "
-                                     "continue it)")
-    hosted.add_argument("--base-model", default=None, metavar="NAME",
-                        help="the model the provider tunes (default: the run's model)")
-    hosted.add_argument("--poll", type=float, default=15.0, metavar="SECONDS", help="seconds between status checks")
-    hosted.add_argument("--timeout", type=float, default=6 * 3600, metavar="SECONDS",
-                        help="stop waiting after this long (the job keeps running; run again to continue)")
-    hosted.add_argument("--resume", default=None, metavar="JOB_ID", help="follow this job instead of job.json's")
-    hosted.add_argument("--new-job", action="store_true", help="start a new job even when job.json holds one")
-
-    loop = commands.add_parser("loop", help="run rounds of the loop: variants on the current model, points, training "
-                                            "data, LoRA, re-test; each round in <run_dir>/rounds/<n>/")
-    loop.add_argument("config", help="an experiment config whose model is local: kind embedded (each round's model "
-                                     "in llama.cpp) or kind transformers with base_model: <folder> (in-process)")
-    how_many = loop.add_mutually_exclusive_group()
-    how_many.add_argument("--rounds", type=int, default=1, help="rounds to run after the finished ones (default 1)")
-    how_many.add_argument("--until", type=int, default=None, metavar="N",
-                          help="run rounds until N are finished (none when they are: a second call is free)")
-    loop.add_argument("--limit", type=_limit_argument, default=None, metavar="N|all",
-                      help="use a seeded sample of N examples; 0 or all: every example (default: the config's limit, "
-                           "else all)")
-    loop.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
-    loop.add_argument("--variants", default=None, help="comma-separated variants instead of the config's")
-    loop.add_argument("--train-variant", default="tuned",
-                      help="the variant training rows are rendered with and the tuned model answers (no few-shot; "
-                           "default tuned: the compact prompt, run by each round besides the experiment's variants)")
-    loop.add_argument("--folder", default=None, help="the loop folder (default <run_dir>/rounds)")
-    loop.add_argument("--no-replay", action="store_true", help="train only on this round's rows")
-    loop.add_argument("--keep-worse", action="store_true",
-                      help="build the next round on this round's model even when it fails the --margin gate")
-    loop.add_argument("--regression-size", type=int, default=50, help="most regression cases per round (default 50)")
-    loop.add_argument("--margin", type=float, default=0.02,
-                      help="build on a round only when its tuned model scores at least its start's score minus "
-                           "MARGIN on all test cases and on the regression set (default 0.02)")
-    loop.add_argument("--force", action="store_true",
-                      help="run the round even when its settings differ from the last finished round's")
-    loop.add_argument("--arms", default="targeted",
-                      help="comma-separated arms each round trains on the same step budget: targeted (the round's "
-                           "model, always included), random (as many pool rows, drawn at random), all (every pool "
-                           "row); the others are references in finetune/<arm>/ and finetune/arms.csv")
-    _anchors_argument(loop)
-    loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
-    _training_arguments(loop, epochs=2)
-
-    commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
-
-    args = parser.parse_args(argv)
+    args = build_parser(__doc__ or "").parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    handlers = {"init": _init, "run": _run, "runs": _runs, "compare": _compare, "preview": _preview, "push": _push,
+                "pull": _pull, "points": _points, "data": _data, "export": _export, "finetune": _finetune,
+                "loop": _loop}
     try:
-        if args.command == "init":
-            return _init(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "runs":
-            return _runs(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "push":
-            return _push(args)
-        if args.command == "pull":
-            return _pull(args)
-        if args.command == "points":
-            return _points(args)
-        if args.command == "data":
-            return _data(args)
-        if args.command == "export":
-            return _export(args)
-        if args.command == "finetune":
-            return _finetune(args)
-        if args.command == "loop":
-            return _loop(args)
-        return _preview(args)
+        return handlers[args.command](args)
     except WorkbenchError as exc:  # a mistake in what was given: one line, the fix, exit 2
         print(f"error: {exc}", file=sys.stderr)
         return 2  # any other exception is a bug and keeps its traceback
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Every option's default in --help: appended where its help does not already say it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        shown = action.default not in (None, False, argparse.SUPPRESS, []) and not action.option_strings == []
-        if shown and "default" not in text:
-            text += " (default: %(default)s)"
-        return text
-
-
-class _CommandParser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
 
 
 def _variant_list(text: str | None) -> list[str] | None:
@@ -321,13 +84,6 @@ def _load_run_argument(text: str):
         return load_run(load_experiment(source).run_dir)
     raise MissingInputError(f"{text} is neither a run folder (runs/<name>, runs/<name>/<run id>) nor an experiment "
                             "config: `workbench runs` lists the runs there are")
-
-
-def _limit_argument(text: str) -> int | None:
-    try:
-        return parse_limit(text, source="--limit")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -429,7 +185,7 @@ def _push(args: argparse.Namespace) -> int:
     run = _load_run_argument(args.run)
     errors = find_errors(run.predictions, run.dataset, run.task)
     if args.suggest_from is None:
-        from workbench.experiments.rounds import best_variant
+        from workbench.experiments.stages import best_variant
 
         suggest_from = best_variant(run)
         print(f"suggestions from {suggest_from}, the run's best variant (--suggest-from for another)")
@@ -495,10 +251,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _points(args: argparse.Namespace) -> int:
-    from workbench.evaluation.errors import find_errors
-    from workbench.points.cluster import ErrorClusterer
-    from workbench.points.label_issues import find_label_issues
-    from workbench.points.run_points import write_points
+    from workbench.experiments.stages import cluster_run_errors
 
     run = _load_run_argument(args.run)
     corrections = None
@@ -523,24 +276,19 @@ def _points(args: argparse.Namespace) -> int:
             f"{run.path} has training points already (points.parquet): pass --overwrite to cluster its errors "
             "again (training data built from the old points goes stale), or --pull-review to apply annotators' "
             "review to them")
-    errors = find_errors(run.predictions, run.dataset, run.task)
-    issues = find_label_issues(run.predictions, run.dataset, run.task, corrections)
-    clusterer = ErrorClusterer(distance_threshold=args.distance_threshold, min_size=args.min_size)
-    clusterer.fit(errors, run.predictions, run.task, issues)
-    points = clusterer.points_
-    write_points(run.path, points, clusterer.assignments_, issues, clusterer.map_)
-    report = write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
-                          title=f"{run.name}: prompt variants", points=points, point_map=clusterer.map_)
+    clustered = cluster_run_errors(run, distance_threshold=args.distance_threshold, min_size=args.min_size,
+                                   corrections=corrections)
+    points, issues = clustered.points.points, clustered.points.label_issues
     if points.empty:
         print(f"run {run.run_id} has no errors: no training points")
         return 0
     _print_points(points)
-    print(f"{len(errors)} errors in {len(points)} points ({int((points['kind'] == 'point').sum())} training points); "
-          f"{int(issues['is_label_issue'].sum())} suspected label errors")
+    print(f"{len(clustered.errors)} errors in {len(points)} points ({int((points['kind'] == 'point').sum())} "
+          f"training points); {int(issues['is_label_issue'].sum())} suspected label errors")
     print(f"wrote {run.path}/points.parquet, point_assignments.parquet, point_map.parquet and label_issues.parquet")
-    print(f"report with its training-points section: {report.resolve()}")
+    print(f"report with its training-points section: {clustered.report.resolve()}")
     if args.push_review:
-        return _push_point_review(run, points, clusterer.assignments_, issues, f"{base}_points",
+        return _push_point_review(run, points, clustered.points.assignments, issues, f"{base}_points",
                                   f"{base}_label_issues")
     return 0
 
@@ -637,8 +385,7 @@ def _pull_point_review(args: argparse.Namespace, run, corrections: pd.DataFrame 
 def _data(args: argparse.Namespace) -> int:
     from workbench.core.data import load_dataset
     from workbench.experiments.runs import read_frame
-    from workbench.trainingdata.examples import build_training_data
-    from workbench.trainingdata.openai_jsonl import write_test_cases
+    from workbench.experiments.stages import build_run_training_data, write_training_data
 
     run = _load_run_argument(args.run)
     if not (run.path / "points.parquet").exists():
@@ -655,11 +402,10 @@ def _data(args: argparse.Namespace) -> int:
     cases = folder / "test_cases.jsonl"
     if cases.exists() and not args.overwrite:
         raise OverwriteError(f"{folder} holds training data already: pass --overwrite to replace it")
-    data = build_training_data(points, assignments, run.dataset, run.task, pool=pool, corrections=corrections,
-                               variant=args.train_variant, anchors=args.anchors, threshold=args.near_duplicate,
-                               regression_size=args.regression_size, template_dir=run.template_dir)
-    data.write(folder, overwrite=args.overwrite)
-    write_test_cases(data.examples, cases, run.task, overwrite=args.overwrite)
+    data = build_run_training_data(run, points, assignments, pool=pool, corrections=corrections,
+                                   variant=args.train_variant, anchor_share=args.anchors,
+                                   threshold=args.near_duplicate, regression_size=args.regression_size)
+    write_training_data(data, folder, run.task, overwrite=args.overwrite)
     table = data.leakage.merge(data.counts().reset_index().groupby("point_id").sum(numeric_only=True),
                                on="point_id", how="left")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -728,15 +474,15 @@ def _export(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune.base_model import check_adapter_base, load_base
     from workbench.finetune.checks import check_training_rows
-    from workbench.finetune.gguf_adapter import convert_adapter, converter, save_base_config
     from workbench.finetune.local_models import (
         base_path,
-        load_config_base,
+        first_process,
         require_local,
-        training_device,
+        served_adapter,
+        train_for_config,
         tuned_model_config,
     )
-    from workbench.finetune.lora import AdapterSettings, train_adapter
+    from workbench.finetune.lora import AdapterSettings
     from workbench.trainingdata.examples import one_row_per_example
 
     run, examples = _training_examples(args)
@@ -752,19 +498,13 @@ def _finetune(args: argparse.Namespace) -> int:
     settings = AdapterSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
                                epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
                                max_length=args.max_length)
-    if args.method == "lora" and kind == "embedded":
-        converter()  # fetched (or refused) now: an offline machine must not lose the training at the last step
-    model, tokenizer = load_config_base(model_config)
-    trained = train_adapter(list(train["messages"]), folder, settings=settings, base=lambda: (model, tokenizer),
-                            base_gguf=base_file, device=training_device(model_config), progress=not args.no_progress,
-                            names=[f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])])
-    if int(os.environ.get("RANK", "0")) != 0:
+    names = [f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])]
+    trained = train_for_config(list(train["messages"]), folder, model_config, settings=settings, names=names,
+                               progress=not args.no_progress)
+    if not first_process():
         return 0  # under torchrun or `accelerate launch`, the first process converts and compares
-    adapter = trained.path
-    if args.method == "lora" and kind == "embedded":
-        adapter = convert_adapter(trained.path, folder / "adapter.gguf",
-                                  save_base_config(model, tokenizer, folder / "base_config"))
-    model = tokenizer = None  # the trained copy: the comparison loads its own models
+    served_by_config = args.method == "lora" or kind == "transformers"  # llama.cpp serves no soft prompt
+    adapter = served_adapter(model_config, folder) if served_by_config else trained.path
     resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
     print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
           f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
@@ -772,7 +512,7 @@ def _finetune(args: argparse.Namespace) -> int:
         return 0
 
     check_adapter_base(folder / "training.json", base_file)
-    if args.method == "lora" or kind == "transformers":  # both on the runtime the base was evaluated on
+    if served_by_config:  # both on the runtime the base was evaluated on
         from workbench.models.registry import model_from_config
 
         base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads; device, dtype)
@@ -787,26 +527,18 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def retest_tuned(run, examples: pd.DataFrame, base, tuned, folder: Path, *, repeats: int = 0,
                  progress: bool = True) -> int:
-    """Answer every point's test cases with `base` and `tuned` (and the base's best prompt), write
-    the tables to `folder` and the run's ``finetune/points_by_method.csv``, and print them: the
-    end of every fine-tuning method, local or hosted."""
-    from workbench.experiments.rounds import best_variant, write_before_after
-    from workbench.experiments.runs import read_frame
-    from workbench.finetune.before_after import before_after
-    from workbench.finetune.methods import points_by_method, read_method_tables
+    """Answer every point's test cases with `base` and `tuned` (and the base's best prompt:
+    `stages.retest`), write the tables to `folder` and the run's ``finetune/points_by_method.csv``,
+    and print them: the end of every fine-tuning method, local or hosted."""
+    from workbench.experiments.stages import best_variant, retest
 
     build_file = run.path / "training_data" / "build.json"
     build = json.loads(build_file.read_text(encoding="utf-8")) if build_file.exists() else {"variant": "zero_shot"}
-    best = best_variant(run)
-    result = before_after(examples, run.task, base, tuned, variant=build["variant"], cache=run.path / "cache.sqlite",
-                          options=GenerationOptions(**(run.config.get("options") or {})), repeats=repeats,
-                          best_variant=best if best != build["variant"] else None, pool=run.examples,
-                          progress=progress)
-    write_before_after(result, folder)
-    _print_before_after(result, best)
+    result, methods = retest(run, examples, base, tuned, folder, variant=build["variant"],
+                             options=GenerationOptions(**(run.config.get("options") or {})), repeats=repeats,
+                             pool=run.examples, progress=progress)
+    _print_before_after(result, best_variant(run))
     print(f"wrote {folder}/before_after.csv, efficiency.csv and predictions.parquet")
-    methods = points_by_method(read_frame(run.path / "points.parquet"), read_method_tables(run.path / "finetune"))
-    methods.to_csv(run.path / "finetune" / "points_by_method.csv", index=False)
     with pd.option_context("display.width", 180, "display.precision", 2, "display.max_colwidth", 40):
         print(methods.to_string(index=False))
     print(f"which method fixes which point: {run.path}/finetune/points_by_method.csv")
@@ -823,29 +555,6 @@ def _print_before_after(result, best: str) -> None:
                                  "parse_failure_rate"]].to_string(index=False))
         if not result.consistency.empty:
             print(result.consistency.to_string(index=False))
-
-
-def _anchors_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--anchors", type=float, default=DEFAULT_SHARE, metavar="SHARE",
-                        help="add pool examples that balance the training labels, at most SHARE times the points' "
-                             f"rows (default {DEFAULT_SHARE:g}; 0: none)")
-    parser.add_argument("--near-duplicate", type=float, default=NEAR_DUPLICATE_COSINE, metavar="COSINE",
-                        help="texts at this cosine or above (or equal) are one near-duplicate group, never split "
-                             f"between training and test (default {NEAR_DUPLICATE_COSINE:g}, calibrated by "
-                             "benchmarks/leakage_threshold.py)")
-
-
-def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None:
-    parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training rows")
-    parser.add_argument("--steps", type=int, default=None, help="train for this many steps instead of --epochs")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="the optimizer's (AdamW) learning rate")
-    parser.add_argument("--rank", type=int, default=8, help="LoRA rank r (alpha is 2r)")
-    parser.add_argument("--batch-size", type=int, default=4, help="training rows per optimizer step")
-    parser.add_argument("--max-length", type=int, default=MAX_LENGTH, metavar="TOKENS",
-                        help=f"most tokens a training row may have, prompt and answer (default {MAX_LENGTH}); a "
-                             "longer row is refused before any model call, naming it")
-    parser.add_argument("--repeats", type=int, default=0,
-                        help="also answer every test case N times at temperature 0.7 to compare consistency (0: no)")
 
 
 def _best_prompt_start(record: dict) -> str:

@@ -74,6 +74,12 @@ from workbench.experiments.round_gate import (
     strongest_start,
 )
 from workbench.experiments.runs import Run, load_run, redacted_config, run_experiment, write_run
+from workbench.experiments.stages import (
+    build_run_training_data,
+    cluster_run_errors,
+    retest,
+    write_training_data,
+)
 from workbench.finetune.lora import AdapterSettings
 from workbench.models.base import Model
 from workbench.points.cluster import TRAINABLE_KINDS
@@ -265,17 +271,82 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     settings = settings or RoundSettings()
     _check_settings(settings, experiment.examples)
     folder = Path(folder) if folder is not None else loop_folder(experiment)
-    config = dict(experiment.model_config)
-    from workbench.finetune.local_models import (
-        ADAPTER_KEYS,
-        HOSTED,
-        LOCAL_KINDS,
-        base_path,
-        model_kind,
-        served_adapter,
-        with_adapter,
-    )
+    begin = _begin_round(experiment, folder, settings, force, log)
+    from workbench.finetune.local_models import served_adapter
+    from workbench.models.registry import model_from_config
+    from workbench.points.encoder import CachedEncoder, cached
+    from workbench.prompting.variants import parse_variant
 
+    number, start, config, record, work = begin.number, begin.start, begin.config, begin.record, begin.work
+    model = model_from_config(config)
+    stages: dict[str, float] = record["stages"]
+    # One vector per text for the whole loop, kept on disk so that a resumed or later round does
+    # not encode the run and the pool again.
+    encoder = CachedEncoder(cached(encoder), path=folder / "embeddings.npz")
+    with _stage("variants", stages, log):
+        run = _run_variants(experiment, work, model, config, progress, settings.variant)
+    with _stage("points", stages, log):
+        points, assignments = _points(run, settings, encoder, base_model=start is None,
+                                      voters=[parse_variant(v).name for v in experiment.variants])
+    trainable = points[points["kind"].isin(TRAINABLE_KINDS)] if not points.empty else points
+    if trainable.empty:
+        record["stopped"] = "no errors" if points.empty else "no training points (only suspected label errors)"
+        log(f"round {number}: {record['stopped']}; nothing to train")
+        return _finish(work, folder / str(number), run, record)
+    with _stage("training_data", stages, log):
+        examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, begin.chain,
+                                                      work, encoder)
+        encoder.save()
+    with _stage("fine_tune", stages, log):
+        from workbench.finetune.checks import check_training_rows
+
+        check_training_rows(train, run.task)
+        trained = _fine_tune(train, work, settings, config, start, progress)
+    with _stage("re_test", stages, log):
+        table, versus_best = _re_test(examples, run, model, config, work, settings, experiment, points)
+    record["counts"] = {
+        "examples": int(run.dataset["example_id"].nunique()), "errors": int(len(assignments)),
+        "points": int((points["kind"] == "point").sum()), "points_and_other": int(len(trainable)),
+        "train_rows": int(len(train)), **data_counts,
+        "test_cases": int(examples.loc[examples["split"] == "test", "example_id"].nunique()),
+        "training_steps": trained["steps"],
+    }
+    record["adapter"] = str(served_adapter(config, ADAPTER.parent))
+    record.update(_gate_record(table, versus_best, settings, number, log))
+    if len(settings.arms) > 1:
+        # References for the targeted model, measured after its gate: they never decide acceptance.
+        with _stage("arms", stages, log):
+            record["arms"] = run_arms(settings.arms, examples=examples, train=train, steps=trained["steps"],
+                                      pool=experiment.examples, task=run.task, variant=settings.variant,
+                                      training=settings.training, config=config,
+                                      start_from=start.path / PEFT_ADAPTER if start is not None else None,
+                                      work=work, number=number, encoder=encoder, threshold=settings.near_duplicate,
+                                      options=experiment.options, progress=progress, log=log)
+            encoder.save()
+    return _finish(work, folder / str(number), run, record)
+
+
+@dataclass(frozen=True)
+class _RoundStart:
+    """Where a round begins (`_begin_round`): its `number`, the accepted round it builds on
+    (`start`, None: the base model) and that round's `chain`, the model `config` (with the start's
+    adapter), the round's `record` so far (``round.json``'s first keys) and its `work` folder."""
+
+    number: int
+    start: Round | None
+    chain: list[Round]
+    config: dict[str, Any]
+    record: dict[str, Any]
+    work: Path
+
+
+def _begin_round(experiment: Experiment, folder: Path, settings: RoundSettings, force: bool, log: Any) -> _RoundStart:
+    """The checks `run_round` makes before any model call (see its Raises), then the round's
+    number, start model, record and ``<n>.partial`` folder."""
+    from workbench.finetune.checks import check_training_length
+    from workbench.finetune.local_models import ADAPTER_KEYS, HOSTED, LOCAL_KINDS, base_path, model_kind, with_adapter
+
+    config = dict(experiment.model_config)
     kind = model_kind(config)
     if kind not in LOCAL_KINDS:
         raise RoundError(f"experiment {experiment.name} uses a {kind!r} model; the loop fine-tunes the embedded model "
@@ -296,9 +367,6 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     # The model to build on: the last round whose tuned model was kept (not worse than its start).
     start = next((r for r in reversed(earlier) if r.record.get("accepted")), None)
     chain = start_chain({r.number: r for r in earlier}, start.number if start else None)
-    from workbench.finetune.checks import check_training_length
-    from workbench.prompting.variants import parse_variant
-
     # Every text the round may train on must fit as a training row: found here, not after the variants ran.
     log(check_training_length(experiment.task, settings.variant, [experiment.dataset, experiment.examples],
                               max_length=settings.training.max_length, gguf=base_path(config)).describe())
@@ -306,15 +374,11 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
     work.mkdir(parents=True, exist_ok=True)
     if start is not None:
         config = with_adapter(config, start.adapter)
-    from workbench.models.registry import model_from_config
-
-    model = model_from_config(config)
-    stages: dict[str, float] = {}
     record: dict[str, Any] = {
         "round": number, "experiment": experiment.name,
         "started_from": f"round {start.number}" if start else "base model",
         "start_round": start.number if start else None, "chain": [r.number for r in chain],
-        "start_adapter": config.get(ADAPTER_KEYS[kind]), "variant": settings.variant, "stages": stages,
+        "start_adapter": config.get(ADAPTER_KEYS[kind]), "variant": settings.variant, "stages": {},
         # ``anchors`` is `anchor_share` under the key earlier rounds were recorded with.
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
@@ -323,64 +387,27 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
                      "training": {key: value for key, value in vars(settings.training).items()}},
         "fingerprint": settings_print, "forced": forced,
     }
+    return _RoundStart(number=number, start=start, chain=chain, config=config, record=record, work=work)
 
-    from workbench.points.encoder import CachedEncoder, cached
 
-    # One vector per text for the whole loop, kept on disk so that a resumed or later round does
-    # not encode the run and the pool again.
-    encoder = CachedEncoder(cached(encoder), path=folder / "embeddings.npz")
-    with _stage("variants", stages, log):
-        run = _run_variants(experiment, work, model, config, progress, settings.variant)
-    with _stage("points", stages, log):
-        points, assignments = _points(run, settings, encoder, base_model=start is None,
-                                      voters=[parse_variant(v).name for v in experiment.variants])
-    trainable = points[points["kind"].isin(TRAINABLE_KINDS)] if not points.empty else points
-    if trainable.empty:
-        record["stopped"] = "no errors" if points.empty else "no training points (only suspected label errors)"
-        log(f"round {number}: {record['stopped']}; nothing to train")
-        return _finish(work, folder / str(number), run, record)
-    with _stage("training_data", stages, log):
-        examples, train, data_counts = _training_data(run, points, assignments, experiment, settings, chain, work,
-                                                      encoder)
-        encoder.save()
-    with _stage("fine_tune", stages, log):
-        from workbench.finetune.checks import check_training_rows
-
-        check_training_rows(train, run.task)
-        trained = _fine_tune(train, work, settings, config, start, progress)
-    with _stage("re_test", stages, log):
-        table, versus_best = _re_test(examples, run, model, config, work, settings, experiment, points)
-    every = table[table["point_id"] == ALL_TEST_CASES].iloc[0]
-    record["counts"] = {
-        "examples": int(run.dataset["example_id"].nunique()), "errors": int(len(assignments)),
-        "points": int((points["kind"] == "point").sum()), "points_and_other": int(len(trainable)),
-        "train_rows": int(len(train)), **data_counts,
-        "test_cases": int(examples.loc[examples["split"] == "test", "example_id"].nunique()),
-        "training_steps": trained["steps"],
-    }
-    record["adapter"] = str(served_adapter(config, ADAPTER.parent))
-    record["gate"], reason = accept_gate(strongest_start(table, versus_best), settings.margin)
-    record["margin"] = settings.margin
-    record["accepted"] = settings.keep_worse or reason is None
-    record["rejected_because"] = None if record["accepted"] else reason
+def _gate_record(table: pd.DataFrame, versus_best: pd.DataFrame | None, settings: RoundSettings, number: int,
+                 log: Any) -> dict[str, Any]:
+    """``round.json``'s gate keys from the re-test's tables (`accept_gate` against the stronger
+    start, `strongest_start`): ``gate``, ``margin``, ``accepted``, ``rejected_because``,
+    ``accepted_despite`` (with `keep_worse`) and ``all_test_cases``."""
+    gate, reason = accept_gate(strongest_start(table, versus_best), settings.margin)
+    accepted = settings.keep_worse or reason is None
+    record: dict[str, Any] = {"gate": gate, "margin": settings.margin, "accepted": accepted,
+                              "rejected_because": None if accepted else reason}
     if reason is not None and settings.keep_worse:
         record["accepted_despite"] = reason
-    if not record["accepted"]:
+    if not accepted:
         log(f"round {number}: the tuned model is {reason}: kept for the record, not built on; the next round "
             "starts from the model this one started from")
+    every = table[table["point_id"] == ALL_TEST_CASES].iloc[0]
     record["all_test_cases"] = {key: plain(every[key]) for key in ("cases", "metric", "base", "tuned", "verdict",
                                                                      "p_value")}
-    if len(settings.arms) > 1:
-        # References for the targeted model, measured after its gate: they never decide acceptance.
-        with _stage("arms", stages, log):
-            record["arms"] = run_arms(settings.arms, examples=examples, train=train, steps=trained["steps"],
-                                      pool=experiment.examples, task=run.task, variant=settings.variant,
-                                      training=settings.training, config=config,
-                                      start_from=start.path / PEFT_ADAPTER if start is not None else None,
-                                      work=work, number=number, encoder=encoder, threshold=settings.near_duplicate,
-                                      options=experiment.options, progress=progress, log=log)
-            encoder.save()
-    return _finish(work, folder / str(number), run, record)
+    return record
 
 
 @contextmanager
@@ -407,11 +434,7 @@ def _run_variants(experiment: Experiment, work: Path, model: Model, config: dict
 
 def _points(run: Run, settings: RoundSettings, encoder: Any, base_model: bool = False,
             voters: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from workbench.evaluation.errors import find_errors
-    from workbench.points.cluster import ErrorClusterer
-    from workbench.points.label_issues import find_label_issues
     from workbench.prompting.variants import TUNED, parse_variant
-    from workbench.reporting.sections import write_report
 
     predictions = run.predictions
     if base_model and parse_variant(settings.variant).template.startswith(TUNED):
@@ -419,22 +442,12 @@ def _points(run: Run, settings: RoundSettings, encoder: Any, base_model: bool = 
         # are neither failure modes to train on (on many labels, nearly every example) nor votes
         # on the gold.
         predictions = predictions[predictions["variant"] != parse_variant(settings.variant).name]
-    errors = find_errors(predictions, run.dataset, run.task)
     # Suspected label errors are votes of the experiment's own variants; the training variant the
     # round added to them is how the tuned model answers, not another independent prompt.
-    votes = predictions if voters is None else predictions[predictions["variant"].isin(voters)]
-    issues = find_label_issues(votes, run.dataset, run.task)
-    clusterer = ErrorClusterer(distance_threshold=settings.distance_threshold, min_size=settings.min_size,
-                               encoder=encoder)
-    clusterer.fit(errors, predictions, run.task, issues)
-    write_frame(clusterer.points_, run.path / "points.parquet")
-    write_frame(clusterer.assignments_, run.path / "point_assignments.parquet")
-    write_frame(issues, run.path / "label_issues.parquet")
-    write_frame(clusterer.map_, run.path / "point_map.parquet")
-    write_report(run.path / "report.html", run.task, run.dataset, run.predictions,
-                 title=f"{run.name}: round {run.path.name.split('.')[0]}", points=clusterer.points_,
-                 point_map=clusterer.map_)
-    return clusterer.points_, clusterer.assignments_
+    clustered = cluster_run_errors(run, distance_threshold=settings.distance_threshold, min_size=settings.min_size,
+                                   encoder=encoder, predictions=predictions, voters=voters,
+                                   title=f"{run.name}: round {run.path.name.split('.')[0]}")
+    return clustered.points.points, clustered.points.assignments
 
 
 def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, experiment: Experiment,
@@ -452,9 +465,8 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
     ``tests_near_seen_dropped`` (of those, the near-duplicates with another id)."""
     from dataclasses import replace as replace_data
 
-    from workbench.trainingdata.examples import TRAINING_COLUMNS, build_training_data, one_row_per_example
+    from workbench.trainingdata.examples import TRAINING_COLUMNS, one_row_per_example
     from workbench.trainingdata.leakage import find_leaks, leakage_report
-    from workbench.trainingdata.openai_jsonl import write_test_cases
 
     # Oldest first, so that the newest round's row of an example wins (its rendering is the newest).
     earlier = [r.frame("training_data/train_rows.parquet") for r in reversed(chain)]
@@ -462,10 +474,10 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
     old = pd.concat(earlier, ignore_index=True).drop_duplicates("example_id", keep="last") if earlier else None
     # The build keeps test cases away from what the start model trained on; the drop below is for
     # what it cannot see (an example id trained on under another text).
-    data = build_training_data(points, assignments, run.dataset, run.task, pool=experiment.examples,
-                               variant=settings.variant, regression_size=settings.regression_size,
-                               anchors=settings.anchor_share, encoder=encoder, threshold=settings.near_duplicate,
-                               trained_texts=list(old["text"].astype(str)) if old is not None else ())
+    data = build_run_training_data(run, points, assignments, pool=experiment.examples, variant=settings.variant,
+                                   regression_size=settings.regression_size, anchor_share=settings.anchor_share,
+                                   encoder=encoder, threshold=settings.near_duplicate,
+                                   trained_texts=list(old["text"].astype(str)) if old is not None else ())
     examples = data.examples
     is_test = examples["split"].eq("test")
     seen_ids: set[str] = set()
@@ -498,15 +510,15 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
     train = train.assign(replayed=train["source"].eq(REPLAY))
     leaks = find_leaks(examples, encoder, settings.near_duplicate)
     data = replace_data(data, examples=examples, leakage=leakage_report(examples, leaks), notes=notes)
-    data.write(work / "training_data", overwrite=True)
     if not (examples["split"] == "test").any():
+        data.write(work / "training_data", overwrite=True)  # to look at
         # Refused here, before training: without a test case the re-test cannot measure the model.
         raise RoundError(f"round {work.name.split('.')[0]}'s training data has no test case (the points' members all "
                          f"train, no pool neighbour or regression case is left; {dropped} dropped as seen by the start "
                          "model), so its tuned model could not be measured; nothing was trained. Give the experiment "
                          "a labelled pool (`examples:` in the config), a larger --limit, or a --regression-size above "
                          f"0; see {work / 'training_data'}")
-    write_test_cases(examples, work / "training_data" / "test_cases.jsonl", run.task, overwrite=True)
+    write_training_data(data, work / "training_data", run.task, overwrite=True)
     write_frame(train, work / "training_data" / "train_rows.parquet")
     return examples, train, {"replayed_rows": replayed, "tests_seen_dropped": int(dropped),
                              "tests_near_seen_dropped": int(near_dropped)}
@@ -528,40 +540,15 @@ def _re_test(examples: pd.DataFrame, run: Run, model: Model, config: dict[str, A
              settings: RoundSettings, experiment: Experiment,
              points: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(the before/after table on the training variant, the table against the start model's best
-    prompt or None), both written to ``finetune/lora/``."""
-    from workbench.finetune.before_after import before_after
+    prompt or None), both written to ``finetune/lora/`` (`stages.retest`, as ``workbench finetune``
+    re-tests)."""
     from workbench.finetune.local_models import tuned_model_config
-    from workbench.finetune.methods import points_by_method
     from workbench.models.registry import model_from_config
 
     tuned = model_from_config(tuned_model_config(config, work / ADAPTER.parent))
-    best = best_variant(run)
-    result = before_after(examples, run.task, model, tuned, variant=settings.variant, cache=work / "cache.sqlite",
-                          options=experiment.options, repeats=settings.compare_repeats,
-                          best_variant=best if best != settings.variant else None, pool=experiment.examples)
-    write_before_after(result, work / "finetune" / "lora")
-    points_by_method(points, {"lora": result.table}).to_csv(work / "finetune" / "points_by_method.csv", index=False)
+    result, _ = retest(run, examples, model, tuned, work / "finetune" / "lora", variant=settings.variant,
+                       options=experiment.options, repeats=settings.compare_repeats, pool=experiment.examples)
     return result.table, result.versus_best
-
-
-def best_variant(run: Run) -> str:
-    """The variant of `run` with the highest headline score (the first of equals)."""
-    summary = run.summary()
-    return str(summary.sort_values(run.task.kind.summary_column, ascending=False, kind="stable")["variant"].iloc[0])
-
-
-def write_before_after(result: Any, folder: Path) -> None:
-    """`before_after`'s tables to `folder`: ``before_after.csv``, ``versus_best.csv`` (when the
-    base model's best prompt was compared), ``efficiency.csv``, ``consistency.csv`` (with
-    repeats) and ``predictions.parquet``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    result.table.to_csv(folder / "before_after.csv", index=False)
-    if result.versus_best is not None:
-        result.versus_best.to_csv(folder / "versus_best.csv", index=False)
-    result.efficiency.to_csv(folder / "efficiency.csv", index=False)
-    if not result.consistency.empty:
-        result.consistency.to_csv(folder / "consistency.csv", index=False)
-    write_frame(result.predictions, folder / "predictions.parquet")
 
 
 def _finish(work: Path, final: Path, run: Run, record: dict[str, Any]) -> Round:

@@ -107,7 +107,8 @@ class BeforeAfter:
 def before_after(examples: pd.DataFrame, task: Task, base: Model, tuned: Model, *, variant: str = "zero_shot",
                  cache: ResponseCache | str | Path | None = None, options: GenerationOptions | None = None,
                  progress: bool = False, seed: int = 0, repeats: int = 0, temperature: float = 0.7,
-                 best_variant: str | None = None, pool: pd.DataFrame | None = None) -> BeforeAfter:
+                 best_variant: str | None = None, pool: pd.DataFrame | None = None,
+                 template_dir: str | Path | None = None) -> BeforeAfter:
     """Score `base` and `tuned` on the test cases of `examples` (the training-data frame), per
     point, with paired tests (see the module docstring and `BeforeAfter` for the columns).
 
@@ -119,7 +120,8 @@ def before_after(examples: pd.DataFrame, task: Task, base: Model, tuned: Model, 
     ``text`` and the task's target column, usually the run's train split) from which every test
     case (by example id, and any row with a test case's exact text) is removed before shots are
     drawn, so that no test case is ever shown as an example. Without a few-shot best variant,
-    `pool` is not used.
+    `pool` is not used. `template_dir` is the run's own template folder (searched before the
+    packaged one), so that the tuned model answers with the prompt its rows were rendered with.
     """
     if repeats < 0:
         raise InputError(f"repeats must be >= 0 (below 2: no sampled answers), got {repeats}")
@@ -135,7 +137,7 @@ def before_after(examples: pd.DataFrame, task: Task, base: Model, tuned: Model, 
 
     def answer(repeat_count: int, run_options: GenerationOptions) -> pd.DataFrame:
         frames = [run_variants(task, gold, [spec], model, examples=shots, repeats=repeat_count, options=run_options,
-                               cache=cache, progress=progress).assign(variant=name)
+                               cache=cache, progress=progress, template_dir=template_dir).assign(variant=name)
                   for name, model, spec, shots in runs]
         return pd.concat(frames, ignore_index=True)
 

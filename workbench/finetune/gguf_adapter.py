@@ -122,8 +122,10 @@ def train_for_llama_cpp(chats: list, folder: str | Path, *, settings: Any = None
                         start_from: str | Path | None = None) -> tuple[Any, Path]:
     """LoRA (`train_adapter`) on a fresh copy of the base GGUF `model_path` (default: the embedded
     SmolLM2) in `folder`, then the adapter converted to ``folder/adapter.gguf`` for llama.cpp on
-    that same base file. Returns (the `TrainedAdapter`, the GGUF adapter's path)."""
+    that same base file. Returns (the `TrainedAdapter`, the GGUF adapter's path; None in any
+    process but the first of a distributed training)."""
     from workbench.finetune.base_model import load_base
+    from workbench.finetune.local_models import first_process
     from workbench.finetune.lora import train_adapter
     from workbench.models.llama_cpp import embedded_model_path
 
@@ -133,6 +135,8 @@ def train_for_llama_cpp(chats: list, folder: str | Path, *, settings: Any = None
     trained = train_adapter(chats, folder, settings=settings, base=lambda: (model, tokenizer),
                             base_gguf=model_path or embedded_model_path(), names=names, progress=progress,
                             start_from=start_from)
+    if not first_process():
+        return trained, None  # under torchrun or `accelerate launch`, the first process converts
     adapter = convert_adapter(trained.path, folder / "adapter.gguf",
                               save_base_config(model, tokenizer, folder / "base_config"))
     return trained, adapter

@@ -17,6 +17,7 @@ export --format openai``) and start a hosted job (`workbench.models.openai_finet
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,15 +99,25 @@ def tuned_model_config(config: Mapping[str, Any], folder: str | Path) -> dict[st
     return with_adapter(config, served_adapter(config, folder))
 
 
+def first_process() -> bool:
+    """Whether this is the first (or only) process of a training: under torchrun or
+    ``accelerate launch`` (``RANK`` set) only that one converts, serves and compares."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def train_for_config(chats: Sequence[Sequence[dict[str, str]]], folder: str | Path, config: Mapping[str, Any], *,
                      settings: Any = None, names: Sequence[str] | None = None, progress: bool = False,
                      start_from: str | Path | None = None) -> Any:
-    """LoRA (`lora.train_adapter`, `settings`) on `chats` on a fresh copy of the base of the local
-    model config `config`, in `folder`, continuing from the peft adapter `start_from` when given;
-    for ``embedded`` the adapter is converted to ``folder/adapter.gguf``
-    (`gguf_adapter.train_for_llama_cpp`). Returns the `TrainedAdapter`; `tuned_model_config(config,
-    folder)` serves the result. ``training.json`` records the base (`base_model.base_identity`)."""
-    if require_local(config, "the model config") == "embedded":
+    """An adapter (`lora.train_adapter`, `settings`: LoRA or a soft prompt) trained on `chats` on a
+    fresh copy of the base of the local model config `config`, in `folder`, continuing from the
+    peft adapter `start_from` when given. A LoRA on ``embedded`` is converted to
+    ``folder/adapter.gguf`` for llama.cpp (`gguf_adapter.train_for_llama_cpp`; the converter is
+    checked before training), by the first process only (`first_process`). Returns the
+    `TrainedAdapter`; `tuned_model_config(config, folder)` serves a LoRA. ``training.json``
+    records the base (`base_model.base_identity`). ``workbench finetune`` and the loop's rounds
+    both train through here."""
+    kind = require_local(config, "the model config")
+    if kind == "embedded" and getattr(settings, "method", "lora") == "lora":
         from workbench.finetune.gguf_adapter import train_for_llama_cpp
 
         trained, _ = train_for_llama_cpp(list(chats), folder, settings=settings, model_path=config.get("model_path"),
