@@ -195,3 +195,17 @@ def test_label_quality_is_the_share_of_answers_that_equal_gold():
     predictions = pd.DataFrame([{"example_id": e, "variant": v, "prediction": p, "repeat": 0} for e, v, p in rows])
     quality = find_label_issues(predictions, gold, TASK).set_index("example_id")["label_quality"]
     assert quality.to_dict() == {"none": 0.0, "half": 0.5}
+
+
+class WideEncoder:
+    """A fixed random 768-dimensional vector per text: wide enough that PCA picks its randomized solver."""
+
+    def encode(self, texts):
+        return np.array([np.random.default_rng(sum(map(ord, text))).normal(size=768) for text in texts])
+
+
+def test_the_map_of_the_same_errors_is_the_same_on_every_fit():
+    predictions, dataset, errors = run_of(ANSWERS, TEXTS, GOLD)
+    maps = [ErrorClusterer(encoder=WideEncoder()).fit(errors, predictions, TASK).map_ for _ in range(3)]
+    for other in maps[1:]:
+        assert np.array_equal(maps[0][["x", "y"]].to_numpy(), other[["x", "y"]].to_numpy())

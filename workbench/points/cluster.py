@@ -216,7 +216,10 @@ class ErrorClusterer:
         from sklearn.decomposition import PCA
 
         components = min(2, len(keys), vectors.shape[1])
-        flat = PCA(n_components=components).fit_transform(vectors) if len(keys) > 1 else np.zeros((1, 1))
+        # Seeded: on wide vectors PCA picks its randomized solver, and an unseeded one moves the map a little
+        # on every fit of the same errors.
+        flat = (PCA(n_components=components, random_state=0).fit_transform(vectors) if len(keys) > 1
+                else np.zeros((1, 1)))
         flat = np.hstack([flat, np.zeros((len(keys), 2 - flat.shape[1]))]) if flat.shape[1] < 2 else flat
         point_of = dict(zip(zip(frame["example_id"], frame["signature"]), frame["point_id"]))
         return pd.DataFrame({
