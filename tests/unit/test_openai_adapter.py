@@ -93,3 +93,26 @@ def test_a_server_that_does_not_serve_the_adapter_says_how_to_serve_it():
             ask(tuned)
     finally:
         server.stop_thread()
+
+
+@pytest.mark.parametrize("more", [
+    {"structured_output": "json_schema"},
+    {"adapter": "adapter.gguf", "adapter_style": "llama_cpp", "adapter_id": 1, "extra_body": {"cache_prompt": True}},
+    {"adapter": "points", "structured_output": "json_object_schema"},
+])
+def test_the_batch_body_of_a_request_is_the_body_a_direct_call_posts(stub, more):
+    """A batch line carries `request_body`: it must be what `complete` sends, or a batch answer
+    would be stored under the key of another request."""
+    model = model_from_config(config(stub, **more))
+    schema = {"type": "object", "properties": {"label": {"type": "string", "enum": ["complaint", "request"]}},
+              "required": ["label"], "additionalProperties": False}
+    request = ChatRequest(REQUEST.messages, schema=schema)
+
+    async def once():
+        try:
+            return await model.complete(request)
+        finally:
+            await model.aclose()
+
+    asyncio.run(once())
+    assert model.request_body(request) == stub.bodies[-1]

@@ -165,3 +165,29 @@ def test_build_requests_previews_without_calling_a_model():
     assert len(requests) == 6
     few_shot_user = requests.iloc[3]["messages"][1]["content"]
     assert "Labelled examples:" in few_shot_user and few_shot_user.endswith("Text: The app is slow.")
+
+
+def test_pending_requests_are_what_a_run_would_send_and_unsent_ones_are_recorded_not_sent(tmp_path):
+    """A batch engine answers `pending_requests` under their keys; the run then sends nothing for
+    them, and a request named in `unsent` is not sent: its row records the reason instead."""
+    from workbench.prompting.cache import ResponseCache
+    from workbench.prompting.runner import pending_requests
+
+    cache = tmp_path / "cache.sqlite"
+    variants = ["zero_shot", "sc3"]  # self-consistency: three samples per example, each its own request
+    pending = pending_requests(TASK, DATA, variants, FakeModel(label_by_text), cache=cache)
+    assert len(pending) == 3 + 9 and len(set(pending)) == len(pending)
+    answerer = FakeModel(label_by_text)
+    with ResponseCache(cache) as store:
+        first, *rest = list(pending.items())
+        completion = asyncio.run(answerer.complete(first[1]))
+        store.put(first[0], answerer.identity, first[1], completion)
+    left = pending_requests(TASK, DATA, variants, FakeModel(label_by_text), cache=cache)
+    assert list(left) == [key for key, _ in rest]
+
+    model = FakeModel(label_by_text)
+    unsent = {key: "batch line failed: HTTP 500: boom" for key, _ in rest[:1]}
+    predictions = run_variants(TASK, DATA, variants, model, cache=cache, unsent=unsent, progress=False)
+    assert len(model.calls) == len(rest) - 1  # neither the cached one nor the unsent one was sent
+    failed = predictions[predictions["request_error"].notna()]
+    assert list(failed["request_error"]) == ["batch line failed: HTTP 500: boom"]

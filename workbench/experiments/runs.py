@@ -28,6 +28,7 @@ import json
 import platform
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,10 +92,13 @@ class Run:
         return summarize_run(self.predictions, self.dataset, self.task)
 
 
-def run_experiment(experiment: Experiment, *, progress: bool = True, model: Model | None = None) -> Run:
+def run_experiment(experiment: Experiment, *, progress: bool = True, model: Model | None = None,
+                   unsent: Mapping[str, str] | None = None) -> Run:
     """Run an experiment with its response cache in ``<run_dir>/cache.sqlite``; returns the `Run`.
 
-    Nothing but the cache is written; `write_run` writes the run folder.
+    Nothing but the cache is written; `write_run` writes the run folder. `unsent` (cache key ->
+    why) names requests not to send, recorded as their rows' ``request_error`` when the cache has
+    no answer for them (`run_variants`; a batch's lines that kept failing).
     """
     model = model or experiment.build_model()
     run_id = f"{experiment.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
@@ -108,6 +112,7 @@ def run_experiment(experiment: Experiment, *, progress: bool = True, model: Mode
         prices=experiment.prices, progress=progress, template_dir=experiment.template_dir, run_id=run_id,
         run_description={"experiment": experiment.name, "variants": config.get("variants"),
                          "options": config.get("options"), "repeats": experiment.repeats},
+        unsent=unsent,
     )
     stats = dict(predictions.attrs.get("run_stats", {}))
     predictions.attrs.clear()  # stats live on the Run, where merges cannot drop them

@@ -128,9 +128,8 @@ class OpenAICompatibleModel:
         """The ``model`` a request names: the adapter's name for ``adapter_style: model_name``, else `model`."""
         return self.adapter if self.adapter is not None and self.adapter_style == "model_name" else self.model
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        import openai
-
+    def _body_parts(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the chat request's parameters, the extra body merged after them) for `request`."""
         kwargs: dict[str, Any] = {"model": self.request_model, "messages": list(request.messages),
                                   **request.options.as_dict()}
         extra_body = dict(self.extra_body)
@@ -141,6 +140,26 @@ class OpenAICompatibleModel:
         # Byte for byte the body `chat.completions.create` sends: model, messages, the rest in its (alphabetical)
         # order; then its request options (extra_body is merged into the body after those keys).
         kwargs = {"model": kwargs.pop("model"), "messages": kwargs.pop("messages"), **dict(sorted(kwargs.items()))}
+        return kwargs, extra_body
+
+    def request_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body `complete` posts to ``/chat/completions`` for `request` (no credentials):
+        the ``body`` of a Batch API request line (`workbench.scale.batch_lines`)."""
+        kwargs, extra_body = self._body_parts(request)
+        return {**kwargs, **extra_body}
+
+    def batch_client(self) -> Any:
+        """A synchronous ``openai.OpenAI`` client for this model's endpoint and key, for the Files
+        and Batches endpoints (`workbench.scale.openai_batch`); the key goes to `base_url` only."""
+        import openai
+
+        return openai.OpenAI(base_url=self.base_url, api_key=self._api_key or "unused", max_retries=2,
+                             timeout=max(self.timeout_s, 120.0))
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        import openai
+
+        kwargs, extra_body = self._body_parts(request)
         options: dict[str, Any] = {"security": {"bearer_auth": True}}
         if self._api_key is None:
             options["headers"] = {"Authorization": openai.Omit()}  # no key: no Authorization header at all

@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,63 @@ def build_requests(
     return pd.DataFrame(rows, columns=["variant", "example_id", "messages", "schema"])
 
 
+def pending_requests(
+    task: Task,
+    dataset: pd.DataFrame,
+    variants: Sequence[str | dict | PromptVariant],
+    model: Model,
+    *,
+    examples: pd.DataFrame | None = None,
+    repeats: int = 1,
+    options: GenerationOptions | None = None,
+    cache: ResponseCache | str | Path | None = None,
+    template_dir: str | Path | None = None,
+) -> dict[str, ChatRequest]:
+    """The requests `run_variants` with the same arguments would send: cache key -> `ChatRequest`,
+    in the run's order, each key once, leaving out what `cache` holds already. A batch engine
+    answers these (`workbench.scale`), storing each answer under its key; the run then finishes
+    from the cache."""
+    options = options or GenerationOptions()
+    dataset = validate_dataset(dataset, task, labelled=False)
+    jobs = _plan_jobs(task, dataset, variants, model.identity, examples=examples, repeats=repeats, options=options,
+                      template_dir=template_dir)
+    planned = {job.key: job.request for job in jobs}
+    if cache is None:
+        return planned
+    store = ResponseCache(cache) if isinstance(cache, (str, Path)) else cache
+    try:
+        found = store.get_many(planned)
+    finally:
+        if store is not cache:
+            store.close()
+    return {key: request for key, request in planned.items() if key not in found}
+
+
+def _plan_jobs(task: Task, dataset: pd.DataFrame, variants: Sequence[str | dict | PromptVariant],
+               identity: dict[str, Any], *, examples: pd.DataFrame | None, repeats: int, options: GenerationOptions,
+               template_dir: str | Path | None) -> list[_Job]:
+    """Every (variant, example, repeat, sample) of a run, rendered, with its request and cache key."""
+    sampled = options.temperature > 0
+    jobs: list[_Job] = []
+    for variant, example_id, text, messages, schema in _render_all(
+        task, dataset, _parse_variants(variants), examples, template_dir
+    ):
+        for repeat in range(repeats):
+            for sample in range(variant.samples):
+                if variant.samples > 1:
+                    # Self-consistency: every sample of every repeat is its own draw, cached on its own.
+                    index = repeat * variant.samples + sample
+                    temperature = options.temperature if sampled else variant.sample_temperature
+                    request_options = replace(options, temperature=temperature, seed=(options.seed or 0) + index)
+                else:
+                    index = repeat if sampled else 0
+                    request_options = replace(options, seed=(options.seed or 0) + repeat) if sampled else options
+                request = ChatRequest(messages=tuple(messages), options=request_options, schema=schema)
+                key = cache_key(identity, request, sample=index)
+                jobs.append(_Job(variant, example_id, repeat, sample, text, key, request))
+    return jobs
+
+
 def run_variants(
     task: Task,
     dataset: pd.DataFrame,
@@ -117,6 +174,7 @@ def run_variants(
     template_dir: str | Path | None = None,
     run_id: str | None = None,
     run_description: dict[str, Any] | None = None,
+    unsent: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Run each prompt variant over `dataset` with `model`, `repeats` times.
 
@@ -140,6 +198,10 @@ def run_variants(
     is surer; NaN otherwise). For ``sc<n>`` the row's text fields come from a sample that gave the
     voted answer, tokens and cost are summed over the samples and latency is the slowest sample's.
     ``DataFrame.attrs["run_stats"]`` counts calls sent, cache hits, retries and failures.
+
+    `unsent` maps cache keys (`pending_requests`) to a reason: those requests are not sent, and a
+    row whose answer the cache lacks gets the reason as its ``request_error`` (a batch line that
+    kept failing, `workbench.scale.openai_batch`).
     """
     if repeats < 1:
         raise InputError(f"repeats must be >= 1, got {repeats}")
@@ -148,25 +210,9 @@ def run_variants(
     prices = prices or PriceTable()
     dataset = validate_dataset(dataset, task, labelled=False)  # the runner labels texts; gold is for scoring
     identity = model.identity
-    sampled = options.temperature > 0
 
-    jobs: list[_Job] = []
-    for variant, example_id, text, messages, schema in _render_all(
-        task, dataset, _parse_variants(variants), examples, template_dir
-    ):
-        for repeat in range(repeats):
-            for sample in range(variant.samples):
-                if variant.samples > 1:
-                    # Self-consistency: every sample of every repeat is its own draw, cached on its own.
-                    index = repeat * variant.samples + sample
-                    temperature = options.temperature if sampled else variant.sample_temperature
-                    request_options = replace(options, temperature=temperature, seed=(options.seed or 0) + index)
-                else:
-                    index = repeat if sampled else 0
-                    request_options = replace(options, seed=(options.seed or 0) + repeat) if sampled else options
-                request = ChatRequest(messages=tuple(messages), options=request_options, schema=schema)
-                key = cache_key(identity, request, sample=index)
-                jobs.append(_Job(variant, example_id, repeat, sample, text, key, request))
+    jobs = _plan_jobs(task, dataset, variants, identity, examples=examples, repeats=repeats, options=options,
+                      template_dir=template_dir)
     check_model_context(model, ((job.variant.name, job.example_id, job.request) for job in jobs))
 
     owns_cache = cache is not None and not isinstance(cache, ResponseCache)
@@ -174,12 +220,14 @@ def run_variants(
     started_at = time.time()
     try:
         cached = store.get_many(job.key for job in jobs) if store is not None else {}
+        unsent = dict(unsent or {})
         pending: dict[str, ChatRequest] = {}
         for job in jobs:
-            if job.key not in cached:
+            if job.key not in cached and job.key not in unsent:
                 pending.setdefault(job.key, job.request)
         limit = max(1, min(concurrency or model.max_concurrency, model.max_concurrency))
         answers, failures, stats = _run_sync(_send_all(model, pending, store, identity, limit, retry, progress))
+        failures.update({key: why for key, why in unsent.items() if key not in cached})
         if store is not None and run_id is not None:
             store.log_run(
                 run_id, {"model": identity, **(run_description or {})},
