@@ -2,9 +2,10 @@
 
 The stub speaks just enough of the OpenAI REST API for the official ``openai``
 SDK to talk to it over real TCP: ``POST /v1/chat/completions`` and
-``GET /v1/models`` (both also without the ``/v1`` prefix), and the files and fine-tuning jobs
-endpoints (`workbench.testing.openai_stub_finetuning`).  It exists for two
-jobs:
+``GET /v1/models`` (both also without the ``/v1`` prefix), the files and fine-tuning jobs
+endpoints (`workbench.testing.openai_stub_finetuning`) and the Batch API
+(`workbench.testing.openai_stub_batches`, whose lines are answered like the chat
+endpoint's ok path).  It exists for two jobs:
 
 * integration tests that need faults injected into a *real* HTTP exchange
   (429 with ``Retry-After``, 500, slow answers, broken bodies, dropped
@@ -67,6 +68,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from workbench.testing.openai_stub_batches import PREFIXES as BATCH_PREFIXES
+from workbench.testing.openai_stub_batches import BatchEndpoints
 from workbench.testing.openai_stub_finetuning import PREFIXES as FINE_TUNING_PREFIXES
 from workbench.testing.openai_stub_finetuning import FineTuningEndpoints
 
@@ -114,6 +117,8 @@ MALFORMED_CONTENT = "Sure! The label is {label: complaint,,"
 # Guards against a client streaming garbage at us forever; aiohttp's own
 # default (1 MiB) would turn a long prompt into a 413.
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+# A file upload may be as large as OpenAI allows one (512 MB; a batch input file up to 200 MB).
+_MAX_FILE_BYTES = 512 * 1024 * 1024
 
 _LABELS_RE = re.compile(r"^[ \t]*labels[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
@@ -568,7 +573,11 @@ class _StrictChecker:
 
 def _error_json(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
     # Same envelope as the OpenAI API so the SDK's error parsing is exercised.
-    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
+    return json.dumps(_error_body(message, type_, code, param)).encode()
+
+
+def _error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 # The errors OpenAI answers when it refuses the key, the account or the model.
@@ -666,45 +675,54 @@ class _Call:
 
     def content(self) -> str:
         """The answer to this request from the server's ``answer()``; raises _AnswerFailed."""
-        try:
-            content = self.server.answer(self.body)
-        except Exception as exc:  # noqa: BLE001 -- a broken custom answer() becomes a 500, not a dead server
-            raise _AnswerFailed(f"answer() raised {exc!r}") from exc
-        if not isinstance(content, str):
-            raise _AnswerFailed(f"answer() must return str, got {type(content).__name__}")
-        return content
+        return _answer_content(self.server.answer, self.body)
 
     def completion(self, content: str, finish_reason: str = "stop") -> bytes:
-        messages = self.body.get("messages")
-        prompt_tokens = 0
-        if isinstance(messages, list):
-            prompt_tokens = sum(len(_message_text(m).split()) for m in messages)
-        prompt_tokens = max(1, prompt_tokens)
-        completion_tokens = max(1, len(content.split()))
-        model = self.body.get("model")
-        return json.dumps(
+        completion_id = f"chatcmpl-{self.digest[:24]}-{self.attempt}"
+        payload = _completion_body(self.body, content, completion_id, finish_reason)
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _answer_content(answer: Callable[[dict], str], body: dict) -> str:
+    """`answer`'s content for `body`; raises _AnswerFailed when it raises or returns a non-string."""
+    try:
+        content = answer(body)
+    except Exception as exc:  # noqa: BLE001 -- a broken custom answer() becomes a 500, not a dead server
+        raise _AnswerFailed(f"answer() raised {exc!r}") from exc
+    if not isinstance(content, str):
+        raise _AnswerFailed(f"answer() must return str, got {type(content).__name__}")
+    return content
+
+
+def _completion_body(body: dict, content: str, completion_id: str, finish_reason: str = "stop") -> dict:
+    """The ``chat.completion`` object answering `body` with `content` (usage counted in words)."""
+    messages = body.get("messages")
+    prompt_tokens = 0
+    if isinstance(messages, list):
+        prompt_tokens = sum(len(_message_text(m).split()) for m in messages)
+    prompt_tokens = max(1, prompt_tokens)
+    completion_tokens = max(1, len(content.split()))
+    model = body.get("model")
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model if isinstance(model, str) and model else MODEL_ID,
+        "choices": [
             {
-                "id": f"chatcmpl-{self.digest[:24]}-{self.attempt}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model if isinstance(model, str) and model else MODEL_ID,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": finish_reason,
-                        "logprobs": None,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-                "system_fingerprint": "stub",
-            },
-            separators=(",", ":"),
-        ).encode()
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": "stub",
+    }
 
 
 # -- one handler per outcome -----------------------------------------------------------------
@@ -860,6 +878,8 @@ class StubServer:
         self.authorizations: list[str | None] = []
         #: Uploaded files and fine-tuning jobs (`workbench.testing.openai_stub_finetuning`).
         self.fine_tuning = FineTuningEndpoints()
+        #: Batches (`workbench.testing.openai_stub_batches`), their files kept with the ones above.
+        self.batches = BatchEndpoints(self.fine_tuning, self._answer_without_fault)
         self._attempts: dict[str, int] = {}
         self._ok_reserved = 0
         self._ok_done = 0
@@ -923,6 +943,9 @@ class StubServer:
         if path.startswith(FINE_TUNING_PREFIXES):
             self.authorizations.append(request.headers.get("Authorization"))
             return await self.fine_tuning.handle(request)
+        if path.startswith(BATCH_PREFIXES):
+            self.authorizations.append(request.headers.get("Authorization"))
+            return await self.batches.handle(request)
         return _json_response(request, 404, _error_json(f"no route for {method} {path}", "invalid_request_error", None))
 
     async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -1000,9 +1023,29 @@ class StubServer:
             if call.ok_reserved:
                 self._ok_reserved -= 1
 
+    def _answer_without_fault(self, body: dict) -> tuple[int, dict]:
+        """How ``POST /v1/chat/completions`` answers `body` when no fault is drawn: (status, JSON body).
+
+        200 and the ok path's ``chat.completion`` (the same content, usage and ``finish_reason``),
+        400 when ``response_format`` breaks strict mode, 500 when ``answer()`` fails. Answers a
+        batch's lines; the request log, attempts and ``status_for_all`` are the chat endpoint's own.
+        """
+        violation = check_response_format(
+            body.get("response_format"), unsupported_keywords=self.config.strict_unsupported_keywords
+        )
+        if violation is not None:
+            return 400, _error_body(violation.message, "invalid_request_error", violation.rule, violation.param)
+        try:
+            content = _answer_content(self.answer, body)
+        except _AnswerFailed as exc:
+            return 500, _error_body(str(exc), "server_error", None)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return 200, _completion_body(body, content, f"chatcmpl-{digest[:24]}-batch")
+
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
-        # aiohttp's default request factory, with our body limit.
-        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=_MAX_BODY_BYTES)
+        # aiohttp's default request factory, with our body limit (a larger one for file uploads).
+        limit = _MAX_FILE_BYTES if message.path.startswith(("/v1/files", "/files")) else _MAX_BODY_BYTES
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=limit)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

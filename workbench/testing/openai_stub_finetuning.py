@@ -1,8 +1,11 @@
 """The stub server's files and fine-tuning jobs endpoints, as OpenAI documents them.
 
-``POST /v1/files`` (multipart: ``purpose``, ``file``) stores a file and ``GET /v1/files/{id}``
-describes it; ``POST /v1/fine_tuning/jobs`` creates a job on a stored training file (and an
-optional validation file), and ``GET /v1/fine_tuning/jobs/{id}`` reports it. A job moves one
+``POST /v1/files`` (multipart: ``purpose`` ``fine-tune`` or ``batch``, ``file``) stores a file,
+``GET /v1/files/{id}`` describes it, ``GET /v1/files/{id}/content`` answers its bytes and
+``DELETE /v1/files/{id}`` forgets it; the batches endpoints (`workbench.testing.openai_stub_batches`)
+keep their input, output and error files here too (`add_file`). ``POST /v1/fine_tuning/jobs``
+creates a job on a stored training file (and an optional validation file), and
+``GET /v1/fine_tuning/jobs/{id}`` reports it. A job moves one
 state per retrieval, ``validating_files`` -> ``running`` -> ``succeeded`` with a
 ``fine_tuned_model`` name (``ft:<model>:workbench[:<suffix>]:<id>``), or -> ``failed`` with the
 error OpenAI gives when the training file breaks the chat format (checked with the workbench's own
@@ -24,6 +27,7 @@ from workbench.trainingdata.openai_jsonl import ChatFormatError, check_chat_exam
 
 PREFIXES = ("/v1/files", "/files", "/v1/fine_tuning/jobs", "/fine_tuning/jobs")
 _STATES = ("validating_files", "running", "succeeded")
+_UPLOAD_PURPOSES = ("batch", "fine-tune")
 
 
 class FineTuningEndpoints:
@@ -42,6 +46,15 @@ class FineTuningEndpoints:
             return await self._upload(request)
         if len(parts) == 2 and parts[0] == "files" and request.method == "GET":
             return self._found(self.files.get(parts[1]), "file", parts[1])
+        if len(parts) == 3 and parts[0] == "files" and parts[2] == "content" and request.method == "GET":
+            if parts[1] not in self.contents:
+                return _error(404, f"no file {parts[1]!r}")
+            return web.Response(status=200, body=self.contents[parts[1]], content_type="application/octet-stream")
+        if len(parts) == 2 and parts[0] == "files" and request.method == "DELETE":
+            if self.files.pop(parts[1], None) is None:
+                return _error(404, f"no file {parts[1]!r}")
+            del self.contents[parts[1]]
+            return _json(200, {"id": parts[1], "object": "file", "deleted": True})
         if parts == ["fine_tuning", "jobs"] and request.method == "POST":
             return await self._create(request)
         if len(parts) == 3 and parts[:2] == ["fine_tuning", "jobs"] and request.method == "GET":
@@ -54,16 +67,19 @@ class FineTuningEndpoints:
     async def _upload(self, request: web.BaseRequest) -> web.Response:
         form = await request.post()
         purpose, upload = form.get("purpose"), form.get("file")
-        if purpose != "fine-tune":
-            return _error(400, f"purpose must be 'fine-tune' here, got {purpose!r}", "purpose")
+        if purpose not in _UPLOAD_PURPOSES:
+            return _error(400, f"purpose must be one of {list(_UPLOAD_PURPOSES)} here, got {purpose!r}", "purpose")
         if upload is None or not hasattr(upload, "file"):
             return _error(400, "a file is required", "file")
-        content = upload.file.read()
+        return _json(200, self.add_file(upload.file.read(), upload.filename, str(purpose)))
+
+    def add_file(self, content: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        """Store `content` as a new file (as an upload does); returns its File object."""
         file_id = f"file-{secrets.token_hex(12)}"
         self.contents[file_id] = content
         self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-                               "filename": upload.filename, "purpose": purpose, "status": "processed"}
-        return _json(200, self.files[file_id])
+                               "filename": filename, "purpose": purpose, "status": "processed"}
+        return self.files[file_id]
 
     async def _create(self, request: web.BaseRequest) -> web.Response:
         try:
