@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("workbench.trainingdata",),
     ("workbench.finetune",),
     ("workbench.experiments",),
+    ("workbench.scale",),
     ("workbench.cli",),
 ]
 OUTSIDE = {"workbench_argilla_embedded": ("workbench.cli",)}  # who may import it

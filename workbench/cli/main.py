@@ -2,6 +2,7 @@
 
     workbench run configs/demo_complaints.yaml [--limit N|all] [--model FILE] [--dataset PATH] [--name NAME]
                                                [--fail-under [VARIANT:]METRIC=VALUE]  (exit 1 when short)
+                                               [--batch openai]  (OpenAI's Batch API; a second call resumes)
     workbench runs [runs/demo_complaints]                      (the runs kept: runs/<name>/<run id>/, latest)
     workbench compare runs/a runs/b [--out FILE]               (runs side by side, paired tests, answers)
     workbench preview configs/demo_complaints.yaml [--variant NAME] [--example ID]
@@ -15,6 +16,8 @@
     workbench finetune runs/demo_complaints [--epochs 3]       (LoRA on the run's local model; before/after per point)
     workbench finetune runs/gpt_run --method openai            (a hosted fine-tuning job; before/after per point)
     workbench loop configs/demo_complaints.yaml [--rounds 2]   (rounds: variants, points, data, LoRA, re-test)
+    workbench batch export configs/x.yaml requests.jsonl       (Batch API lines for vllm run-batch or any engine)
+    workbench batch import configs/x.yaml results.jsonl        (their answers into the cache; then workbench run)
     workbench argilla up | down | status
 """
 
@@ -62,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     handlers = {"init": _init, "run": _run, "runs": _runs, "compare": _compare, "preview": _preview, "push": _push,
                 "pull": _pull, "points": _points, "data": _data, "export": _export, "finetune": _finetune,
-                "loop": _loop}
+                "loop": _loop, "batch": _batch}
     try:
         return handlers[args.command](args)
     except WorkbenchError as exc:  # a mistake in what was given: one line, the fix, exit 2
@@ -105,14 +108,20 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    thresholds = [parse_threshold(spec) for spec in args.fail_under]
-    experiment = load_experiment(
+def _selected_experiment(args: argparse.Namespace):
+    """The experiment of ``args.config`` with the command line's --limit, --variants, --name,
+    --dataset and --model."""
+    return load_experiment(
         args.config, limit=args.limit, variants=_variant_list(args.variants), name=args.name,
         # A path typed on the command line is relative to where it was typed, not to the config.
         dataset=str(Path(args.dataset).resolve()) if args.dataset else None,
         model=load_model_config(args.model) if args.model else None,
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    thresholds = [parse_threshold(spec) for spec in args.fail_under]
+    experiment = _selected_experiment(args)
     # Refused here, before any model call: a gate that cannot be checked must not cost a run.
     check_thresholds(thresholds, experiment.task, experiment.dataset,
                      [parse_variant(spec).name for spec in experiment.variants])
@@ -120,7 +129,18 @@ def _run(args: argparse.Namespace) -> int:
         f"{experiment.name}: {len(experiment.dataset)} examples x {len(experiment.variants)} variants "
         f"x {experiment.repeats} repeat(s) on {experiment.model_config.get('kind', 'embedded')} model"
     )
-    run = write_run_to_history(run_experiment(experiment, progress=not args.no_progress), experiment.run_dir)
+    if args.batch:
+        from workbench.scale.batch_runs import batch_folder, batch_run
+
+        result, batched = batch_run(experiment, retry=args.batch_retry, poll_s=args.poll, timeout_s=args.batch_timeout,
+                                    progress=not args.no_progress)
+        print(f"batch: {batched.submitted} request(s) submitted, {batched.resumed} batch(es) resumed, "
+              f"{batched.answered} answer(s) stored, {len(batched.failed)} failed line(s) "
+              f"({'sent directly' if args.batch_retry == 'direct' else 'recorded as row errors'}); "
+              f"{batch_folder(experiment)}/batches.json")
+    else:
+        result = run_experiment(experiment, progress=not args.no_progress)
+    run = write_run_to_history(result, experiment.run_dir)
     stats = run.stats
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
         print(run.summary().to_string(index=False))
@@ -149,6 +169,27 @@ def _run(args: argparse.Namespace) -> int:
         print(f"fail-under: {failed} of {len(checks)} threshold(s) not met" if gate_failed
               else f"fail-under: passed ({len(checks)} threshold(s) met)")
     return 1 if stats.get("failed") or gate_failed else 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from workbench.scale.batch_runs import export_batch, import_batch
+
+    experiment = _selected_experiment(args)
+    if args.batch_command == "export":
+        count, files = export_batch(experiment, args.out, max_lines=args.max_lines)
+        written = ", ".join(str(file) for file in files) or "none"
+        print(f"{count} request(s) of {experiment.name} that its cache lacks: {written}")
+        if files:
+            print(f"next: vllm run-batch -i {files[0]} -o results.jsonl --model {experiment.model_config.get('model')}"
+                  f" (each file), then: workbench batch import {args.config} results.jsonl")
+        return 0
+    outcome = import_batch(experiment, args.results)
+    print(f"stored {outcome.answered} answer(s) in {experiment.run_dir / 'cache.sqlite'}; {len(outcome.failed)} "
+          f"line(s) came back failed; {outcome.remaining} request(s) still without an answer")
+    for key, why in list(outcome.failed.items())[:3]:
+        print(f"failed: {key}: {why[:300]}")
+    print(f"next: workbench run {args.config} (answers from the cache; the rest are sent directly)")
+    return 0
 
 
 def _runs(args: argparse.Namespace) -> int:

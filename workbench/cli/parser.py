@@ -9,6 +9,7 @@ import argparse
 
 from workbench.experiments.config import parse_limit
 from workbench.finetune.tokens import MAX_LENGTH
+from workbench.scale.batch_lines import MAX_LINES
 from workbench.trainingdata.anchors import DEFAULT_SHARE
 from workbench.trainingdata.examples import REGRESSION_SIZE
 from workbench.trainingdata.leakage import NEAR_DUPLICATE_COSINE
@@ -24,7 +25,7 @@ def build_parser(usage: str) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries and other details")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     for add in (_add_init, _add_run, _add_runs, _add_compare, _add_preview, _add_push, _add_pull, _add_points,
-                _add_data, _add_export, _add_finetune, _add_loop):  # --help lists them in this order
+                _add_data, _add_export, _add_finetune, _add_loop, _add_batch):  # --help lists them in this order
         add(commands)
     commands.add_parser("argilla", help="start, stop or inspect the embedded Argilla server: up | down | status")
     return parser
@@ -58,25 +59,58 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run an experiment config and write runs/<name>/<run id>/ "
                                           "(runs/<name>/latest points at the newest)")
     run.add_argument("config", help="an experiment config (YAML: name, task, dataset, variants, model, ...)")
-    run.add_argument("--limit", type=_limit_argument, default=None, metavar="N|all",
-                     help="use a seeded sample of N examples; 0 or all: every example (default: the config's limit, "
-                          "else all)")
+    _selection_arguments(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
-    run.add_argument("--variants", default=None,
-                     help="comma-separated variants instead of the config's (default: the config's variants)")
-    run.add_argument("--model", default=None, metavar="FILE|KIND",
-                     help="a model config file (YAML holding what a config's model: holds, e.g. kind: "
-                          "openai_compatible, model: ..., base_url: ...) or a model kind that needs nothing else "
-                          "(embedded) (default: the config's model)")
-    run.add_argument("--dataset", default=None, metavar="PATH",
-                     help="the dataset to run on instead of the config's (default: the config's dataset)")
-    run.add_argument("--name", default=None,
-                     help="the run's name: it goes to <runs_dir>/NAME/<run id>/ (default: the config's name)")
     run.add_argument("--fail-under", action="append", default=[], metavar="[VARIANT:]METRIC=VALUE",
                      help="after the run and its report, exit 1 with the figures when the best variant (or "
                           "VARIANT) scores under VALUE on METRIC, e.g. accuracy=0.80 or few_shot:macro_f1=0.6; "
                           "METRIC is accuracy, macro_f1, micro_f1 (with a 95%% interval) or a column of the run's "
                           "scores (repeatable; default: no gate)")
+    batch = run.add_argument_group("--batch openai (OpenAI's Batch API: half price, up to 24 hours; "
+                                   "runs/<name>/batches/batches.json lets a second call resume it)")
+    batch.add_argument("--batch", choices=["openai"], default=None,
+                       help="send the requests the cache lacks as Batch API jobs at the config's endpoint, store "
+                            "every answer in the cache, then finish the run from it")
+    batch.add_argument("--batch-retry", choices=["direct", "batch"], default="direct",
+                       help="the lines that failed: sent one at a time in the run (direct), or in one more batch "
+                            "(batch; a line failing again is recorded as its row's request error)")
+    batch.add_argument("--poll", type=float, default=15.0, metavar="SECONDS", help="seconds between status checks")
+    batch.add_argument("--batch-timeout", type=float, default=None, metavar="SECONDS",
+                       help="stop waiting after this long (the batches keep running: run again to continue; "
+                            "default: wait)")
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a run runs, besides its config: a sample, other variants, another model or dataset, a name."""
+    parser.add_argument("--limit", type=_limit_argument, default=None, metavar="N|all",
+                        help="use a seeded sample of N examples; 0 or all: every example (default: the config's "
+                             "limit, else all)")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated variants instead of the config's (default: the config's variants)")
+    parser.add_argument("--model", default=None, metavar="FILE|KIND",
+                        help="a model config file (YAML holding what a config's model: holds, e.g. kind: "
+                             "openai_compatible, model: ..., base_url: ...) or a model kind that needs nothing else "
+                             "(embedded) (default: the config's model)")
+    parser.add_argument("--dataset", default=None, metavar="PATH",
+                        help="the dataset to run on instead of the config's (default: the config's dataset)")
+    parser.add_argument("--name", default=None,
+                        help="the run's name: it goes to <runs_dir>/NAME/<run id>/ (default: the config's name)")
+
+
+def _add_batch(commands: argparse._SubParsersAction) -> None:
+    batch = commands.add_parser("batch", help="a run's requests as Batch API lines for `vllm run-batch` or any "
+                                              "engine that reads them, and their result lines into the cache")
+    actions = batch.add_subparsers(dest="batch_command", required=True, parser_class=_CommandParser)
+    export = actions.add_parser("export", help="write the requests the run's cache lacks as request lines")
+    export.add_argument("config", help="the experiment config `workbench run` will run")
+    export.add_argument("out", help="the request file (OUT.jsonl; split into OUT-1.jsonl, ... past --max-lines)")
+    _selection_arguments(export)
+    export.add_argument("--max-lines", type=int, default=MAX_LINES, help="most request lines in one file")
+    imported = actions.add_parser("import", help="store the answers of result files in the run's cache; "
+                                                 "`workbench run CONFIG` then finishes from it")
+    imported.add_argument("config", help="the experiment config the requests were exported from")
+    imported.add_argument("results", nargs="+", metavar="RESULTS", help="result files (vllm run-batch -o ...)")
+    _selection_arguments(imported)
 
 
 def _add_runs(commands: argparse._SubParsersAction) -> None:
