@@ -1,7 +1,8 @@
 """`workbench points`, `workbench data` and `workbench export` on real run folders of the three demo
 tasks, with the real sentence encoder: training data per point with no leak, every export loaded
 back by its own library, the spaCy baseline trained and scored per point, and the test cases run
-by `workbench run` on the embedded model."""
+by `workbench run` on the embedded model. `points` and `data` run in this process (`main`), `export`,
+the refused second `data` and `run` as a user runs them (`python -m workbench.cli`)."""
 
 import json
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from spacy.tokens import DocBin
 
+from workbench.cli.main import main
 from workbench.core.frames import read_frame
 from workbench.experiments.config import load_experiment
 from workbench.experiments.runs import run_experiment, write_run
@@ -30,14 +32,26 @@ CASES = {
 
 
 def cli(*arguments, cwd):
+    """The command run as a user runs it: `python -m workbench.cli` in a process of its own."""
     done = subprocess.run([sys.executable, "-m", "workbench.cli", *arguments], capture_output=True, text=True,
                           timeout=900, cwd=cwd)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout
 
 
+def in_process(capsys, *arguments):
+    """The command through `main` in this process: the same code as `cli`, without a new interpreter
+    loading torch and the sentence encoder again (about 8 s of CPU a call); `cli` still runs the
+    export and the refused second build, so the entry point is tested in every case."""
+    capsys.readouterr()
+    code = main(list(arguments))
+    out = capsys.readouterr()
+    assert code == 0, out.out[-2000:] + out.err[-3000:]
+    return out.out
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_training_data_and_exports_for_each_kind(name, tmp_path):
+def test_training_data_and_exports_for_each_kind(name, tmp_path, capsys):
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump({
         "name": f"{name}_data", "task": str(ROOT / f"data/{name}/task.yaml"),
@@ -48,9 +62,9 @@ def test_training_data_and_exports_for_each_kind(name, tmp_path):
     model = FakeModel(lambda request: with_definitions if "definition" in request.messages[0]["content"].lower()
                       else without)
     run = write_run(run_experiment(experiment, model=model, progress=False), experiment.run_dir)
-    cli("points", str(run.path), cwd=tmp_path)
+    in_process(capsys, "points", str(run.path))
 
-    built = cli("data", str(run.path), cwd=tmp_path)
+    built = in_process(capsys, "data", str(run.path))
     assert "leaks: 0" in built
     examples = read_frame(run.path / "training_data" / "examples.parquet")
     assert {"members", "neighbours"} <= set(examples["source"]) and set(examples["split"]) == {"train", "test"}
@@ -87,7 +101,7 @@ def test_training_data_and_exports_for_each_kind(name, tmp_path):
     assert len(lines) == examples.loc[examples["split"] == "test", "example_id"].nunique()
 
 
-def test_workbench_run_evaluates_the_test_cases_on_the_embedded_model(tmp_path):
+def test_workbench_run_evaluates_the_test_cases_on_the_embedded_model(tmp_path, capsys):
     name = "complaint_triage"
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump({
@@ -97,8 +111,8 @@ def test_workbench_run_evaluates_the_test_cases_on_the_embedded_model(tmp_path):
     experiment = load_experiment(config)
     model = FakeModel(lambda request: '{"label": "request"}')
     run = write_run(run_experiment(experiment, model=model, progress=False), experiment.run_dir)
-    cli("points", str(run.path), cwd=tmp_path)
-    cli("data", str(run.path), cwd=tmp_path)
+    in_process(capsys, "points", str(run.path))
+    in_process(capsys, "data", str(run.path))
     cases = tmp_path / "cases.yaml"
     cases.write_text(yaml.safe_dump({
         "name": "test_cases", "task": str(ROOT / f"data/{name}/task.yaml"),
