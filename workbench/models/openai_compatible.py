@@ -293,10 +293,12 @@ def redact_url(url: str) -> str:
 
 
 def _retry_after(response: Any) -> float | None:
-    if response is None:
-        return None
-    value = response.headers.get("retry-after")
-    if value is None:
+    return None if response is None else retry_after_seconds(response.headers.get("retry-after"))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header value asks to wait (a number or an HTTP date), or None."""
+    if not value:
         return None
     try:
         return max(0.0, float(value))

@@ -32,7 +32,6 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -42,6 +41,7 @@ from workbench.core.data import read_table, validate_dataset
 from workbench.core.errors import InputError
 from workbench.experiments.config import Experiment, load_experiment
 from workbench.models.base import ChatRequest, Completion
+from workbench.models.openai_compatible import retry_after_seconds
 from workbench.models.registry import resolve_api_key, validate_model_config
 from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import RetryPolicy
@@ -268,7 +268,7 @@ class EnvelopeSession:
                 # No redirects: the key goes to `url` and nowhere else.
                 async with self._session.post(url, data=data, headers=headers, allow_redirects=False) as response:
                     status, text = response.status, (await response.read()).decode("utf-8", "replace")
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 error = answer_problem(status, text)
                 retryable = status == 200 or status in RETRYABLE_STATUS or status >= 500
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -364,14 +364,3 @@ def _error_message(text: str) -> str:
     return text[:300] or "(empty body)"
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds a Retry-After header asks to wait (a number or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
