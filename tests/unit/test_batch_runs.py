@@ -167,3 +167,12 @@ def test_batch_commands_refuse_a_local_model(tmp_path, capsys):
                                       "variants": ["zero_shot"], "runs_dir": str(tmp_path / "runs")}))
     assert main(["run", str(config), "--batch", "openai"]) == 2
     assert "uses model kind 'embedded'; batch files carry OpenAI chat requests, so --batch and `workbench batch` need `model: {kind: openai_compatible" in capsys.readouterr().err
+
+
+def test_workbench_run_batch_openai_reports_the_batch_and_writes_the_run(stub, tmp_path, capsys):
+    config = write_config(tmp_path, stub, 8)
+    assert main(["run", str(config), "--batch", "openai", "--poll", "0", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "batch: 16 request(s) submitted, 0 batch(es) resumed, 16 answer(s) stored, 0 failed line(s)" in out
+    assert "from cache: 16" in out and chat_calls(stub) == 0
+    assert (tmp_path / "runs-batched" / "batched" / "latest" / "report.html").exists()
