@@ -56,3 +56,14 @@ def test_database_contains_no_credentials(tmp_path):
     with ResponseCache(path) as cache:
         cache.put("k", model.identity, REQUEST, Completion("a", 1, 1, "stop", 0.1))
     assert b"sk-VERY-SECRET" not in path.read_bytes()
+
+
+def test_put_many_stores_what_put_stores_in_one_transaction(tmp_path):
+    answers = [(f"k{n}", REQUEST, Completion(f"answer {n}", 3, 2, "stop", 0.5)) for n in range(3)]
+    with ResponseCache(tmp_path / "many.sqlite") as many, ResponseCache(tmp_path / "one.sqlite") as one:
+        assert many.put_many(IDENTITY, answers) == 3
+        for key, request, completion in answers:
+            one.put(key, IDENTITY, request, completion)
+        assert many.get_many(["k0", "k1", "k2"]) == one.get_many(["k0", "k1", "k2"])
+        assert many.get("k2") == Completion("answer 2", 3, 2, "stop", 0.5)
+        assert many.put_many(IDENTITY, []) == 0 and len(many) == 3

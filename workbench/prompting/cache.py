@@ -60,6 +60,18 @@ _MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
+_INSERT = "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _row(key: str, identity_json: str, request: ChatRequest, completion: Completion) -> tuple[Any, ...]:
+    request_json = json.dumps(
+        {"messages": list(request.messages), "options": asdict(request.options), "schema": request.schema},
+        ensure_ascii=False,
+    )
+    return (key, identity_json, request_json, completion.text, completion.tokens_in, completion.tokens_out,
+            completion.finish_reason, completion.latency_s, time.time())
+
+
 def cache_key(model_identity: dict[str, Any], request: ChatRequest, sample: int = 0) -> str:
     """Hex SHA-256 naming one answer.
 
@@ -162,24 +174,18 @@ class ResponseCache:
 
     def put(self, key: str, model_identity: dict[str, Any], request: ChatRequest, completion: Completion) -> None:
         """Store one completion and commit it at once."""
-        request_json = json.dumps(
-            {"messages": list(request.messages), "options": asdict(request.options), "schema": request.schema},
-            ensure_ascii=False,
-        )
-        self._connection.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                json.dumps(model_identity, sort_keys=True),
-                request_json,
-                completion.text,
-                completion.tokens_in,
-                completion.tokens_out,
-                completion.finish_reason,
-                completion.latency_s,
-                time.time(),
-            ),
-        )
+        self._connection.execute(_INSERT, _row(key, json.dumps(model_identity, sort_keys=True), request, completion))
+
+    def put_many(self, model_identity: dict[str, Any],
+                 items: Iterable[tuple[str, ChatRequest, Completion]]) -> int:
+        """Store (key, request, completion) items of one model in one transaction (a batch's
+        results: one commit, not one per answer). Returns how many were stored."""
+        identity = json.dumps(model_identity, sort_keys=True)
+        rows = [_row(key, identity, request, completion) for key, request, completion in items]
+        with self._connection:
+            self._connection.execute("BEGIN")
+            self._connection.executemany(_INSERT, rows)
+        return len(rows)
 
     def __len__(self) -> int:
         return self._connection.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

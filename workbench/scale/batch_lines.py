@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,31 @@ def write_request_files(lines: Iterable[tuple[str, dict[str, Any]]], path: str |
 
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
+
+
+def answers_of(lines: Iterable[ResultLine], requests: Mapping[str, Any],
+               failed: dict[str, str]) -> Iterator[tuple[str, Any, Completion]]:
+    """(cache key, request, completion) for each answered line of `lines` whose key is in
+    `requests` (key -> request); a failed line's reason goes into `failed` (key -> why)."""
+    for line in lines:
+        if line.completion is None:
+            failed[line.custom_id] = line.error or "failed"
+        elif line.custom_id in requests:
+            yield line.custom_id, requests[line.custom_id], line.completion
+
+
+def store_answers(cache: Any, identity: dict[str, Any], answers: Iterable[tuple[str, Any, Completion]], *,
+                  chunk: int = 5_000) -> int:
+    """Store (cache key, request, completion) answers in the `ResponseCache` `cache`, `chunk` to a
+    transaction (a commit per answer would cost more than everything else an import does).
+    Streams: at most `chunk` answers in memory. Returns how many were stored."""
+    stored, pending = 0, []
+    for answer in answers:
+        pending.append(answer)
+        if len(pending) == chunk:
+            stored += cache.put_many(identity, pending)
+            pending = []
+    return stored + (cache.put_many(identity, pending) if pending else 0)
 
 
 def completion_from_body(body: Any, latency_s: float = 0.0) -> Completion:

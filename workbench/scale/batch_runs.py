@@ -26,7 +26,15 @@ from workbench.experiments.config import Experiment
 from workbench.experiments.runs import Run, run_experiment
 from workbench.prompting.cache import ResponseCache
 from workbench.prompting.runner import pending_requests
-from workbench.scale.batch_lines import MAX_BYTES, MAX_LINES, BatchResultError, ResultFile, write_request_files
+from workbench.scale.batch_lines import (
+    MAX_BYTES,
+    MAX_LINES,
+    BatchResultError,
+    ResultFile,
+    answers_of,
+    store_answers,
+    write_request_files,
+)
 from workbench.scale.openai_batch import BatchOutcome, run_batches
 
 RETRIES = ("direct", "batch")
@@ -125,12 +133,7 @@ def import_batch(experiment: Experiment, results: Sequence[str | Path]) -> Impor
             if not Path(path).is_file():
                 raise InputError(f"{path} is not a file: give the result file `vllm run-batch -o` wrote")
             lines = ResultFile(Path(path), planned, seen=seen)
-            for line in lines:
-                if line.completion is not None:
-                    cache.put(line.custom_id, identity, planned[line.custom_id], line.completion)
-                    outcome.answered += 1
-                else:
-                    outcome.failed[line.custom_id] = line.error or "failed"
+            outcome.answered += store_answers(cache, identity, answers_of(lines, planned, outcome.failed))
             problems += [f"{path} {problem}" for problem in lines.problems]
     outcome.remaining = len(planned) - before - outcome.answered
     if problems:

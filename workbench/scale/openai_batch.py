@@ -39,6 +39,8 @@ from workbench.scale.batch_lines import (
     MAX_LINES,
     BatchResultError,
     ResultFile,
+    answers_of,
+    store_answers,
     write_request_files,
 )
 
@@ -182,13 +184,7 @@ def _import(client: Any, folder: Path, entry: dict[str, Any], batch: Any, model:
         local = folder / f"{Path(entry['file']).stem}.{'results' if kind == 'output_file_id' else 'errors'}.jsonl"
         client.files.content(file_id).write_to_file(local)
         results = ResultFile(local, expected, seen=seen, latency_s=wall)
-        for line in results:
-            request = pending.get(line.custom_id)
-            if line.completion is not None and request is not None:
-                cache.put(line.custom_id, identity, request, line.completion)
-                answered += 1
-            elif line.error is not None:
-                failed[line.custom_id] = line.error
+        answered += store_answers(cache, identity, answers_of(results, pending, failed))
         problems += [f"{local.name} {problem}" for problem in results.problems]
     reason = f"batch {entry['batch_id']} {batch.status}"
     if batch.status == "failed" and getattr(batch, "errors", None):
