@@ -97,10 +97,9 @@ def run_batches(model: Any, pending: Mapping[str, ChatRequest], cache: ResponseC
         if entry["batch_id"] is None:
             _submit(client, folder, entry, state)
     _follow(client, folder, state, model, pending, cache, outcome, poll_s, timeout_s, progress, sleep)
-    for entry in state:
-        for key, why in entry.get("failed", {}).items():
-            if key in pending and cache.get(key) is None:
-                outcome.failed[key] = why
+    failed = {key: why for entry in state for key, why in entry.get("failed", {}).items() if key in pending}
+    answered = cache.get_many(failed)  # failed in one batch, answered in a later one
+    outcome.failed = {key: why for key, why in failed.items() if key not in answered}
     return outcome
 
 
