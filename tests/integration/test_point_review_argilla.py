@@ -8,9 +8,6 @@ Annotators answer over the REST endpoints the web UI calls (`workbench.testing.a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +17,7 @@ from unit.test_points import ANSWERS, GOLD, TASK, TEXTS, fitted, run_of
 
 from workbench.annotation import AnnotationError, connect, pull_corrections
 from workbench.annotation._argilla import find_dataset, records_json
+from workbench.cli.main import main
 from workbench.experiments.config import load_experiment
 from workbench.experiments.runs import read_frame, run_experiment, write_run
 from workbench.points.label_issues import find_label_issues, push_label_issues
@@ -96,7 +94,7 @@ def test_points_reviewed_in_argilla_move_rename_and_pull_twice_without_change(ar
     assert cleared.at["g1", "annotator_kept_gold"] and not cleared["is_label_issue"].any()
 
 
-def test_points_cli_pushes_a_ner_review_and_pulls_it_back(argilla, tmp_path):
+def test_points_cli_pushes_a_ner_review_and_pulls_it_back(argilla, tmp_path, monkeypatch, capsys):
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump({
         "name": "ae_points", "task": str(ROOT / "data/adverse_events/task.yaml"),
@@ -107,14 +105,18 @@ def test_points_cli_pushes_a_ner_review_and_pulls_it_back(argilla, tmp_path):
     # No entities found: every gold entity is missed, in every variant.
     run = write_run(run_experiment(experiment, model=FakeModel('{"entities": []}'), progress=False),
                     experiment.run_dir)
-    environment = {**os.environ, "ARGILLA_API_URL": argilla["info"].api_url,
-                   "ARGILLA_API_KEY": argilla["keys"]["owner"]}
+    monkeypatch.setenv("ARGILLA_API_URL", argilla["info"].api_url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla["keys"]["owner"])
+    monkeypatch.chdir(tmp_path)
 
     def points(*options):
-        done = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(run.path), *options],
-                              capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        """`workbench points` in this process (`main`): a new interpreter would load torch and the
+        encoder again, about 8 s a call, for the same exit code and output."""
+        capsys.readouterr()
+        code = main(["points", str(run.path), *options])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        return captured.out
 
     pushed = points("--push-review")
     proposed = read_frame(run.path / "points.parquet")

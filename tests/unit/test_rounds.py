@@ -2,7 +2,8 @@
 when finished, a failed round leaves the earlier ones untouched and resumes from its own cache,
 round n+1 starts from round n's adapter, and the comparison names fixed, open and new points and
 regressions. The model is a fake and the fine-tuning and re-test stages are replaced by stand-ins
-that write what the real ones write (the real ones run in tests/integration/test_loop_cli.py)."""
+that write what the real ones write (the real ones run in tests/integration/test_notebooks.py:
+notebook 06's round, and `workbench loop` continuing it)."""
 
 import json
 
