@@ -79,5 +79,6 @@ def test_the_served_tuned_model_answers_as_the_in_process_one(served):
 def test_a_name_the_server_does_not_list_is_refused_before_the_re_test(served):
     folder, url = served
     # llama-cpp-python's server would answer an unknown model with its first one, the base: refused here.
-    with pytest.raises(ServingError, match=r"lists \['smollm2', 'smollm2-tuned'\]\) does not serve the adapter 'smollm2-r2'"):
+    listed = r"lists \['smollm2', 'smollm2-tuned'\]\) does not serve the adapter 'smollm2-r2'"
+    with pytest.raises(ServingError, match=listed):
         pull_served_pair(block(url, "smollm2-r{round}"), folder, round_number=2)
