@@ -151,3 +151,32 @@ def test_the_serve_block_is_validated_and_names_each_rounds_adapter():
         validate_serve_config({**serve, "adapters": "x"})
     with pytest.raises(ValueError, match="kind 'embedded'"):
         validate_serve_config({**serve, "kind": "embedded"})
+
+
+def test_a_finished_training_is_recognised_only_with_the_same_rows_settings_and_adapter(tmp_path):
+    from dataclasses import asdict, replace
+
+    from workbench.finetune.lora import AdapterSettings
+    from workbench.finetune.serving import read_finished_training
+    from workbench.finetune.tokens import data_hash
+
+    chats = [[{"role": "user", "content": "The fee is wrong."}, {"role": "assistant", "content": "complaint"}]]
+    settings = AdapterSettings(max_steps=3, batch_size=2)
+    served = tmp_path / "adapter.gguf"
+    record = {"settings": asdict(settings), "data_hash": data_hash(chats), "steps": 3, "losses": [1.0, 0.9, 0.8],
+              "rows": 1}
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    assert read_finished_training(tmp_path, chats, settings, served) is None  # no adapter written yet
+    served.write_bytes(b"gguf")
+    assert read_finished_training(tmp_path, chats, settings, served)["rows"] == 1
+    assert read_finished_training(tmp_path, chats, replace(settings, max_steps=4), served) is None
+    assert read_finished_training(tmp_path, chats + chats, settings, served) is None
+    (tmp_path / "training.json").write_text(json.dumps({**record, "losses": [1.0]}))  # stopped after one step
+    assert read_finished_training(tmp_path, chats, settings, served) is None
+
+
+def test_has_round_tells_a_name_per_round_from_one_name():
+    from workbench.finetune.serving import has_round
+
+    assert has_round({"adapter": "c-r{round}"}) and not has_round({"adapter": "c-tuned"})
+    assert not has_round({"adapter": "c-{{round}}"})  # escaped braces: a literal name

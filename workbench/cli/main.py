@@ -515,7 +515,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from workbench.finetune.base_model import check_adapter_base, load_base
+    from workbench.finetune.base_model import check_adapter_base
     from workbench.finetune.checks import check_training_rows
     from workbench.finetune.local_models import (
         base_path,
@@ -523,7 +523,6 @@ def _finetune(args: argparse.Namespace) -> int:
         require_local,
         served_adapter,
         train_for_config,
-        tuned_model_config,
     )
     from workbench.finetune.lora import AdapterSettings
     from workbench.trainingdata.examples import one_row_per_example
@@ -543,14 +542,14 @@ def _finetune(args: argparse.Namespace) -> int:
                                epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
                                max_length=args.max_length)
     served_by_config = args.method == "lora" or kind == "transformers"  # llama.cpp serves no soft prompt
-    if serve is not None and _trained_already(folder, train, settings, served_adapter(model_config, folder)):
-        trained = None
-    else:
+    trained = None  # None: trained already, the adapter a server serves (--serve openai-compatible only)
+    if serve is None or not _trained_already(folder, train, settings, served_adapter(model_config, folder)):
         names = [f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])]
         trained = train_for_config(list(train["messages"]), folder, model_config, settings=settings, names=names,
                                    progress=not args.no_progress)
-        if not first_process():
-            return 0  # under torchrun or `accelerate launch`, the first process converts and compares
+    if not first_process():
+        return 0  # under torchrun or `accelerate launch`, the first process converts and compares
+    if trained is not None:
         adapter = served_adapter(model_config, folder) if served_by_config else trained.path
         resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
         print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
@@ -561,17 +560,27 @@ def _finetune(args: argparse.Namespace) -> int:
     check_adapter_base(folder / "training.json", base_file)
     if serve is not None:  # both on the server: the base without the adapter, the tuned model with it
         base, tuned = _served_models(serve, folder)
-    elif served_by_config:  # both on the runtime the base was evaluated on
-        from workbench.models.registry import model_from_config
-
-        base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads; device, dtype)
-        tuned = model_from_config(tuned_model_config(model_config, folder))  # adapter.gguf, or the peft adapter/
-    else:  # llama.cpp has no soft prompts: both on transformers, so that the runtime is not the difference
-        from workbench.finetune.transformers_model import TransformersModel, load_tuned
-
-        base = TransformersModel(*load_base(model_config.get("model_path")), name="SmolLM2-135M-Instruct")
-        tuned = load_tuned(trained.path, load_base(model_config.get("model_path")))
+    else:
+        base, tuned = _local_models(model_config, folder, trained, served_by_config)
     return retest_tuned(run, examples, base, tuned, folder, repeats=args.repeats, progress=not args.no_progress)
+
+
+def _local_models(model_config: dict, folder: Path, trained, served_by_config: bool):
+    """(base, tuned) in this process for the training in `folder` (`trained`: its `TrainedAdapter`):
+    on the runtime the base was evaluated on when `served_by_config` (llama.cpp with adapter.gguf,
+    or transformers with the peft adapter), else both on transformers (llama.cpp has no soft
+    prompts), so that the runtime is not the difference."""
+    from workbench.finetune.base_model import load_base
+    from workbench.finetune.local_models import tuned_model_config
+    from workbench.models.registry import model_from_config
+
+    if served_by_config:
+        base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads; device, dtype)
+        return base, model_from_config(tuned_model_config(model_config, folder))
+    from workbench.finetune.transformers_model import TransformersModel, load_tuned
+
+    base = TransformersModel(*load_base(model_config.get("model_path")), name="SmolLM2-135M-Instruct")
+    return base, load_tuned(trained.path, load_base(model_config.get("model_path")))
 
 
 def _serve_block(args: argparse.Namespace, run) -> dict | None:
@@ -606,7 +615,9 @@ def _serve_block(args: argparse.Namespace, run) -> dict | None:
 
 
 def _trained_already(folder: Path, train: pd.DataFrame, settings, served: Path) -> bool:
-    """Whether `folder` holds this training, done (its served adapter is what a server serves)."""
+    """Whether `folder` holds this training (`train`'s rows, `settings`: an `AdapterSettings`),
+    finished, with its `served` adapter written: the file a server was started with, so
+    ``--serve`` re-tests it rather than training (and converting) it again."""
     from workbench.finetune.serving import read_finished_training
 
     record = read_finished_training(folder, list(train["messages"]), settings, served)

@@ -81,7 +81,17 @@ from workbench.experiments.stages import (
     write_training_data,
 )
 from workbench.finetune.lora import AdapterSettings
-from workbench.finetune.serving import SERVE_MODES, trained_adapters
+from workbench.finetune.serving import (
+    SERVE_MODES,
+    ServedPair,
+    ServingError,
+    adapter_name,
+    has_round,
+    pull_checked,
+    pull_served_pair,
+    served_configs,
+    trained_adapters,
+)
 from workbench.models.base import Model
 from workbench.points.cluster import TRAINABLE_KINDS
 from workbench.trainingdata.anchors import DEFAULT_SHARE
@@ -550,10 +560,10 @@ def _fine_tune(train: pd.DataFrame, work: Path, settings: RoundSettings, config:
 
 def _re_test(examples: pd.DataFrame, run: Run, model: Model, config: dict[str, Any], work: Path,
              settings: RoundSettings, experiment: Experiment, points: pd.DataFrame,
-             served: Any = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+             served: ServedPair | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(the before/after table on the training variant, the table against the start model's best
     prompt or None), both written to ``finetune/lora/`` (`stages.retest`, as ``workbench finetune``
-    re-tests): in-process, or on a server when `served` (a `ServedPair`) is given."""
+    re-tests): in-process, or on the server of `served` (its base and tuned model) when given."""
     from workbench.finetune.local_models import tuned_model_config
     from workbench.models.registry import model_from_config
 
@@ -570,7 +580,6 @@ def _check_served_start(experiment: Experiment, start: Round | None, number: int
     """With the re-test on a server: refuse, before any model call, an experiment without a
     ``serve:`` block, a start round's adapter the block cannot name (no ``{round}``, or selected by
     llama-server's number), or a start model the server does not serve (`pull_checked`)."""
-    from workbench.finetune.serving import ServingError, adapter_name, pull_checked, served_configs
     from workbench.models.registry import model_from_config
 
     serve = experiment.serve_config
@@ -578,8 +587,7 @@ def _check_served_start(experiment: Experiment, start: Round | None, number: int
         raise RoundError(f"--serve openai-compatible: experiment {experiment.name} has no serve: block; add one "
                          "(serve: {base_url: http://HOST:PORT/v1, api_key_env: null, model: BASE, adapter: "
                          f"{experiment.name}-r{{round}}}})")
-    if start is not None and (adapter_name(serve, 1) == adapter_name(serve, 2)
-                              or serve.get("adapter_style") == "llama_cpp"):
+    if start is not None and (not has_round(serve) or serve.get("adapter_style") == "llama_cpp"):
         raise RoundError(f"round {number} starts from round {start.number}'s tuned model, which the server must "
                          "serve as that round's adapter beside this round's: give the serve: block's adapter a "
                          f"{{round}} (e.g. {experiment.name}-r{{round}}) and serve adapters by name (vLLM "
@@ -594,15 +602,13 @@ def _check_served_start(experiment: Experiment, start: Round | None, number: int
         raise RoundError(f"round {number}'s start model is not served: {exc}") from exc
 
 
-def _served_pair(experiment: Experiment, number: int, start: Round | None, work: Path, log: Any) -> Any:
+def _served_pair(experiment: Experiment, number: int, start: Round | None, work: Path, log: Any) -> ServedPair:
     """The round's base and tuned models on the ``serve:`` server (`pull_served_pair`); a model it
-    does not serve is refused (RoundError) with the round kept in `work` to resume."""
-    from workbench.finetune.serving import ServingError, pull_served_pair
-
+    does not serve is refused (RoundError) with the round kept in `work` to resume. The experiment
+    has a ``serve:`` block: `_check_served_start` refused one without, before the round began."""
     begun = (start.number, start.path / ADAPTER.parent) if start is not None else None
     try:
-        pair = pull_served_pair(experiment.serve_config or {}, work / ADAPTER.parent, round_number=number,
-                                start=begun)
+        pair = pull_served_pair(experiment.serve_config, work / ADAPTER.parent, round_number=number, start=begun)
     except ServingError as exc:
         raise RoundError(f"{exc}. Round {number} is kept in {work} (trained, not yet re-tested): serve its adapter, "
                          "then run `workbench loop` again with --serve openai-compatible; it resumes there (the "

@@ -24,22 +24,28 @@ adapter it does not serve is refused (`ServingError`), saying how to serve this 
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import InputError
+from workbench.finetune.local_models import SERVED_ADAPTERS
+from workbench.finetune.tokens import data_hash
+from workbench.models.openai_compatible import OpenAICompatibleModel
 from workbench.models.served import ServingError, check_served, pull_served_models
 
 SERVE_MODES = ("in-process", "openai-compatible")
 ROUND = "round"  # the one placeholder an adapter name may hold: {round}
 ADAPTER_FIELDS = ("adapter", "adapter_style", "adapter_id")
-PEFT_ADAPTER, GGUF_ADAPTER = "adapter", "adapter.gguf"  # in a training folder (`local_models.SERVED_ADAPTERS`)
+# In a training folder: the peft folder (what vLLM loads) and the GGUF (what llama.cpp loads).
+PEFT_ADAPTER, GGUF_ADAPTER = SERVED_ADAPTERS["transformers"], SERVED_ADAPTERS["embedded"]
 
-__all__ = ["SERVE_MODES", "ServedPair", "ServingError", "adapter_name", "pull_checked", "pull_served_pair",
-           "read_finished_training", "served_configs", "validate_serve_config"]
+__all__ = ["SERVE_MODES", "ServedPair", "ServingError", "adapter_name", "has_round", "how_to_serve", "pull_checked",
+           "pull_served_pair", "read_finished_training", "served_configs", "trained_adapters",
+           "validate_serve_config"]
 
 
 def validate_serve_config(serve: Mapping[str, Any], *, source: str = "serve") -> dict[str, Any]:
@@ -76,11 +82,16 @@ def _parsed(name: str, source: str) -> list[tuple[str, str | None, str | None, s
                          "{{ and }}, or use {round}") from None
 
 
+def has_round(serve: Mapping[str, Any]) -> bool:
+    """Whether `serve`'s ``adapter`` holds ``{round}`` (one name per loop round)."""
+    return any(field == ROUND for _, field, _, _ in _parsed(str(serve["adapter"]), "serve"))
+
+
 def adapter_name(serve: Mapping[str, Any], round_number: int | None) -> str:
     """The adapter's name on the server: `serve`'s ``adapter`` with ``{round}`` = `round_number`.
     Raises InputError for a ``{round}`` name without a round (outside the loop)."""
     name = str(serve["adapter"])
-    if any(field == ROUND for _, field, _, _ in _parsed(name, "serve")):
+    if has_round(serve):
         if round_number is None:
             raise InputError(f"the serve: block's adapter {name!r} holds {{round}}, which only the loop fills in; "
                              "for `workbench finetune` give the adapter's own name (--serve-config FILE with a "
@@ -102,11 +113,11 @@ def served_configs(serve: Mapping[str, Any], *, tuned: str, base: str | None = N
 
 @dataclass(frozen=True)
 class ServedPair:
-    """The re-test's two models on one server (`base`, `tuned`: `OpenAICompatibleModel`), checked
-    against its listing, with `notes` on what the listing could not show (`check_served`)."""
+    """The re-test's two models on one server (`base`, `tuned`), checked against its listing, with
+    `notes` on what the listing could not show (`check_served`)."""
 
-    base: Any
-    tuned: Any
+    base: OpenAICompatibleModel
+    tuned: OpenAICompatibleModel
     notes: tuple[str, ...] = ()
 
 
@@ -128,7 +139,7 @@ def pull_served_pair(serve: Mapping[str, Any], folder: str | Path, *, round_numb
     return ServedPair(base, tuned, tuple(notes))
 
 
-def pull_checked(model: Any, trained: Sequence[Path]) -> list[str]:
+def pull_checked(model: OpenAICompatibleModel, trained: Sequence[Path]) -> list[str]:
     """`check_served`'s notes on `model` against its server's listing (`pull_served_models`); a
     refusal ends with how to serve `trained` (this training's adapter files) under the model's name."""
     return check_served(pull_served_models(model), model, trained=trained,
@@ -168,11 +179,6 @@ def read_finished_training(folder: str | Path, chats: Sequence[Sequence[dict[str
     """``training.json`` of a training in `folder` that is done: the same rows (`chats`), the same
     `settings` (`AdapterSettings`), all its steps, and its `served` adapter written; else None. A
     server serves that adapter, so ``--serve`` re-tests it without training again."""
-    import json
-    from dataclasses import asdict
-
-    from workbench.finetune.tokens import data_hash
-
     record_file = Path(folder) / "training.json"
     if not record_file.exists() or not served.exists():
         return None

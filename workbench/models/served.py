@@ -78,11 +78,12 @@ def pull_served_models(model: OpenAICompatibleModel, *, adapters: bool | None = 
     client = model.batch_client()
     # Without a key, no Authorization header at all (as `OpenAICompatibleModel.complete` sends none).
     options = {} if model.has_key else {"headers": {"Authorization": openai.Omit()}}
+    if adapters is None:
+        adapters = model.adapter_style == "llama_cpp"
     try:
         body = client.get("/models", cast_to=object, options=options)
-        loras = None
-        if adapters if adapters is not None else model.adapter_style == "llama_cpp":
-            loras = client.get(_server_root(model.base_url) + "/lora-adapters", cast_to=object, options=options)
+        loras = client.get(_server_root(model.base_url) + "/lora-adapters", cast_to=object,
+                           options=options) if adapters else None
     except openai.APIStatusError as exc:
         raise ServingError(f"{endpoint} answered {exc.status_code} when asked what it serves "
                            f"({exc.request.url.path}): {str(exc)[:200]}; is it an OpenAI-compatible server"
@@ -102,6 +103,7 @@ def _server_root(base_url: str) -> str:
 
 
 def _models(body: Any, endpoint: str) -> tuple[ServedModel, ...]:
+    """The entries of a ``GET /v1/models`` answer; ServingError when it holds no model list."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
         raise ServingError(f"{endpoint}/models did not answer a model list ({str(body)[:200]})")
@@ -110,6 +112,7 @@ def _models(body: Any, endpoint: str) -> tuple[ServedModel, ...]:
 
 
 def _adapters(body: Any, endpoint: str) -> tuple[ServedAdapter, ...]:
+    """The entries of a ``GET /lora-adapters`` answer; ServingError when it is not a list."""
     if not isinstance(body, list):
         raise ServingError(f"{endpoint}'s /lora-adapters did not answer a list of adapters ({str(body)[:200]})")
     return tuple(ServedAdapter(int(entry["id"]), _text(entry.get("path")))
@@ -117,6 +120,7 @@ def _adapters(body: Any, endpoint: str) -> tuple[ServedAdapter, ...]:
 
 
 def _text(value: Any) -> str | None:
+    """`value` as text, None for a missing or empty one."""
     return str(value) if value not in (None, "") else None
 
 
@@ -148,6 +152,9 @@ def check_served(listing: ServedModels, model: OpenAICompatibleModel, *, trained
 
 def _check_llama_server(listing: ServedModels, model: OpenAICompatibleModel, trained: Sequence[str | Path],
                         how: str, where: str) -> list[str]:
+    """`check_served` for ``adapter_style: llama_cpp``: the adapter by its number among
+    ``/lora-adapters``. The base is not looked up: llama-server serves its one model whatever name a
+    request gives."""
     if listing.adapters is None:
         raise ServingError(f"{where}: its adapters were not asked for (GET /lora-adapters){how}")
     entry = next((a for a in listing.adapters if a.id == model.adapter_id), None)
