@@ -820,7 +820,12 @@ def test_a_reference_arm_without_enough_pool_rows_is_noted_not_fatal(experiment,
 
 
 def served_experiment(tmp_path, url, adapter="loop-r{round}"):
-    """The `experiment` fixture's config with a serve: block naming each round's adapter loop-r{round}."""
+    """The `experiment` fixture's experiment with a serve: block (`served_config`)."""
+    return load_experiment(served_config(tmp_path, url, adapter))
+
+
+def served_config(tmp_path, url, adapter="loop-r{round}"):
+    """The `experiment` fixture's config with a serve: block naming each round's adapter `adapter`."""
     config = tmp_path / f"served-{len(list(tmp_path.glob('served-*')))}.yaml"
     config.write_text(yaml.safe_dump({
         "name": "loop", "task": str(ROOT / "data/complaint_triage/task.yaml"),
@@ -828,7 +833,7 @@ def served_experiment(tmp_path, url, adapter="loop-r{round}"):
         "examples": str(ROOT / "data/complaint_triage/train.jsonl"), "limit": 12,
         "variants": ["zero_shot", "definitions"], "runs_dir": str(tmp_path / "runs"),
         "serve": {"base_url": url, "api_key_env": None, "model": "smollm2", "adapter": adapter}}))
-    return load_experiment(config)
+    return config
 
 
 @pytest.fixture
@@ -913,3 +918,27 @@ def test_serving_the_loop_needs_a_serve_block_a_served_base_and_a_name_per_round
     with pytest.raises(RoundError, match=r"round 2 starts from round 1's tuned model, .* give the serve: block's "
                                          r"adapter a \{round\}"):
         run(one_name, "d")
+
+
+
+def test_workbench_loop_serve_refuses_an_unlisted_adapter_with_exit_2_then_re_tests_on_the_server(
+        tmp_path, served_models, vllm_stub, capsys):
+    from workbench.cli.main import main
+
+    _, _, re_test = served_models
+    command = ["loop", str(served_config(tmp_path, vllm_stub.base_url)), "--folder", str(tmp_path / "r"),
+               "--serve", "openai-compatible", "--no-progress"]
+    assert main(command) == 2
+    error, adapter = capsys.readouterr().err, (tmp_path / "r" / "1.partial" / rounds.PEFT_ADAPTER).resolve()
+    assert error.startswith("error: ") and "does not serve the adapter 'loop-r1'" in error
+    assert f"vllm serve smollm2 --enable-lora --lora-modules loop-r1={adapter}" in error
+    assert "run `workbench loop` again with --serve openai-compatible" in error
+    assert re_test.tested == [] and vllm_stub.records == []  # refused before the re-test sent anything
+
+    vllm_stub.config.lora_modules = (StubLoraModule("loop-r1", str(adapter)),)
+    assert main(command) == 0
+    assert re_test.served[-1].tuned.request_model == "loop-r1"
+    record = json.loads((tmp_path / "r" / "1" / "round.json").read_text())
+    assert record["served"] == {"endpoint": vllm_stub.base_url, "base": "smollm2", "tuned": "loop-r1", "notes": []}
+    # Without --serve the same experiment re-tests in-process: no served pair.
+    assert main([*command[:4], "--no-progress"]) == 0 and re_test.served[-1] is None
