@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import free_port, wait_for_http
+from conftest import llama_cpp_server
 
 from workbench.finetune.serving import ServingError, pull_served_pair, validate_serve_config
 from workbench.models.base import ChatRequest, GenerationOptions
@@ -36,19 +34,9 @@ def served(tmp_path_factory):
     settings = AdapterSettings(max_steps=3, batch_size=2, learning_rate=3e-3, checkpoint_every=100)
     _, adapter = train_for_llama_cpp(CHATS, folder, settings=settings)
     common = {"model": str(embedded_model_path()), "n_threads": 2, "n_ctx": 1024}
-    config = folder.parent / "server.json"
-    config.write_text(json.dumps({"host": "127.0.0.1", "port": (port := free_port()), "models": [
-        {**common, "model_alias": "smollm2"}, {**common, "model_alias": "smollm2-tuned", "lora_path": str(adapter)}]}))
-    log = folder.parent / "server.log"
-    with log.open("w") as output:
-        server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
-                                  stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/models", server, timeout_s=120, log=log)
-        yield folder, f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    models = [{**common, "model_alias": "smollm2"}, {**common, "model_alias": "smollm2-tuned", "lora_path": str(adapter)}]
+    with llama_cpp_server(models, folder.parent) as url:
+        yield folder, url
 
 
 def block(url: str, adapter: str) -> dict:
