@@ -34,7 +34,8 @@ def served(tmp_path_factory):
     settings = AdapterSettings(max_steps=3, batch_size=2, learning_rate=3e-3, checkpoint_every=100)
     _, adapter = train_for_llama_cpp(CHATS, folder, settings=settings)
     common = {"model": str(embedded_model_path()), "n_threads": 2, "n_ctx": 1024}
-    models = [{**common, "model_alias": "smollm2"}, {**common, "model_alias": "smollm2-tuned", "lora_path": str(adapter)}]
+    models = [{**common, "model_alias": "smollm2"},
+              {**common, "model_alias": "smollm2-tuned", "lora_path": str(adapter)}]
     with llama_cpp_server(models, folder.parent) as url:
         yield folder, url
 

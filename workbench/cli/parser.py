@@ -237,8 +237,8 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
     _serve_argument(tune)
     tune.add_argument("--serve-config", default=None, metavar="FILE",
-                      help="with --serve openai-compatible: a YAML file holding the serve block (instead of the "
-                           "run's config.yaml serve:)")
+                      help="with --serve openai-compatible: a YAML file holding the serve block's keys (base_url, "
+                           "model, adapter, ...), instead of the run's config.yaml serve:")
     tune.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     hosted = tune.add_argument_group("--method openai (a hosted job; finetune/openai/job.json lets a second call "
                                      "continue it)")
