@@ -41,10 +41,9 @@ llama-server's ``GET /lora-adapters`` (``id``, ``path``, ``scale`` per adapter).
 Every chat request gets one line in the optional JSON-lines request log (see
 :func:`read_request_log`).  Outcomes that are full responses (``ok``,
 ``rate_limit``, ``server_error``, ``malformed_body``, ``malformed_content``,
-``truncated_content``, ``bad_request``, ``answer_error``, ``status_for_all``, ``model_not_found``) are
-logged only after
-the response bytes were written to the socket, so "logged ok" means the client
-was sent a complete response.  ``slow``, ``hang``, ``disconnect`` and
+``truncated_content``, ``bad_request``, ``answer_error``, ``status_for_all``,
+``model_not_found``) are logged only after the response bytes were written to the
+socket, so "logged ok" means the client was sent a complete response.  ``slow``, ``hang``, ``disconnect`` and
 ``truncated_body`` are logged when the fault starts, because the client may
 never see an answer.  A request whose connection is lost (or whose server is
 stopped) before its response was written is logged as ``aborted`` with status
