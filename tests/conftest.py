@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -41,6 +43,28 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float, log: Pa
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def llama_cpp_server(models: list[dict], folder: Path):
+    """llama-cpp-python's server started with a ``--config_file`` serving `models` (each a model
+    entry: ``model``, ``model_alias``, optional ``lora_path``...) on a free port, its log in
+    `folder`; yields its ``/v1`` URL and stops it afterwards."""
+    port = free_port()
+    config, log = folder / f"llama_server_{port}.json", folder / f"llama_server_{port}.log"
+    config.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}))
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
+                                   stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=120, log=log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,22 @@ def test_a_run_folder_round_trips_through_load_run(project):
 def test_load_run_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="predictions.parquet"):
         load_run(tmp_path)
+
+
+def test_a_serve_block_is_checked_when_loaded_and_written_to_the_run_without_credentials(project):
+    serve = {"base_url": "http://user:hunter2@gpu:8000/v1", "api_key_env": None, "model": "base",
+             "adapter": "c-r{round}"}
+    experiment = load_experiment(write(project, serve=serve))
+    assert experiment.serve_config == {"kind": "openai_compatible", **serve}
+    folder = write_run(run_experiment(experiment, model=FakeModel('{"label": "request"}'), progress=False),
+                       experiment.run_dir).path
+    written = yaml.safe_load((folder / "config.yaml").read_text())
+    assert written["serve"]["base_url"] == "http://gpu:8000/v1" and written["serve"]["adapter"] == "c-r{round}"
+    assert "hunter2" not in (folder / "config.yaml").read_text()
+    # Without one, the run's config holds no serve key (as before serve: existed).
+    plain = load_experiment(write(project))
+    assert plain.serve_config is None and "serve" not in plain.source
+    with pytest.raises(ValueError, match="exp.yaml: serve: adapter: is missing"):
+        load_experiment(write(project, serve={"model": "base", "api_key_env": None}))
+    with pytest.raises(ValueError, match="timeout_sec"):
+        load_experiment(write(project, serve={**serve, "timeout_sec": 5}))

@@ -15,8 +15,10 @@ import yaml
 from workbench.experiments import rounds
 from workbench.experiments.config import load_experiment
 from workbench.experiments.round_comparison import compare_rounds, write_loop_report
-from workbench.experiments.rounds import RoundError, finished_rounds, load_rounds, run_round
+from workbench.experiments.rounds import RoundError, RoundSettings, finished_rounds, load_rounds, run_round
+from workbench.models.registry import model_from_config as real_model_from_config
 from workbench.testing.fake_model import FakeModel
+from workbench.testing.openai_stub import StubConfig, StubLoraModule, StubServer
 from workbench.trainingdata.scoring import ALL_TEST_CASES
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -60,9 +62,10 @@ def stand_ins(monkeypatch):
         fine_tune.started_from.append(previous.path / rounds.PEFT_ADAPTER if previous else None)
         return {"steps": 1, "losses": [1.0]}
 
-    def re_test(examples, run, model, config, work, settings, experiment, points):
+    def re_test(examples, run, model, config, work, settings, experiment, points, served=None):
         tests = examples[examples["split"] == "test"]
         re_test.tested.append(tests)
+        re_test.served.append(served)
         rows = [{"point_id": p, "cases": len(group), "metric": "accuracy", "base": re_test.point_base, "tuned": 1.0,
                  "verdict": "no clear difference", "p_value": 0.5}
                 for p, group in tests.groupby("point_id") if p != "regression"]
@@ -91,7 +94,7 @@ def stand_ins(monkeypatch):
         return table, best
 
     fine_tune.fail, fine_tune.started_from = False, []
-    re_test.verdict, re_test.point_base, re_test.tested = "no clear difference", 0.0, []
+    re_test.verdict, re_test.point_base, re_test.tested, re_test.served = "no clear difference", 0.0, [], []
     re_test.figures = {ALL_TEST_CASES: (0.2, 0.4), "regression": (0.9, 0.9)}  # point_id -> (base, tuned)
     re_test.best_base = None  # point_id -> the start model's score with its best prompt
     monkeypatch.setattr("workbench.models.registry.model_from_config", model_from_config)
@@ -815,3 +818,128 @@ def test_a_reference_arm_without_enough_pool_rows_is_noted_not_fatal(experiment,
     assert summary["notes"][0].startswith("the random arm was not trained") and summary["verdict"] == ""
     assert set(pd.read_csv(done.path / "finetune" / "arms.csv")["arm"]) == {"targeted"}
     assert done.record["accepted"] is True
+
+
+def served_experiment(tmp_path, url, adapter="loop-r{round}"):
+    """The `experiment` fixture's experiment with a serve: block (`served_config`)."""
+    return load_experiment(served_config(tmp_path, url, adapter))
+
+
+def served_config(tmp_path, url, adapter="loop-r{round}"):
+    """The `experiment` fixture's config with a serve: block naming each round's adapter `adapter`."""
+    config = tmp_path / f"served-{len(list(tmp_path.glob('served-*')))}.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "loop", "task": str(ROOT / "data/complaint_triage/task.yaml"),
+        "dataset": str(ROOT / "data/complaint_triage/test.jsonl"),
+        "examples": str(ROOT / "data/complaint_triage/train.jsonl"), "limit": 12,
+        "variants": ["zero_shot", "definitions"], "runs_dir": str(tmp_path / "runs"),
+        "serve": {"base_url": url, "api_key_env": None, "model": "smollm2", "adapter": adapter}}))
+    return config
+
+
+@pytest.fixture
+def served_models(stand_ins, monkeypatch):
+    """The stand-ins, but the serve: block's models (kind openai_compatible) are built for real."""
+    def model_from_config(config, **options):
+        if config.get("kind") == "openai_compatible":
+            return real_model_from_config(config, **options)
+        return FakeModel('{"label": "request"}')
+
+    monkeypatch.setattr("workbench.models.registry.model_from_config", model_from_config)
+    return stand_ins
+
+
+@pytest.fixture
+def vllm_stub():
+    """The stub listing the base smollm2 as vLLM would, and no LoRA module yet."""
+    server = StubServer(StubConfig(models=("smollm2",)))
+    server.start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+def test_a_round_re_tested_on_a_server_is_refused_until_its_adapter_is_served_then_resumes(
+        tmp_path, served_models, vllm_stub):
+    _, _, re_test = served_models
+    experiment, folder = served_experiment(tmp_path, vllm_stub.base_url), tmp_path / "rounds"
+    settings = RoundSettings(serve="openai-compatible")
+    with pytest.raises(RoundError) as refused:
+        run_round(experiment, folder=folder, settings=settings, progress=False, log=lambda _: None,
+                  encoder=WordsEncoder())
+    message, adapter = str(refused.value), (folder / "1.partial" / rounds.PEFT_ADAPTER).resolve()
+    assert "does not serve the adapter 'loop-r1'" in message and f"--lora-modules loop-r1={adapter}" in message
+    assert "Round 1 is kept in" in message and (folder / "1.partial").is_dir() and finished_rounds(folder) == []
+    assert re_test.tested == [] and vllm_stub.records == []  # no re-test, no chat request to the server
+
+    # The operator loads the adapter (vLLM's POST /v1/load_lora_adapter); the round resumes and finishes.
+    vllm_stub.config.lora_modules = (StubLoraModule("loop-r1", str(adapter), "smollm2"),)
+    first = run_round(experiment, folder=folder, settings=settings, progress=False, log=lambda _: None,
+                      encoder=WordsEncoder())
+    served = re_test.served[-1]
+    assert (served.base.request_model, served.tuned.request_model) == ("smollm2", "loop-r1")
+    assert first.record["served"]["tuned"] == "loop-r1" and first.record["served"]["notes"] == []
+    assert first.record["served"]["endpoint"] == vllm_stub.base_url
+
+    # Round 2 builds on round 1: its base is loop-r1, checked (from 1.partial, now renamed 1/) before it starts.
+    assert first.record["accepted"]
+    with pytest.raises(RoundError, match="does not serve the adapter 'loop-r2'"):
+        run_round(experiment, folder=folder, settings=settings, progress=False, log=lambda _: None,
+                  encoder=WordsEncoder())
+    vllm_stub.config.lora_modules += (StubLoraModule("loop-r2", str(folder / "2.partial" / rounds.PEFT_ADAPTER)),)
+    run_round(experiment, folder=folder, settings=settings, progress=False, log=lambda _: None,
+              encoder=WordsEncoder())
+    assert (re_test.served[-1].base.request_model, re_test.served[-1].tuned.request_model) == ("loop-r1", "loop-r2")
+    assert re_test.served[-1].notes == ()  # loop-r1's listed 1.partial path is known as round 1's adapter
+
+
+def test_serving_the_loop_needs_a_serve_block_a_served_base_and_a_name_per_round(
+        tmp_path, experiment, served_models, vllm_stub):
+    asked, _, re_test = served_models
+    settings = RoundSettings(serve="openai-compatible")
+
+    def run(exp, folder):
+        return run_round(exp, folder=tmp_path / folder, settings=settings, progress=False, log=lambda _: None,
+                         encoder=WordsEncoder())
+
+    with pytest.raises(RoundError, match="experiment loop has no serve: block; add one"):
+        run(experiment, "a")
+    vllm_stub.config.models = ("another-model",)
+    with pytest.raises(RoundError, match="round 1's start model is not served: .* does not serve the base model "
+                                         "'smollm2'"):
+        run(served_experiment(tmp_path, vllm_stub.base_url), "b")
+    assert asked == [] and re_test.tested == [] and vllm_stub.records == []  # refused before any model call
+    with pytest.raises(RoundError, match="serve 'vllm': use one of in-process, openai-compatible"):
+        run_round(experiment, folder=tmp_path / "c", settings=RoundSettings(serve="vllm"), log=lambda _: None)
+
+    # One adapter name for every round: round 2's base (round 1's adapter) and its own cannot both be served.
+    vllm_stub.config.models = ("smollm2",)
+    vllm_stub.config.lora_modules = (StubLoraModule("loop-tuned", str(tmp_path / "d" / "1.partial" / "x")),)
+    one_name = served_experiment(tmp_path, vllm_stub.base_url, adapter="loop-tuned")
+    assert run(one_name, "d").record["accepted"]
+    with pytest.raises(RoundError, match=r"round 2 starts from round 1's tuned model, .* give the serve: block's "
+                                         r"adapter a \{round\}"):
+        run(one_name, "d")
+
+
+
+def test_workbench_loop_serve_refuses_an_unlisted_adapter_with_exit_2_then_re_tests_on_the_server(
+        tmp_path, served_models, vllm_stub, capsys):
+    from workbench.cli.main import main
+
+    _, _, re_test = served_models
+    command = ["loop", str(served_config(tmp_path, vllm_stub.base_url)), "--folder", str(tmp_path / "r"),
+               "--serve", "openai-compatible", "--no-progress"]
+    assert main(command) == 2
+    error, adapter = capsys.readouterr().err, (tmp_path / "r" / "1.partial" / rounds.PEFT_ADAPTER).resolve()
+    assert error.startswith("error: ") and "does not serve the adapter 'loop-r1'" in error
+    assert f"vllm serve smollm2 --enable-lora --lora-modules loop-r1={adapter}" in error
+    assert "run `workbench loop` again with --serve openai-compatible" in error
+    assert re_test.tested == [] and vllm_stub.records == []  # refused before the re-test sent anything
+
+    vllm_stub.config.lora_modules = (StubLoraModule("loop-r1", str(adapter)),)
+    assert main(command) == 0
+    assert re_test.served[-1].tuned.request_model == "loop-r1"
+    record = json.loads((tmp_path / "r" / "1" / "round.json").read_text())
+    assert record["served"] == {"endpoint": vllm_stub.base_url, "base": "smollm2", "tuned": "loop-r1", "notes": []}
+    # Without --serve the same experiment re-tests in-process: no served pair.
+    assert main([*command[:4], "--no-progress"]) == 0 and re_test.served[-1] is None

@@ -15,6 +15,7 @@
     workbench export runs/demo_complaints [--train-spacy 200]  (OpenAI JSONL, HF datasets, spaCy baseline)
     workbench finetune runs/demo_complaints [--epochs 3]       (LoRA on the run's local model; before/after per point)
     workbench finetune runs/gpt_run --method openai            (a hosted fine-tuning job; before/after per point)
+    workbench finetune runs/demo_complaints --serve openai-compatible  (the re-test on the config's serve: server)
     workbench loop configs/demo_complaints.yaml [--rounds 2]   (rounds: variants, points, data, LoRA, re-test)
     workbench batch export configs/x.yaml requests.jsonl       (Batch API lines for vllm run-batch or any engine)
     workbench batch import configs/x.yaml results.jsonl        (their answers into the cache; then workbench run)
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from workbench.cli.parser import build_parser
 from workbench.core.errors import InputError, MissingInputError, OverwriteError, WorkbenchError
@@ -513,7 +515,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from workbench.finetune.base_model import check_adapter_base, load_base
+    from workbench.finetune.base_model import check_adapter_base
     from workbench.finetune.checks import check_training_rows
     from workbench.finetune.local_models import (
         base_path,
@@ -521,12 +523,12 @@ def _finetune(args: argparse.Namespace) -> int:
         require_local,
         served_adapter,
         train_for_config,
-        tuned_model_config,
     )
     from workbench.finetune.lora import AdapterSettings
     from workbench.trainingdata.examples import one_row_per_example
 
     run, examples = _training_examples(args)
+    serve = _serve_block(args, run)  # None: the re-test in-process (the default)
     if args.method == "openai":  # a hosted job: workbench/cli/hosted_finetune.py
         from workbench.cli.hosted_finetune import finetune_hosted
         return finetune_hosted(args, run, examples)
@@ -539,31 +541,102 @@ def _finetune(args: argparse.Namespace) -> int:
     settings = AdapterSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
                                epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
                                max_length=args.max_length)
-    names = [f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])]
-    trained = train_for_config(list(train["messages"]), folder, model_config, settings=settings, names=names,
-                               progress=not args.no_progress)
+    served_by_config = args.method == "lora" or kind == "transformers"  # llama.cpp serves no soft prompt
+    trained = None  # None: trained already, the adapter a server serves (--serve openai-compatible only)
+    if serve is None or not _trained_already(folder, train, settings, served_adapter(model_config, folder)):
+        names = [f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])]
+        trained = train_for_config(list(train["messages"]), folder, model_config, settings=settings, names=names,
+                                   progress=not args.no_progress)
     if not first_process():
         return 0  # under torchrun or `accelerate launch`, the first process converts and compares
-    served_by_config = args.method == "lora" or kind == "transformers"  # llama.cpp serves no soft prompt
-    adapter = served_adapter(model_config, folder) if served_by_config else trained.path
-    resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
-    print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
-          f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
+    if trained is not None:
+        adapter = served_adapter(model_config, folder) if served_by_config else trained.path
+        resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
+        print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
+              f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
     if args.no_compare:
         return 0
 
     check_adapter_base(folder / "training.json", base_file)
-    if served_by_config:  # both on the runtime the base was evaluated on
-        from workbench.models.registry import model_from_config
-
-        base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads; device, dtype)
-        tuned = model_from_config(tuned_model_config(model_config, folder))  # adapter.gguf, or the peft adapter/
-    else:  # llama.cpp has no soft prompts: both on transformers, so that the runtime is not the difference
-        from workbench.finetune.transformers_model import TransformersModel, load_tuned
-
-        base = TransformersModel(*load_base(model_config.get("model_path")), name="SmolLM2-135M-Instruct")
-        tuned = load_tuned(trained.path, load_base(model_config.get("model_path")))
+    if serve is not None:  # both on the server: the base without the adapter, the tuned model with it
+        base, tuned = _served_models(serve, folder)
+    else:
+        base, tuned = _local_models(model_config, folder, trained, served_by_config)
     return retest_tuned(run, examples, base, tuned, folder, repeats=args.repeats, progress=not args.no_progress)
+
+
+def _local_models(model_config: dict, folder: Path, trained, served_by_config: bool):
+    """(base, tuned) in this process for the training in `folder` (`trained`: its `TrainedAdapter`):
+    on the runtime the base was evaluated on when `served_by_config` (llama.cpp with adapter.gguf,
+    or transformers with the peft adapter), else both on transformers (llama.cpp has no soft
+    prompts), so that the runtime is not the difference."""
+    from workbench.finetune.base_model import load_base
+    from workbench.finetune.local_models import tuned_model_config
+    from workbench.models.registry import model_from_config
+
+    if served_by_config:
+        base = model_from_config(model_config)  # the run's own settings (n_ctx, n_threads; device, dtype)
+        return base, model_from_config(tuned_model_config(model_config, folder))
+    from workbench.finetune.transformers_model import TransformersModel, load_tuned
+
+    base = TransformersModel(*load_base(model_config.get("model_path")), name="SmolLM2-135M-Instruct")
+    return base, load_tuned(trained.path, load_base(model_config.get("model_path")))
+
+
+def _serve_block(args: argparse.Namespace, run) -> dict | None:
+    """The serve: block the re-test uses with ``--serve openai-compatible`` (``--serve-config``'s
+    file, else the run's config.yaml), its base checked on the server before anything is trained;
+    None in-process. Raises InputError for a missing block or a method a server cannot serve."""
+    if args.serve != "openai-compatible":
+        if args.serve_config:
+            raise InputError("--serve-config names the server of --serve openai-compatible: add that, or drop it")
+        return None
+    from workbench.finetune.serving import adapter_name, pull_checked, served_configs, validate_serve_config
+    from workbench.models.registry import model_from_config
+
+    if args.method != "lora":
+        raise InputError(f"--serve openai-compatible re-tests a LoRA adapter on a server (vLLM --lora-modules, "
+                         f"llama.cpp's server); --method {args.method} makes none: use --method lora, or drop --serve")
+    if args.serve_config:
+        source = Path(args.serve_config)
+        if not source.is_file():
+            raise MissingInputError(f"--serve-config {source} does not exist")
+        block, where = yaml.safe_load(source.read_text(encoding="utf-8")), str(source)
+    else:
+        block, where = run.config.get("serve"), f"{run.path}/config.yaml"
+    if block is None:
+        raise InputError(f"--serve openai-compatible: {where} has no serve: block; add one to the experiment config "
+                         "(serve: {base_url: http://HOST:PORT/v1, api_key_env: null, model: BASE, adapter: NAME}) "
+                         "and run it again, or pass --serve-config FILE")
+    serve = validate_serve_config(block, source=f"{where}: serve")
+    base, _ = served_configs(serve, tuned=adapter_name(serve, None))
+    pull_checked(model_from_config(base), ())  # a base the server lacks is refused before any training
+    return serve
+
+
+def _trained_already(folder: Path, train: pd.DataFrame, settings, served: Path) -> bool:
+    """Whether `folder` holds this training (`train`'s rows, `settings`: an `AdapterSettings`),
+    finished, with its `served` adapter written: the file a server was started with, so
+    ``--serve`` re-tests it rather than training (and converting) it again."""
+    from workbench.finetune.serving import read_finished_training
+
+    record = read_finished_training(folder, list(train["messages"]), settings, served)
+    if record is not None:
+        print(f"trained already: {record['steps']} steps on {record['rows']} rows ({folder / 'training.json'}); "
+              f"adapter {served}")
+    return record is not None
+
+
+def _served_models(serve: dict, folder: Path):
+    """(base, tuned) on the serve: block's server, both checked against its listing (`pull_served_pair`)."""
+    from workbench.finetune.serving import pull_served_pair
+
+    pair = pull_served_pair(serve, folder)
+    for note in pair.notes:
+        print(f"note: {note}")
+    print(f"re-test on {pair.tuned.identity['endpoint']}: base {pair.base.request_model!r}, "
+          f"tuned {pair.tuned.adapter!r}")
+    return pair.base, pair.tuned
 
 
 def retest_tuned(run, examples: pd.DataFrame, base, tuned, folder: Path, *, repeats: int = 0,
@@ -621,7 +694,8 @@ def _loop(args: argparse.Namespace) -> int:
                              compare_repeats=args.repeats, regression_size=args.regression_size,
                              keep_worse=args.keep_worse, anchor_share=args.anchors, margin=args.margin,
                              near_duplicate=args.near_duplicate,
-                             arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()))
+                             arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()),
+                             serve=args.serve)
     wanted = args.rounds if args.until is None else max(0, args.until - len(finished_rounds(folder)))
     for _ in range(0 if args.report_only else wanted):
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.experiments.config import parse_limit
+from workbench.finetune.serving import SERVE_MODES
 from workbench.finetune.tokens import MAX_LENGTH
 from workbench.scale.batch_lines import MAX_LINES
 from workbench.trainingdata.anchors import DEFAULT_SHARE
@@ -234,6 +235,10 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
                            "transformers + peft, base included), or openai: a hosted fine-tuning job at the run's "
                            "openai_compatible endpoint, its model re-tested there")
     tune.add_argument("--no-compare", action="store_true", help="train (and convert) only")
+    _serve_argument(tune)
+    tune.add_argument("--serve-config", default=None, metavar="FILE",
+                      help="with --serve openai-compatible: a YAML file holding the serve block's keys (base_url, "
+                           "model, adapter, ...), instead of the run's config.yaml serve:")
     tune.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     hosted = tune.add_argument_group("--method openai (a hosted job; finetune/openai/job.json lets a second call "
                                      "continue it)")
@@ -279,6 +284,7 @@ def _add_loop(commands: argparse._SubParsersAction) -> None:
                            "row); the others are references in finetune/<arm>/ and finetune/arms.csv")
     _anchors_argument(loop)
     loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
+    _serve_argument(loop)
     _training_arguments(loop, epochs=2)
 
 
@@ -314,6 +320,14 @@ def _anchors_argument(parser: argparse.ArgumentParser) -> None:
                         help="texts at this cosine or above (or equal) are one near-duplicate group, never split "
                              f"between training and test (default {NEAR_DUPLICATE_COSINE:g}, calibrated by "
                              "benchmarks/leakage_threshold.py)")
+
+
+def _serve_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--serve", choices=SERVE_MODES, default="in-process",
+                        help="where the re-test's base and tuned model answer: in-process (llama.cpp or "
+                             "transformers), or openai-compatible: the server the experiment config's serve: block "
+                             "names, the tuned model as its adapter (vLLM --lora-modules, llama.cpp's server); a "
+                             "name the server does not list is refused before the re-test")
 
 
 def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None:

@@ -11,6 +11,7 @@
     repeats: 1
     options: {temperature: 0.0, max_tokens: 256}
     model: {kind: embedded}            # or {kind: openai_compatible, model: ..., base_url: ...}
+    serve: {base_url: ..., model: ..., adapter: ...}  # optional: the re-test on a server (--serve openai-compatible)
     concurrency: 8
     prices: configs/prices.yaml        # optional
     templates: prompts/                # your own prompt templates (optional)
@@ -53,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workbench.core.data import load_dataset, sample_dataset
 from workbench.core.errors import InputError, MissingInputError
 from workbench.core.task import Task, load_task
+from workbench.finetune.serving import validate_serve_config
 from workbench.models.base import GenerationOptions, Model
 from workbench.models.pricing import PriceTable, load_prices
 from workbench.models.registry import model_from_config, validate_model_config
@@ -79,6 +81,7 @@ class _ExperimentModel(BaseModel):
     repeats: int = Field(1, ge=1)
     options: _OptionsModel = Field(default_factory=_OptionsModel)
     model: dict[str, Any] = Field(default_factory=lambda: {"kind": "embedded"})
+    serve: dict[str, Any] | None = None  # the re-test on a server (`workbench.finetune.serving`)
     concurrency: int | None = Field(None, ge=1)
     prices: str | None = None
     templates: str | None = None
@@ -102,6 +105,7 @@ class Experiment:
     run_dir: Path
     source: dict[str, Any]
     template_dir: Path | None = None  # the config's templates: folder, searched before the packaged one
+    serve_config: dict[str, Any] | None = None  # the serve: block (`finetune.serving`), or None
 
     def build_model(self) -> Model:
         return model_from_config(self.model_config)
@@ -194,6 +198,7 @@ directory. `run_dir`
 
     # The model's own schema, now: a typo or a key in the config fails here, not when the run starts.
     validate_model_config(config.model, source=f"{path}: model")
+    serve = validate_serve_config(config.serve, source=f"{path}: serve") if config.serve is not None else None
     model_config = _resolved_model_paths(dict(config.model), resolve)
     task = load_task(resolve(config.task))
     dataset = load_dataset(resolve(config.dataset), task)
@@ -214,8 +219,10 @@ directory. `run_dir`
         concurrency=config.concurrency,
         prices=prices,
         run_dir=Path(run_dir) if run_dir is not None else Path(config.runs_dir) / config.name,
-        source={**config.model_dump(), "model": model_config},  # later stages read the model from here
-        template_dir=template_dir,
+        # Later stages read the models from here; a config without serve: is recorded as before.
+        source={**config.model_dump(exclude={"serve"}), "model": model_config,
+                **({"serve": serve} if serve is not None else {})},
+        template_dir=template_dir, serve_config=serve,
     )
 
 

@@ -81,6 +81,17 @@ from workbench.experiments.stages import (
     write_training_data,
 )
 from workbench.finetune.lora import AdapterSettings
+from workbench.finetune.serving import (
+    SERVE_MODES,
+    ServedPair,
+    ServingError,
+    adapter_name,
+    has_round,
+    pull_checked,
+    pull_served_pair,
+    served_configs,
+    trained_adapters,
+)
 from workbench.models.base import Model
 from workbench.points.cluster import TRAINABLE_KINDS
 from workbench.trainingdata.anchors import DEFAULT_SHARE
@@ -111,7 +122,9 @@ class RoundSettings:
     and on the regression set; `accept_gate`), and `near_duplicate` (the cosine at which two texts
     are one near-duplicate group, kept on one side of the split; `trainingdata.groups`), and `arms`
     (the arms the round trains: "targeted", the round's own model, always; "random" and "all",
-    references trained on the labelled pool with the same step budget; `workbench.experiments.arms`)."""
+    references trained on the labelled pool with the same step budget; `workbench.experiments.arms`),
+    and `serve` (where the re-test answers: "in-process", or "openai-compatible": the experiment's
+    ``serve:`` server, `_served_pair`)."""
 
     variant: str = "tuned"
     distance_threshold: float = 0.7
@@ -125,6 +138,7 @@ class RoundSettings:
     margin: float = 0.02
     near_duplicate: float = NEAR_DUPLICATE_COSINE
     arms: tuple[str, ...] = ("targeted",)
+    serve: str = "in-process"
 
 
 @dataclass
@@ -230,6 +244,8 @@ def _check_settings(settings: RoundSettings, pool: pd.DataFrame | None = None) -
         raise RoundError(f"training method {settings.training.method!r}: the loop trains and serves (for the "
                          "embedded model in llama.cpp) LoRA adapters only: use method 'lora' (compare soft prompts "
                          "with `workbench finetune --method prompt_tuning`)")
+    if settings.serve not in SERVE_MODES:
+        raise RoundError(f"serve {settings.serve!r}: use one of {', '.join(SERVE_MODES)}")
     if not 0 <= settings.margin < 1:
         raise RoundError(f"--margin must be at least 0 and below 1 (a share of the headline metric), got "
                          f"{settings.margin}")
@@ -303,7 +319,11 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
         check_training_rows(train, run.task)
         trained = _fine_tune(train, work, settings, config, start, progress)
     with _stage("re_test", stages, log):
-        table, versus_best = _re_test(examples, run, model, config, work, settings, experiment, points)
+        served = _served_pair(experiment, number, start, work, log) if settings.serve == "openai-compatible" else None
+        if served is not None:
+            record["served"] = {"endpoint": served.tuned.identity["endpoint"], "base": served.base.request_model,
+                                "tuned": served.tuned.adapter, "notes": list(served.notes)}
+        table, versus_best = _re_test(examples, run, model, config, work, settings, experiment, points, served)
     record["counts"] = {
         "examples": int(run.dataset["example_id"].nunique()), "errors": int(len(assignments)),
         "points": int((points["kind"] == "point").sum()), "points_and_other": int(len(trainable)),
@@ -367,6 +387,8 @@ def _begin_round(experiment: Experiment, folder: Path, settings: RoundSettings, 
     # The model to build on: the last round whose tuned model was kept (not worse than its start).
     start = next((r for r in reversed(earlier) if r.record.get("accepted")), None)
     chain = start_chain({r.number: r for r in earlier}, start.number if start else None)
+    if settings.serve == "openai-compatible":
+        _check_served_start(experiment, start, number, log)
     # Every text the round may train on must fit as a training row: found here, not after the variants ran.
     log(check_training_length(experiment.task, settings.variant, [experiment.dataset, experiment.examples],
                               max_length=settings.training.max_length, gguf=base_path(config)).describe())
@@ -537,18 +559,63 @@ def _fine_tune(train: pd.DataFrame, work: Path, settings: RoundSettings, config:
 
 
 def _re_test(examples: pd.DataFrame, run: Run, model: Model, config: dict[str, Any], work: Path,
-             settings: RoundSettings, experiment: Experiment,
-             points: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+             settings: RoundSettings, experiment: Experiment, points: pd.DataFrame,
+             served: ServedPair | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(the before/after table on the training variant, the table against the start model's best
     prompt or None), both written to ``finetune/lora/`` (`stages.retest`, as ``workbench finetune``
-    re-tests)."""
+    re-tests): in-process, or on the server of `served` (its base and tuned model) when given."""
     from workbench.finetune.local_models import tuned_model_config
     from workbench.models.registry import model_from_config
 
-    tuned = model_from_config(tuned_model_config(config, work / ADAPTER.parent))
+    if served is not None:
+        model, tuned = served.base, served.tuned
+    else:
+        tuned = model_from_config(tuned_model_config(config, work / ADAPTER.parent))
     result, _ = retest(run, examples, model, tuned, work / "finetune" / "lora", variant=settings.variant,
                        options=experiment.options, repeats=settings.compare_repeats, pool=experiment.examples)
     return result.table, result.versus_best
+
+
+def _check_served_start(experiment: Experiment, start: Round | None, number: int, log: Any) -> None:
+    """With the re-test on a server: refuse, before any model call, an experiment without a
+    ``serve:`` block, a start round's adapter the block cannot name (no ``{round}``, or selected by
+    llama-server's number), or a start model the server does not serve (`pull_checked`)."""
+    from workbench.models.registry import model_from_config
+
+    serve = experiment.serve_config
+    if serve is None:
+        raise RoundError(f"--serve openai-compatible: experiment {experiment.name} has no serve: block; add one "
+                         "(serve: {base_url: http://HOST:PORT/v1, api_key_env: null, model: BASE, adapter: "
+                         f"{experiment.name}-r{{round}}}})")
+    if start is not None and (not has_round(serve) or serve.get("adapter_style") == "llama_cpp"):
+        raise RoundError(f"round {number} starts from round {start.number}'s tuned model, which the server must "
+                         "serve as that round's adapter beside this round's: give the serve: block's adapter a "
+                         f"{{round}} (e.g. {experiment.name}-r{{round}}) and serve adapters by name (vLLM "
+                         "--lora-modules, llama-cpp-python's model_alias; not llama-server's adapter numbers)")
+    base_name = adapter_name(serve, start.number) if start is not None else None
+    base, _ = served_configs(serve, tuned=adapter_name(serve, number), base=base_name)
+    trained = trained_adapters(start.path / ADAPTER.parent) if start is not None else []
+    try:
+        for note in pull_checked(model_from_config(base), trained):
+            log(f"note: {note}")
+    except ServingError as exc:
+        raise RoundError(f"round {number}'s start model is not served: {exc}") from exc
+
+
+def _served_pair(experiment: Experiment, number: int, start: Round | None, work: Path, log: Any) -> ServedPair:
+    """The round's base and tuned models on the ``serve:`` server (`pull_served_pair`); a model it
+    does not serve is refused (RoundError) with the round kept in `work` to resume. The experiment
+    has a ``serve:`` block: `_check_served_start` refused one without, before the round began."""
+    begun = (start.number, start.path / ADAPTER.parent) if start is not None else None
+    try:
+        pair = pull_served_pair(experiment.serve_config, work / ADAPTER.parent, round_number=number, start=begun)
+    except ServingError as exc:
+        raise RoundError(f"{exc}. Round {number} is kept in {work} (trained, not yet re-tested): serve its adapter, "
+                         "then run `workbench loop` again with --serve openai-compatible; it resumes there (the "
+                         "answers so far from the cache, the finished training from its checkpoint)") from exc
+    for note in pair.notes:
+        log(f"note: {note}")
+    return pair
 
 
 def _finish(work: Path, final: Path, run: Run, record: dict[str, Any]) -> Round:

@@ -199,12 +199,15 @@ def load_run(path: str | Path) -> Run:
 
 
 def redacted_config(source: dict[str, Any]) -> dict[str, Any]:
-    """The experiment config with credentials in the model's URL removed (user:password@, query)."""
+    """The experiment config with credentials in the model's and the serve: block's URLs removed
+    (user:password@, query)."""
     config = dict(source)
     model = dict(config.get("model") or {})
     if isinstance(model.get("base_url"), str):
         model["base_url"] = redact_url(model["base_url"])
     config["model"] = model
+    if isinstance(config.get("serve"), dict) and isinstance(config["serve"].get("base_url"), str):
+        config["serve"] = {**config["serve"], "base_url": redact_url(config["serve"]["base_url"])}
     return config
 
 

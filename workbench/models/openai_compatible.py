@@ -124,6 +124,11 @@ class OpenAICompatibleModel:
         return identity
 
     @property
+    def has_key(self) -> bool:
+        """Whether requests carry a key (``Authorization: Bearer``); the key itself is never shown."""
+        return self._api_key is not None
+
+    @property
     def request_model(self) -> str:
         """The ``model`` a request names: the adapter's name for ``adapter_style: model_name``, else `model`."""
         return self.adapter if self.adapter is not None and self.adapter_style == "model_name" else self.model

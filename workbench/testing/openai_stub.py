@@ -30,12 +30,20 @@ otherwise answered, by default, with a value that follows the schema (see
 request with that status instead (logged ``status_for_all``), as an endpoint
 does that refuses the key, the account or the model.
 
+What it serves. By default ``GET /v1/models`` lists one model (``stub-model``) and a chat request
+may name any model. ``StubConfig(models=..., lora_modules=...)`` makes it serve only those, the way
+vLLM does: the listing holds each base (``root`` its id, ``parent`` null) and each LoRA module
+(`StubLoraModule`: ``id``, ``root`` the adapter's path, ``parent`` its base), and a chat request for
+any other name is refused with vLLM's 404 (logged ``model_not_found``). A request naming an adapter
+is answered like any other, its ``model`` echoed. ``StubConfig(lora_adapters=...)`` answers
+llama-server's ``GET /lora-adapters`` (``id``, ``path``, ``scale`` per adapter).
+
 Every chat request gets one line in the optional JSON-lines request log (see
 :func:`read_request_log`).  Outcomes that are full responses (``ok``,
 ``rate_limit``, ``server_error``, ``malformed_body``, ``malformed_content``,
-``truncated_content``, ``bad_request``, ``answer_error``, ``status_for_all``) are logged only after
-the response bytes were written to the socket, so "logged ok" means the client
-was sent a complete response.  ``slow``, ``hang``, ``disconnect`` and
+``truncated_content``, ``bad_request``, ``answer_error``, ``status_for_all``,
+``model_not_found``) are logged only after the response bytes were written to the
+socket, so "logged ok" means the client was sent a complete response.  ``slow``, ``hang``, ``disconnect`` and
 ``truncated_body`` are logged when the fault starts, because the client may
 never see an answer.  A request whose connection is lost (or whose server is
 stopped) before its response was written is logged as ``aborted`` with status
@@ -84,6 +92,7 @@ __all__ = [
     "STRICT_UNSUPPORTED_KEYWORDS",
     "SchemaViolation",
     "StubConfig",
+    "StubLoraModule",
     "StubServer",
     "check_response_format",
     "default_answer",
@@ -202,6 +211,17 @@ _MODELS_BODY = json.dumps(
 ).encode()
 
 
+@dataclass(frozen=True)
+class StubLoraModule:
+    """A LoRA module the stub lists as vLLM does (``--lora-modules id=root``): its `id` (the name a
+    request's ``model`` gives), `root` (the adapter's path) and `parent` (its base; default the
+    first of `StubConfig.models`)."""
+
+    id: str
+    root: str
+    parent: str | None = None
+
+
 @dataclass
 class StubConfig:
     """Behaviour of a :class:`StubServer`.
@@ -221,6 +241,12 @@ class StubConfig:
         strict_unsupported_keywords: the JSON-schema keywords a strict
             ``json_schema`` request may not use (see :data:`STRICT_UNSUPPORTED_KEYWORDS`).
         log_path: JSON-lines request log to append to, or ``None``.
+        models: the base models served (vLLM's ``--served-model-name``); with these or
+            `lora_modules`, only the listed names are answered (others: 404).
+        lora_modules: the LoRA modules served (:class:`StubLoraModule`), listed with ``root``
+            and ``parent``.
+        lora_adapters: llama-server's ``GET /lora-adapters`` answer (each ``{"id", "path",
+            "scale"}``), or ``None``: that path is not there (404).
     """
 
     delay_s: float = 0.0
@@ -233,9 +259,15 @@ class StubConfig:
     status_for_all: int | None = None
     strict_unsupported_keywords: frozenset[str] = STRICT_UNSUPPORTED_KEYWORDS
     log_path: str | None = None
+    models: tuple[str, ...] = ()
+    lora_modules: tuple[StubLoraModule, ...] = ()
+    lora_adapters: tuple[dict, ...] | None = None
 
     def __post_init__(self) -> None:
         self.faults = tuple(self.faults)
+        self.models, self.lora_modules = tuple(self.models), tuple(self.lora_modules)
+        if self.lora_modules and not self.models:
+            raise ValueError("lora_modules need the base they are served on: give models too")
         unknown = [f for f in self.faults if f not in FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}")
@@ -832,6 +864,30 @@ async def _status_for_all(call: _Call) -> web.StreamResponse:
     return await call.send(status, _error_json(message.format(model=model), type_, code), "status_for_all")
 
 
+async def _model_not_found(call: _Call) -> web.StreamResponse:
+    # vLLM's answer to a model it does not serve (serving_engine's _check_model).
+    error = _error_json(f"The model `{call.body.get('model')}` does not exist.", "NotFoundError", "404", "model")
+    return await call.send(404, error, "model_not_found")
+
+
+def _serves(config: StubConfig, model: Any) -> bool:
+    """Whether a chat request for `model` is answered: any name when the stub lists no models of its own."""
+    if not config.models and not config.lora_modules:
+        return True
+    return model in config.models or any(module.id == model for module in config.lora_modules)
+
+
+def _models_body(config: StubConfig) -> bytes:
+    """``GET /v1/models``: the default listing, or `config`'s models and LoRA modules in vLLM's shape."""
+    if not config.models and not config.lora_modules:
+        return _MODELS_BODY
+    card = {"object": "model", "created": 0, "owned_by": "vllm", "permission": []}
+    data = [{"id": name, **card, "root": name, "parent": None, "max_model_len": 2048} for name in config.models]
+    data += [{"id": m.id, **card, "root": m.root, "parent": m.parent or config.models[0], "max_model_len": None}
+             for m in config.lora_modules]
+    return json.dumps({"object": "list", "data": data}).encode()
+
+
 #: Handler per fault; ``None`` is the normal answer.
 _FAULT_HANDLERS: dict[str | None, Callable[[_Call], Awaitable[web.StreamResponse]]] = {
     None: _ok,
@@ -939,7 +995,9 @@ class StubServer:
                 return await self._chat(request)
             return _json_response(request, 405, _error_json("use POST", "invalid_request_error", None))
         if path in _MODELS_PATHS and method == "GET":
-            return _json_response(request, 200, _MODELS_BODY)
+            return _json_response(request, 200, _models_body(self.config))
+        if path == "/lora-adapters" and method == "GET" and self.config.lora_adapters is not None:
+            return _json_response(request, 200, json.dumps(list(self.config.lora_adapters)).encode())
         if path.startswith(FINE_TUNING_PREFIXES):
             self.authorizations.append(request.headers.get("Authorization"))
             return await self.fine_tuning.handle(request)
@@ -984,6 +1042,8 @@ class StubServer:
                 return await _status_for_all(call)
             if not isinstance(body, dict):
                 return await _bad_request(call, body if isinstance(body, str) else "request body must be a JSON object")
+            if not _serves(cfg, body.get("model")):
+                return await _model_not_found(call)
             violation = check_response_format(
                 body.get("response_format"), unsupported_keywords=cfg.strict_unsupported_keywords
             )
