@@ -1,4 +1,5 @@
-"""`workbench preview <config>` prints the rendered messages, run as a real command."""
+"""`workbench preview <config>` prints the rendered messages: run as a real command (`python -m
+workbench.cli`) for every variant, and through `main` in this process for the selections and refusals."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workbench.cli.main import main
 from workbench.core.task import load_task
 
 pytestmark = pytest.mark.integration
@@ -38,8 +40,21 @@ def config(tmp_path: Path) -> Path:
 
 
 def preview(config: Path, *args: str) -> subprocess.CompletedProcess:
+    """`workbench preview` as a user runs it: `python -m workbench.cli` in a process of its own."""
     return subprocess.run([sys.executable, "-m", "workbench.cli", "preview", str(config), *args],
                           check=False, capture_output=True, text=True, cwd=config.parent, timeout=300)
+
+
+@pytest.fixture
+def preview_here(capsys):
+    """`workbench preview` through `main` in this process: the same code as `preview` (whose own
+    test keeps the entry point covered), without a new interpreter's imports, about 1.5 s a call."""
+    def run(config: Path, *args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = main(["preview", str(config), *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["workbench", "preview"], code, out.out, out.err)
+    return run
 
 
 def sections(stdout: str) -> dict[tuple[str, str], str]:
@@ -76,14 +91,14 @@ def test_every_variant_is_previewed_for_the_first_example(config):
         assert start in with_definitions and start not in zero_shot
 
 
-def test_variant_selects_by_the_variants_name(config):
-    done = preview(config, "--variant", "definitions")
+def test_variant_selects_by_the_variants_name(config, preview_here):
+    done = preview_here(config, "--variant", "definitions")
     assert done.returncode == 0, done.stderr
     assert list(sections(done.stdout)) == [("definitions", FIRST_ID)]
     system, _ = system_and_user(sections(done.stdout)[("definitions", FIRST_ID)])
     assert all(start in system for start in definition_starts())
 
-    done = preview(config, "--variant", "few_shot2_similar", "--example", "ct-0075")
+    done = preview_here(config, "--variant", "few_shot2_similar", "--example", "ct-0075")
     assert done.returncode == 0, done.stderr
     blocks = sections(done.stdout)
     assert list(blocks) == [("few_shot2_similar", "ct-0075")]
@@ -98,8 +113,8 @@ def test_variant_selects_by_the_variants_name(config):
      (["--variant", "few_shot"], "'few_shot'"),  # a name, not ingredients: few_shot is not in the config
      (["--example", "ct-9999"], "'ct-9999'")],
 )
-def test_an_unknown_variant_or_example_exits_2_naming_it(config, args, named):
-    done = preview(config, *args)
+def test_an_unknown_variant_or_example_exits_2_naming_it(config, args, named, preview_here):
+    done = preview_here(config, *args)
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and named in done.stderr
     assert done.stdout == ""
