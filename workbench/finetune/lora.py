@@ -96,6 +96,24 @@ class TrainedAdapter:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+def settings_from_dict(values: dict[str, Any]) -> AdapterSettings:
+    """The `AdapterSettings` that `asdict` (``training.json``'s ``settings``, a launched step's job) made `values` of."""
+    return AdapterSettings(**{**values, "target_modules": tuple(values.get("target_modules") or ())})
+
+
+def read_trained_adapter(folder: str | Path) -> TrainedAdapter:
+    """The `TrainedAdapter` of the finished training in `folder`, rebuilt from its ``training.json``
+    (what a training in another process, `launch.train_step`, leaves); its `path` is
+    ``folder/adapter``. Raises MissingInputError when the folder holds no ``training.json``."""
+    record_file = Path(folder) / "training.json"
+    if not record_file.exists():
+        raise MissingInputError(f"{folder} holds no training.json: the training there has not finished")
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    return TrainedAdapter(Path(folder) / "adapter", int(record["steps"]), [float(x) for x in record["losses"]],
+                          record["data_hash"], int(record["supervised_tokens"]), record.get("resumed_from"),
+                          float(record["seconds"]), settings_from_dict(record["settings"]), record)
+
+
 class CheckpointMismatch(InputError):
     """A checkpoint in the output folder was made for other rows or settings."""
 
@@ -306,7 +324,7 @@ def _training_record(settings: AdapterSettings, rows: list[TokenizedRow], digest
         "supervised_tokens": sum(row.supervised for row in rows), "steps": steps,
         "losses": losses, "resumed_from": resumed, "device": device_name,
         "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
-        "processes": processes,
+        "processes": processes, "trainer": "workbench",
     }
 
 
