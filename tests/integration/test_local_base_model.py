@@ -2,10 +2,11 @@
 and a `workbench loop` round with LoRA trained on the folder's model and the tuned model served
 in-process with its peft adapter.
 
-The folder is made here, never downloaded: a two-layer Llama with random weights and the embedded
-SmolLM2's tokenizer (read from its GGUF; it has a chat template and the vocabulary size the
-model is made with). Random weights answer garbage, which the runner records as parse failures:
-these tests check the mechanics and the bookkeeping, not the answers."""
+The folder is made here, never downloaded (the `tiny_folders` fixture in tests/conftest.py): a
+two-layer Llama with random weights and the embedded SmolLM2's tokenizer (read from its GGUF; it
+has a chat template and the vocabulary size the model is made with). Random weights answer
+garbage, which the runner records as parse failures: these tests check the mechanics and the
+bookkeeping, not the answers."""
 
 import json
 from pathlib import Path
@@ -20,35 +21,6 @@ from workbench.models.registry import model_from_config
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_llama(folder: Path, tokenizer, seed: int) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_folders(tmp_path_factory):
-    """Two tiny Llama folders (other random weights, same tokenizer), built once per session."""
-    from workbench.finetune.tokens import load_tokenizer
-
-    tokenizer = load_tokenizer()  # the embedded SmolLM2's, with its chat template
-    root = tmp_path_factory.mktemp("local_models")
-    return tiny_llama(root / "tiny-llama", tokenizer, 0), tiny_llama(root / "tiny-llama-b", tokenizer, 1)
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tiny_folders):
-    return tiny_folders[0]
 
 
 def experiment_config(folder: Path, tmp: Path, name: str, limit: int) -> Path:

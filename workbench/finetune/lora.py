@@ -39,7 +39,7 @@ import numpy as np
 
 from workbench.core.errors import InputError, MissingInputError
 from workbench.core.frames import plain
-from workbench.finetune.base_model import base_identity, load_base
+from workbench.finetune.base_model import base_identity, load_base, pick_device
 from workbench.finetune.tokens import IGNORE, MAX_LENGTH, TokenizedRow, data_hash, pad_batch, tokenize_rows
 
 # Each method and what the progress bar calls it while it trains.
@@ -179,8 +179,10 @@ def train_adapter(
     digest = data_hash(chats)
     started = time.monotonic()
     # One process: the device `pick_device` chooses. Under `accelerate launch`, one process per
-    # device, each taking its share of every batch, gradients averaged across them.
-    accelerator = Accelerator(cpu=(device == "cpu"))
+    # device, each taking its share of every batch, gradients averaged across them. cpu=True whenever
+    # training runs on the CPU, not only when asked: finding no GPU, accelerate would otherwise run
+    # each process of a launched step alone, each training the whole batch and writing the adapter.
+    accelerator = Accelerator(cpu=pick_device(device) == "cpu")
     model, tokenizer, rows = _start_model(chats, names, settings, accelerator, base=base, base_gguf=base_gguf,
                                           device=device, start_from=start_from)
     device_name = str(accelerator.device)
