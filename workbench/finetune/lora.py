@@ -10,6 +10,7 @@ CPU cores, one run): this loop 6.0 s a step and 4.1 GiB at peak, a bare peft loo
 GiB, TRL 1.16's SFTTrainer 9.8 s and 4.7 GiB, on the same tokens (TRL supervises exactly the
 tokens `tokens` does). Its loss projects only the answer's positions onto the vocabulary
 (`answer_loss`), which is its lead over the bare loop; and the loop makes exact resumption simple.
+``--trainer trl`` hands the step to TRL instead (`trl_trainer`), for set-ups built on it.
 
 Everything that decides a step is a function of the seed and the step number (each epoch's row
 order is drawn from ``seed + epoch``) or is saved in the checkpoint (adapter weights, optimizer,
