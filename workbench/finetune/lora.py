@@ -98,7 +98,8 @@ class TrainedAdapter:
 
 
 def settings_from_dict(values: dict[str, Any]) -> AdapterSettings:
-    """The `AdapterSettings` that `asdict` (``training.json``'s ``settings``, a launched step's job) made `values` of."""
+    """The `AdapterSettings` that `asdict` made `values` of (``training.json``'s ``settings``, a
+    launched step's job: JSON, where the target modules became a list)."""
     return AdapterSettings(**{**values, "target_modules": tuple(values.get("target_modules") or ())})
 
 
