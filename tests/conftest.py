@@ -128,6 +128,40 @@ def llama_server(tmp_path_factory):
             process.kill()
 
 
+# Tiny transformers model folders (model kind `transformers`) for trainings that check mechanics.
+
+
+def tiny_llama(folder: Path, tokenizer, seed: int) -> Path:
+    """A two-layer Llama with random weights (seeded by `seed`) and `tokenizer`, saved in `folder`:
+    a real transformers model folder that loads and trains in seconds, made here, never downloaded."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_folders(tmp_path_factory):
+    """Two tiny Llama folders (other random weights, same tokenizer), built once per session."""
+    from workbench.finetune.tokens import load_tokenizer
+
+    tokenizer = load_tokenizer()  # the embedded SmolLM2's, with its chat template
+    root = tmp_path_factory.mktemp("local_models")
+    return tiny_llama(root / "tiny-llama", tokenizer, 0), tiny_llama(root / "tiny-llama-b", tokenizer, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tiny_folders):
+    return tiny_folders[0]
+
+
 # The embedded Argilla: one server for the whole session, shared by every test that talks to it.
 
 

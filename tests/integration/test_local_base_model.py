@@ -2,10 +2,11 @@
 and a `workbench loop` round with LoRA trained on the folder's model and the tuned model served
 in-process with its peft adapter.
 
-The folder is made here, never downloaded: a two-layer Llama with random weights and the embedded
-SmolLM2's tokenizer (read from its GGUF; it has a chat template and the vocabulary size the
-model is made with). Random weights answer garbage, which the runner records as parse failures:
-these tests check the mechanics and the bookkeeping, not the answers."""
+The folder is made here, never downloaded (the `tiny_folders` fixture in tests/conftest.py): a
+two-layer Llama with random weights and the embedded SmolLM2's tokenizer (read from its GGUF; it
+has a chat template and the vocabulary size the model is made with). Random weights answer
+garbage, which the runner records as parse failures: these tests check the mechanics and the
+bookkeeping, not the answers."""
 
 import json
 from pathlib import Path
@@ -20,35 +21,6 @@ from workbench.models.registry import model_from_config
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_llama(folder: Path, tokenizer, seed: int) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_folders(tmp_path_factory):
-    """Two tiny Llama folders (other random weights, same tokenizer), built once per session."""
-    from workbench.finetune.tokens import load_tokenizer
-
-    tokenizer = load_tokenizer()  # the embedded SmolLM2's, with its chat template
-    root = tmp_path_factory.mktemp("local_models")
-    return tiny_llama(root / "tiny-llama", tokenizer, 0), tiny_llama(root / "tiny-llama-b", tokenizer, 1)
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tiny_folders):
-    return tiny_folders[0]
 
 
 def experiment_config(folder: Path, tmp: Path, name: str, limit: int) -> Path:
@@ -129,11 +101,26 @@ def test_finetune_trains_lora_on_the_folder_and_serves_the_peft_adapter_in_proce
     assert tuned.identity["sha256"] == base.identity["sha256"] and "adapter" not in base.identity
 
 
+def test_finetune_trains_in_a_torchrun_process_group_and_retests_here(tuned_run, capsys):
+    assert main(["finetune", str(tuned_run.path), "--steps", "2", "--batch-size", "2", "--launcher", "torchrun",
+                 "--processes", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    folder = tuned_run.path / "finetune" / "lora"
+    assert "trained 2 steps on" in out and "by workbench, torchrun, 2 process(es)" in out
+    ranks = [json.loads((folder / "ranks" / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["processes"] for r in ranks] == [2, 2] and ranks[0]["losses"] == ranks[1]["losses"]
+    assert json.loads((folder / "launch.json").read_text())["config"] == tuned_run.config["model"]
+    assert "(all test cases)" in out and pd.read_csv(folder / "before_after.csv")["cases"].iloc[-1] > 0
+
+
 def test_loop_rounds_on_the_folder_model_train_retest_and_build_on_the_peft_adapter(tiny_folder, tmp_path, capsys):
     config = experiment_config(tiny_folder, tmp_path, "folder_loop", limit=8)
     # --keep-worse: two steps rarely pass the accept gate; round 2 is here to build on round 1's adapter.
-    assert main(["loop", str(config), "--rounds", "2", "--steps", "2", "--batch-size", "2",
-                 "--regression-size", "4", "--keep-worse"]) == 0
+    same = ["--steps", "2", "--batch-size", "2", "--regression-size", "4", "--keep-worse"]
+    assert main(["loop", str(config), "--rounds", "1", *same]) == 0
+    # Round 2's training as a process group of two under accelerate launch: the launcher is not in
+    # the fingerprint, so the loop goes on, and the launched step continues from round 1's adapter.
+    assert main(["loop", str(config), "--rounds", "1", *same, "--launcher", "accelerate", "--processes", "2"]) == 0
     folder = tmp_path / "runs" / "folder_loop" / "rounds"
     first, second = (json.loads((folder / n / "round.json").read_text()) for n in ("1", "2"))
     assert first["started_from"] == "base model" and first["adapter"] == "finetune/lora/adapter"
@@ -149,5 +136,8 @@ def test_loop_rounds_on_the_folder_model_train_retest_and_build_on_the_peft_adap
     provenance = json.loads((folder / "2" / "provenance.json").read_text())
     assert provenance["model"]["adapter"]["name"] == "lora/adapter" and provenance["model"]["adapter"]["sha256"]
     training = json.loads((folder / "2" / "finetune" / "lora" / "training.json").read_text())
-    assert training["start_from"].endswith("1/finetune/lora/adapter")
+    assert training["start_from"].endswith("1/finetune/lora/adapter") and training["processes"] == 2
+    assert second["settings"]["launch"]["launcher"] == "accelerate" and first["settings"]["launch"]["launcher"] == (
+        "in-process") and second["fingerprint"] == first["fingerprint"]
+    assert sorted(p.name for p in (folder / "2" / "finetune" / "lora" / "ranks").iterdir()) == ["0.json", "1.json"]
     assert "round 2 (round 1)" in capsys.readouterr().out

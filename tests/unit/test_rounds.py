@@ -109,7 +109,7 @@ def arm_stand_ins(stand_ins, monkeypatch):
     and answers (right on `answer.right` of each arm's test cases: arm -> share)."""
     from workbench.experiments import arms
 
-    def train(rows, folder, training, config, start_from, progress):
+    def train(rows, folder, training, config, start_from, progress, launch=None):
         (folder / "adapter").mkdir(parents=True, exist_ok=True)
         (folder / "adapter.gguf").write_bytes(b"GGUF")
         train.calls.append({"arm": folder.name, "rows": rows, "max_steps": training.max_steps, "training": training,
@@ -783,18 +783,25 @@ def test_an_arm_trains_and_answers_through_the_same_seams_as_the_targeted_arm(ex
     targeted step count and start adapter; answers come from the runner, one per test case."""
     from workbench.experiments import arms
     from workbench.finetune import gguf_adapter
-    from workbench.finetune.lora import AdapterSettings
+    from workbench.finetune.lora import AdapterSettings, train_adapter
 
     given = {}
 
-    def train_for_llama_cpp(chats, folder, *, settings, model_path, names, progress, start_from):
-        given.update(chats=chats, folder=folder, settings=settings, names=names, start_from=start_from)
+    def train_for_llama_cpp(chats, folder, *, settings, model_path, names, progress, start_from, train):
+        given.update(chats=chats, folder=folder, settings=settings, names=names, start_from=start_from, train=train)
         return type("Trained", (), {"steps": settings.max_steps})(), folder / "adapter.gguf"
 
     monkeypatch.setattr(gguf_adapter, "train_for_llama_cpp", train_for_llama_cpp)
     rows = arms.render_rows(experiment.examples.head(3), experiment.task, "tuned", "random")
     steps = arms.train_arm(rows, tmp_path / "random", AdapterSettings(max_steps=7), {}, tmp_path / "start", False)
     assert steps == 7 and given["start_from"] == tmp_path / "start" and len(given["chats"]) == 3
+    assert given["train"] is train_adapter  # no launch given: the workbench's own loop, in this process
+    from workbench.finetune.launch import TrainingLaunch
+    from workbench.finetune.trl_trainer import train_with_trl
+
+    arms.train_arm(rows, tmp_path / "trl", AdapterSettings(max_steps=7), {}, None, False,
+                   launch=TrainingLaunch(trainer="trl"))
+    assert given["train"] is train_with_trl and given["start_from"] is None  # the round's trainer, for every arm
     assert given["chats"][0][-1] == {"role": "assistant", "content": rows["answer"].iloc[0]}
     assert given["names"][0].endswith("(random arm)")
     examples = rows.assign(split="test")

@@ -14,6 +14,7 @@
     workbench data runs/demo_complaints                        (training data and test cases per point)
     workbench export runs/demo_complaints [--train-spacy 200]  (OpenAI JSONL, HF datasets, spaCy baseline)
     workbench finetune runs/demo_complaints [--epochs 3]       (LoRA on the run's local model; before/after per point)
+    workbench finetune runs/demo_complaints --trainer trl      (TRL's SFTTrainer; --launcher torchrun|accelerate)
     workbench finetune runs/gpt_run --method openai            (a hosted fine-tuning job; before/after per point)
     workbench finetune runs/demo_complaints --serve openai-compatible  (the re-test on the config's serve: server)
     workbench loop configs/demo_complaints.yaml [--rounds 2]   (rounds: variants, points, data, LoRA, re-test)
@@ -514,46 +515,66 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_launch(args: argparse.Namespace):
+    """The `TrainingLaunch` of the command line's --trainer, --launcher, --processes and --launcher-args."""
+    import shlex
+
+    from workbench.finetune.launch import TrainingLaunch
+
+    return TrainingLaunch(trainer=args.trainer, launcher=args.launcher, processes=args.processes,
+                          launcher_args=tuple(shlex.split(args.launcher_args)))
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune.base_model import check_adapter_base
     from workbench.finetune.checks import check_training_rows
+    from workbench.finetune.launch import TrainingLaunch, check_launch, train_step
     from workbench.finetune.local_models import (
         base_path,
         first_process,
         require_local,
         served_adapter,
-        train_for_config,
     )
     from workbench.finetune.lora import AdapterSettings
     from workbench.trainingdata.examples import one_row_per_example
 
+    launch = _training_launch(args)
+    if args.method == "openai":  # a hosted job: workbench/cli/hosted_finetune.py
+        if launch != TrainingLaunch():
+            raise InputError("--trainer, --launcher, --processes and --launcher-args choose how a local training "
+                             "runs; --method openai is trained by the provider: leave them out")
+        from workbench.cli.hosted_finetune import finetune_hosted
+
+        run, examples = _training_examples(args)
+        _serve_block(args, run)  # refuses --serve: a hosted job makes no adapter for a server
+        return finetune_hosted(args, run, examples)
+    settings = AdapterSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
+                               epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
+                               max_length=args.max_length)
+    check_launch(launch, settings)  # TRL or the launcher missing, a soft prompt for TRL: before anything is read
     run, examples = _training_examples(args)
     serve = _serve_block(args, run)  # None: the re-test in-process (the default)
-    if args.method == "openai":  # a hosted job: workbench/cli/hosted_finetune.py
-        from workbench.cli.hosted_finetune import finetune_hosted
-        return finetune_hosted(args, run, examples)
     model_config = dict(run.config.get("model") or {"kind": "embedded"})
     kind = require_local(model_config, f"run {run.name}")  # embedded (GGUF, llama.cpp) or transformers (a folder)
     base_file = base_path(model_config)  # the GGUF file or the transformers model folder trained on
     train = one_row_per_example(examples[examples["split"] == "train"])
     check_training_rows(train, run.task)
     folder = run.path / "finetune" / args.method
-    settings = AdapterSettings(method=args.method, r=args.rank, alpha=2 * args.rank, learning_rate=args.learning_rate,
-                               epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size,
-                               max_length=args.max_length)
     served_by_config = args.method == "lora" or kind == "transformers"  # llama.cpp serves no soft prompt
     trained = None  # None: trained already, the adapter a server serves (--serve openai-compatible only)
-    if serve is None or not _trained_already(folder, train, settings, served_adapter(model_config, folder)):
+    if serve is None or not _trained_already(folder, train, settings, served_adapter(model_config, folder), launch):
         names = [f"example {e} (point {p})" for e, p in zip(train["example_id"], train["point_id"])]
-        trained = train_for_config(list(train["messages"]), folder, model_config, settings=settings, names=names,
-                                   progress=not args.no_progress)
+        trained = train_step(list(train["messages"]), folder, model_config, settings=settings, names=names,
+                             progress=not args.no_progress, launch=launch)
     if not first_process():
         return 0  # under torchrun or `accelerate launch`, the first process converts and compares
     if trained is not None:
         adapter = served_adapter(model_config, folder) if served_by_config else trained.path
         resumed = f" (resumed from step {trained.resumed_from})" if trained.resumed_from else ""
+        how = "" if launch == TrainingLaunch() else (f" by {launch.trainer}, {launch.launcher}, "
+                                                   f"{trained.record.get('processes', 1)} process(es)")
         print(f"trained {trained.steps} steps on {len(train)} rows ({trained.supervised_tokens:,} supervised tokens)"
-              f"{resumed}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
+              f"{resumed}{how}: loss {trained.losses[0]:.3f} -> {trained.losses[-1]:.3f}; adapter {adapter}")
     if args.no_compare:
         return 0
 
@@ -614,13 +635,13 @@ def _serve_block(args: argparse.Namespace, run) -> dict | None:
     return serve
 
 
-def _trained_already(folder: Path, train: pd.DataFrame, settings, served: Path) -> bool:
-    """Whether `folder` holds this training (`train`'s rows, `settings`: an `AdapterSettings`),
-    finished, with its `served` adapter written: the file a server was started with, so
-    ``--serve`` re-tests it rather than training (and converting) it again."""
+def _trained_already(folder: Path, train: pd.DataFrame, settings, served: Path, launch) -> bool:
+    """Whether `folder` holds this training (`train`'s rows, `settings`: an `AdapterSettings`, by
+    `launch`'s trainer), finished, with its `served` adapter written: the file a server was started
+    with, so ``--serve`` re-tests it rather than training (and converting) it again."""
     from workbench.finetune.serving import read_finished_training
 
-    record = read_finished_training(folder, list(train["messages"]), settings, served)
+    record = read_finished_training(folder, list(train["messages"]), settings, served, trainer=launch.trainer)
     if record is not None:
         print(f"trained already: {record['steps']} steps on {record['rows']} rows ({folder / 'training.json'}); "
               f"adapter {served}")
@@ -695,7 +716,7 @@ def _loop(args: argparse.Namespace) -> int:
                              keep_worse=args.keep_worse, anchor_share=args.anchors, margin=args.margin,
                              near_duplicate=args.near_duplicate,
                              arms=tuple(arm.strip() for arm in args.arms.split(",") if arm.strip()),
-                             serve=args.serve)
+                             serve=args.serve, launch=_training_launch(args))
     wanted = args.rounds if args.until is None else max(0, args.until - len(finished_rounds(folder)))
     for _ in range(0 if args.report_only else wanted):
         try:

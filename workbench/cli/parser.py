@@ -240,6 +240,7 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
                       help="with --serve openai-compatible: a YAML file holding the serve block's keys (base_url, "
                            "model, adapter, ...), instead of the run's config.yaml serve:")
     tune.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+    _launch_arguments(tune)
     hosted = tune.add_argument_group("--method openai (a hosted job; finetune/openai/job.json lets a second call "
                                      "continue it)")
     hosted.add_argument("--base-model", default=None, metavar="NAME",
@@ -286,6 +287,7 @@ def _add_loop(commands: argparse._SubParsersAction) -> None:
     loop.add_argument("--report-only", action="store_true", help="run no round: write rounds.html from finished ones")
     _serve_argument(loop)
     _training_arguments(loop, epochs=2)
+    _launch_arguments(loop)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -328,6 +330,24 @@ def _serve_argument(parser: argparse.ArgumentParser) -> None:
                              "transformers), or openai-compatible: the server the experiment config's serve: block "
                              "names, the tuned model as its adapter (vLLM --lora-modules, llama.cpp's server); a "
                              "name the server does not list is refused before the re-test")
+
+
+def _launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which trainer runs a training step, and where: `workbench.finetune.launch.TrainingLaunch`."""
+    group = parser.add_argument_group("the training step: its trainer, and a process group of its own "
+                                      "(torchrun or accelerate launch; the re-test stays in this process)")
+    group.add_argument("--trainer", choices=["workbench", "trl"], default="workbench",
+                       help="workbench: the workbench's own loop; trl: TRL's SFTTrainer on the same rows, the HF chat "
+                            "export's messages (LoRA only; pip install 'workbench[trl]')")
+    group.add_argument("--launcher", choices=["in-process", "torchrun", "accelerate"], default="in-process",
+                       help="in-process (the default): train in this process; torchrun or accelerate: as a process "
+                            "group that torchrun or accelerate launch starts (one process per GPU; each takes its "
+                            "share of every batch)")
+    group.add_argument("--processes", type=int, default=None, metavar="N",
+                       help="processes of a launched step (default: one per visible GPU, else 1)")
+    group.add_argument("--launcher-args", default="", metavar="ARGS",
+                       help="more arguments for the launcher, one quoted string, e.g. --launcher-args='--master_port "
+                            "29600' (default: torchrun --standalone; accelerate --multi_gpu for several processes)")
 
 
 def _training_arguments(parser: argparse.ArgumentParser, *, epochs: int) -> None:

@@ -215,7 +215,7 @@ def arms_verdict(table: pd.DataFrame, number: int | None = None) -> str:
 def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame, steps: int, pool: pd.DataFrame,
              task: Task, variant: str, training: Any, config: dict[str, Any], start_from: Path | None, work: Path,
              number: int, encoder: Any, threshold: float, options: Any = None, progress: bool = False,
-             log: Any = print) -> dict[str, Any]:
+             log: Any = print, launch: Any = None) -> dict[str, Any]:
     """Train and answer the reference arms of `arms` for the round in `work`, compare them with the
     targeted arm and the start model, write ``finetune/<arm>/`` and ``finetune/arms.csv``, and
     return the summary for ``round.json`` (``arms``, ``steps``, ``rows`` (arm -> rows trained on),
@@ -226,7 +226,9 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
     `examples` is the round's training-data frame, `train` the targeted rows and `steps` the
     targeted arm's optimizer steps; `training` the round's `AdapterSettings`; `config` the model
     config the round's models are made from and `start_from` the start round's peft adapter
-    (None: the base model). The targeted arm's and the start model's answers are read from
+    (None: the base model); `launch` how each arm trains, as the targeted arm did
+    (`finetune.launch.TrainingLaunch`; None: the workbench's loop in this process). The targeted
+    arm's and the start model's answers are read from
     ``finetune/lora/predictions.parquet`` (``tuned`` and ``base``), the ones the before/after used."""
     from workbench.finetune.checks import MIN_ROWS, check_training_rows
     from workbench.finetune.local_models import served_adapter, tuned_model_config
@@ -258,7 +260,7 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
         log(f"[arms] {arm}: {len(rendered)} row(s), {steps} step(s)")
         # Same settings and start as the targeted arm, and its step count: only the rows differ.
         arm_steps[arm] = train_arm(rendered, folder, replace(training, max_steps=int(steps)), config, start_from,
-                                   progress)
+                                   progress, launch=launch)
         rows[arm] = int(len(rendered))
         adapters[arm] = str(served_adapter(config, Path("finetune") / arm))
         model = model_from_config(tuned_model_config(config, folder))
@@ -280,16 +282,16 @@ def run_arms(arms: Sequence[str], *, examples: pd.DataFrame, train: pd.DataFrame
 
 
 def train_arm(rows: pd.DataFrame, folder: Path, training: Any, config: dict[str, Any], start_from: Path | None,
-              progress: bool) -> int:
+              progress: bool, launch: Any = None) -> int:
     """LoRA on `rows`' ``messages`` in `folder` on the base of the local model config `config`
     (``adapter/``, for the embedded model converted to ``adapter.gguf`` for llama.cpp;
-    `local_models.train_for_config`), like the targeted arm's training; returns the optimizer
+    `launch.train_step` with `launch`), like the targeted arm's training; returns the optimizer
     steps taken."""
-    from workbench.finetune.local_models import train_for_config
+    from workbench.finetune.launch import train_step
 
     names = [f"example {e} ({source} arm)" for e, source in zip(rows["example_id"], rows["source"])]
-    trained = train_for_config(list(rows["messages"]), folder, config, settings=training, names=names,
-                               progress=progress, start_from=start_from)
+    trained = train_step(list(rows["messages"]), folder, config, settings=training, names=names,
+                         progress=progress, start_from=start_from, launch=launch)
     return int(trained.steps)
 
 

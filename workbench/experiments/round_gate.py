@@ -32,9 +32,12 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
     experiment's), ``variant`` (the training variant), ``distance_threshold``, ``min_size``,
     ``anchors`` (`RoundSettings.anchor_share`, under the key rounds were recorded with, so that
     their fingerprints still match), ``regression_size``, ``replay``, ``margin``,
-    ``near_duplicate``, ``arms`` (in `arms.ARMS` order) and ``training`` (every `AdapterSettings`
-    field). Not in it: `compare_repeats` (extra consistency answers only) and `keep_worse` (a
-    decision about the next round, recorded as ``accepted``)."""
+    ``near_duplicate``, ``arms`` (in `arms.ARMS` order), ``trainer`` (`TrainingLaunch.trainer`:
+    another trainer makes another adapter) and ``training`` (every `AdapterSettings` field). Not in
+    it: `compare_repeats` (extra consistency answers only), `keep_worse` (a decision about the next
+    round, recorded as ``accepted``) and the launcher and its processes (where the training runs,
+    not what it trains: one launched process reaches in-process training's adapter to the bit,
+    several differ from it by floating-point amounts; recorded in ``settings.launch``)."""
     ids = sorted(str(e) for e in experiment.dataset["example_id"].unique())
     return json.loads(json.dumps({
         "examples": {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()},
@@ -42,7 +45,7 @@ def fingerprint(experiment: Experiment, settings: RoundSettings) -> dict[str, An
         "distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
         "anchors": settings.anchor_share, "regression_size": settings.regression_size, "replay": settings.replay,
         "margin": settings.margin, "near_duplicate": settings.near_duplicate,
-        "arms": [arm for arm in ARMS if arm in settings.arms],
+        "arms": [arm for arm in ARMS if arm in settings.arms], "trainer": settings.launch.trainer,
         "training": dict(vars(settings.training)),
     }, default=str))
 
@@ -55,10 +58,10 @@ _SETTING_NAMES = {"examples": "the examples evaluated (--limit, the dataset)", "
                   "training.epochs": "--epochs", "training.max_steps": "--steps",
                   "training.learning_rate": "--learning-rate", "training.r": "--rank", "training.alpha": "--rank",
                   "training.batch_size": "--batch-size", "training.max_length": "--max-length",
-                  "near_duplicate": "--near-duplicate", "arms": "--arms"}
+                  "near_duplicate": "--near-duplicate", "arms": "--arms", "trainer": "--trainer"}
 
 # Fingerprint keys added after rounds were recorded, with the value those rounds ran with.
-_BEFORE_RECORDED = {"arms": ["targeted"]}
+_BEFORE_RECORDED = {"arms": ["targeted"], "trainer": "workbench"}
 
 
 def fingerprint_differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:

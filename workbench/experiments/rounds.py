@@ -80,6 +80,7 @@ from workbench.experiments.stages import (
     retest,
     write_training_data,
 )
+from workbench.finetune.launch import TrainingLaunch, check_launch
 from workbench.finetune.lora import AdapterSettings
 from workbench.finetune.serving import (
     SERVE_MODES,
@@ -120,11 +121,13 @@ class RoundSettings:
     (the accept gate's non-inferiority margin, in the kind's headline metric: a round is built on
     only when its tuned model scores at least its start's score minus `margin` on all test cases
     and on the regression set; `accept_gate`), and `near_duplicate` (the cosine at which two texts
-    are one near-duplicate group, kept on one side of the split; `trainingdata.groups`), and `arms`
+    are one near-duplicate group, kept on one side of the split; `trainingdata.groups`), `arms`
     (the arms the round trains: "targeted", the round's own model, always; "random" and "all",
     references trained on the labelled pool with the same step budget; `workbench.experiments.arms`),
-    and `serve` (where the re-test answers: "in-process", or "openai-compatible": the experiment's
-    ``serve:`` server, `_served_pair`)."""
+    `serve` (where the re-test answers: "in-process", or "openai-compatible": the experiment's
+    ``serve:`` server, `_served_pair`), and `launch` (the trainer every training of the round uses,
+    and whether it runs in this process or under torchrun / ``accelerate launch``:
+    `finetune.launch.TrainingLaunch`)."""
 
     variant: str = "tuned"
     distance_threshold: float = 0.7
@@ -139,6 +142,7 @@ class RoundSettings:
     near_duplicate: float = NEAR_DUPLICATE_COSINE
     arms: tuple[str, ...] = ("targeted",)
     serve: str = "in-process"
+    launch: TrainingLaunch = field(default_factory=TrainingLaunch)
 
 
 @dataclass
@@ -249,6 +253,7 @@ def _check_settings(settings: RoundSettings, pool: pd.DataFrame | None = None) -
     if not 0 <= settings.margin < 1:
         raise RoundError(f"--margin must be at least 0 and below 1 (a share of the headline metric), got "
                          f"{settings.margin}")
+    check_launch(settings.launch, settings.training)  # TRL or the launcher not installed: said before any call
 
 
 def _check_fingerprint(previous: Round | None, now: dict[str, Any], force: bool, folder: Path,
@@ -341,7 +346,8 @@ def run_round(experiment: Experiment, *, folder: str | Path | None = None, setti
                                       training=settings.training, config=config,
                                       start_from=start.path / PEFT_ADAPTER if start is not None else None,
                                       work=work, number=number, encoder=encoder, threshold=settings.near_duplicate,
-                                      options=experiment.options, progress=progress, log=log)
+                                      options=experiment.options, progress=progress, log=log,
+                                      launch=settings.launch)
             encoder.save()
     return _finish(work, folder / str(number), run, record)
 
@@ -405,7 +411,7 @@ def _begin_round(experiment: Experiment, folder: Path, settings: RoundSettings, 
         "settings": {"distance_threshold": settings.distance_threshold, "min_size": settings.min_size,
                      "replay": settings.replay, "compare_repeats": settings.compare_repeats,
                      "anchors": settings.anchor_share, "margin": settings.margin, "keep_worse": settings.keep_worse,
-                     "arms": list(settings.arms),
+                     "arms": list(settings.arms), "launch": settings.launch.describe(),
                      "training": {key: value for key, value in vars(settings.training).items()}},
         "fingerprint": settings_print, "forced": forced,
     }
@@ -548,13 +554,13 @@ def _training_data(run: Run, points: pd.DataFrame, assignments: pd.DataFrame, ex
 
 def _fine_tune(train: pd.DataFrame, work: Path, settings: RoundSettings, config: dict[str, Any],
                start: Round | None, progress: bool) -> dict[str, Any]:
-    from workbench.finetune.local_models import train_for_config
+    from workbench.finetune.launch import train_step
 
     names = [f"example {e} (point {p}{', replayed' if r else ''})"
              for e, p, r in zip(train["example_id"], train["point_id"], train["replayed"])]
-    trained = train_for_config(list(train["messages"]), work / ADAPTER.parent, config, settings=settings.training,
-                               names=names, progress=progress,
-                               start_from=start.path / PEFT_ADAPTER if start is not None else None)
+    trained = train_step(list(train["messages"]), work / ADAPTER.parent, config, settings=settings.training,
+                         names=names, progress=progress,
+                         start_from=start.path / PEFT_ADAPTER if start is not None else None, launch=settings.launch)
     return {"steps": trained.steps, "losses": trained.losses}
 
 

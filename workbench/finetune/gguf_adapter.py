@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,10 @@ def convert_adapter(adapter_dir: str | Path, out_file: str | Path, base_config: 
 
 def train_for_llama_cpp(chats: list, folder: str | Path, *, settings: Any = None, model_path: str | Path | None = None,
                         names: list[str] | None = None, progress: bool = False,
-                        start_from: str | Path | None = None) -> tuple[Any, Path]:
-    """LoRA (`train_adapter`) on a fresh copy of the base GGUF `model_path` (default: the embedded
+                        start_from: str | Path | None = None,
+                        train: Callable[..., Any] | None = None) -> tuple[Any, Path | None]:
+    """LoRA (`train`: `lora.train_adapter` by default, or `trl_trainer.train_with_trl`, which take
+    the same arguments) on a fresh copy of the base GGUF `model_path` (default: the embedded
     SmolLM2) in `folder`, then the adapter converted to ``folder/adapter.gguf`` for llama.cpp on
     that same base file. Returns (the `TrainedAdapter`, the GGUF adapter's path; None in any
     process but the first of a distributed training)."""
@@ -132,9 +135,9 @@ def train_for_llama_cpp(chats: list, folder: str | Path, *, settings: Any = None
     folder = Path(folder)
     converter()  # fetched (or refused) before training: an offline machine must not lose the training at the end
     model, tokenizer = load_base(model_path)  # fresh each time: peft changes the model it wraps
-    trained = train_adapter(chats, folder, settings=settings, base=lambda: (model, tokenizer),
-                            base_gguf=model_path or embedded_model_path(), names=names, progress=progress,
-                            start_from=start_from)
+    trained = (train or train_adapter)(chats, folder, settings=settings, base=lambda: (model, tokenizer),
+                                       base_gguf=model_path or embedded_model_path(), names=names, progress=progress,
+                                       start_from=start_from)
     if not first_process():
         return trained, None  # under torchrun or `accelerate launch`, the first process converts
     adapter = convert_adapter(trained.path, folder / "adapter.gguf",

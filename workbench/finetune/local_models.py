@@ -1,8 +1,8 @@
 """Which model configs local fine-tuning can tune, on what base, and how the tuned model is served.
 
-Two model kinds are tuned here (`LOCAL_KINDS`); both train LoRA with peft (`lora.train_adapter`) and
-serve the tuned model on the runtime its base ran on, so that a before/after difference is the
-training and not the runtime:
+Two model kinds are tuned here (`LOCAL_KINDS`); both train LoRA with peft (`lora.train_adapter`,
+or TRL's SFTTrainer: `TRAINERS`) and serve the tuned model on the runtime its base ran on, so that
+a before/after difference is the training and not the runtime:
 
 - ``embedded``: the base is the GGUF ``model_path`` (default: the embedded SmolLM2), dequantized
   by transformers for training; the adapter is converted to GGUF (``adapter.gguf``,
@@ -17,8 +17,9 @@ export --format openai``) and start a hosted job (`workbench.models.openai_finet
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from workbench.core.errors import InputError
 LOCAL_KINDS = ("embedded", "transformers")
 ADAPTER_KEYS = {"embedded": "lora_path", "transformers": "adapter"}  # the config key serving an adapter
 SERVED_ADAPTERS = {"embedded": "adapter.gguf", "transformers": "adapter"}  # in a training folder
+# Who runs a training step: the workbench's own loop (`lora.train_adapter`) or TRL's SFTTrainer
+# (`trl_trainer.train_with_trl`, the optional extra ``workbench[trl]``); both write the same folder.
+TRAINERS = ("workbench", "trl")
 HOSTED = ("a hosted model is tuned by its provider: `workbench export <run> --format openai` writes the chat "
           "JSONL, and workbench.models.openai_finetuning.start_fine_tune starts the job")
 
@@ -105,28 +109,57 @@ def first_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def check_trainer(trainer: str, settings: Any = None) -> None:
+    """Refuse a `trainer` (`TRAINERS`) that cannot train `settings` here, before any model is
+    loaded: an unknown name, ``trl`` when TRL is not installed (naming the extra to install), or
+    ``trl`` for a soft prompt (it trains LoRA only)."""
+    if trainer not in TRAINERS:
+        raise InputError(f"trainer must be one of {TRAINERS}, got {trainer!r}")
+    if trainer != "trl":
+        return
+    if getattr(settings, "method", "lora") != "lora":
+        raise InputError(f"--trainer trl trains LoRA adapters only, not a {settings.method!r}: train a soft prompt "
+                         "with the workbench's own trainer (leave out --trainer)")
+    if importlib.util.find_spec("trl") is None:
+        raise InputError("--trainer trl needs TRL, which is not installed: pip install 'workbench[trl]'")
+
+
+def trainer_function(trainer: str, settings: Any = None) -> Callable[..., Any]:
+    """The function that trains for `trainer` (`TRAINERS`, checked by `check_trainer`); it takes
+    `lora.train_adapter`'s arguments and returns a `TrainedAdapter`."""
+    check_trainer(trainer, settings)
+    if trainer == "trl":
+        from workbench.finetune.trl_trainer import train_with_trl
+
+        return train_with_trl
+    from workbench.finetune.lora import train_adapter
+
+    return train_adapter
+
+
 def train_for_config(chats: Sequence[Sequence[dict[str, str]]], folder: str | Path, config: Mapping[str, Any], *,
                      settings: Any = None, names: Sequence[str] | None = None, progress: bool = False,
-                     start_from: str | Path | None = None) -> Any:
-    """An adapter (`lora.train_adapter`, `settings`: LoRA or a soft prompt) trained on `chats` on a
-    fresh copy of the base of the local model config `config`, in `folder`, continuing from the
+                     start_from: str | Path | None = None, trainer: str = "workbench") -> Any:
+    """An adapter (`settings`: LoRA or a soft prompt) trained by `trainer` (`trainer_function`:
+    ``workbench``, `lora.train_adapter`; ``trl``, TRL's SFTTrainer) on `chats` on a fresh copy
+    of the base of the local model config `config`, in `folder`, continuing from the
     peft adapter `start_from` when given. A LoRA on ``embedded`` is converted to
     ``folder/adapter.gguf`` for llama.cpp (`gguf_adapter.train_for_llama_cpp`; the converter is
     checked before training), by the first process only (`first_process`). Returns the
     `TrainedAdapter`; `tuned_model_config(config, folder)` serves a LoRA. ``training.json``
     records the base (`base_model.base_identity`). ``workbench finetune`` and the loop's rounds
-    both train through here."""
+    both train through here (in this process, or in each process of a launched step:
+    `launch.train_step`)."""
     kind = require_local(config, "the model config")
+    train = trainer_function(trainer, settings)
     if kind == "embedded" and getattr(settings, "method", "lora") == "lora":
         from workbench.finetune.gguf_adapter import train_for_llama_cpp
 
         trained, _ = train_for_llama_cpp(list(chats), folder, settings=settings, model_path=config.get("model_path"),
                                          names=list(names) if names is not None else None, progress=progress,
-                                         start_from=start_from)
+                                         start_from=start_from, train=train)
         return trained
-    from workbench.finetune.lora import train_adapter
-
     model, tokenizer = load_config_base(config)  # fresh each time: peft changes the model it wraps
-    return train_adapter(list(chats), folder, settings=settings, base=lambda: (model, tokenizer),
-                         base_gguf=base_path(config), device=training_device(config), names=names,
-                         progress=progress, start_from=start_from)
+    return train(list(chats), folder, settings=settings, base=lambda: (model, tokenizer),
+                 base_gguf=base_path(config), device=training_device(config), names=names,
+                 progress=progress, start_from=start_from)

@@ -10,6 +10,7 @@ CPU cores, one run): this loop 6.0 s a step and 4.1 GiB at peak, a bare peft loo
 GiB, TRL 1.16's SFTTrainer 9.8 s and 4.7 GiB, on the same tokens (TRL supervises exactly the
 tokens `tokens` does). Its loss projects only the answer's positions onto the vocabulary
 (`answer_loss`), which is its lead over the bare loop; and the loop makes exact resumption simple.
+``--trainer trl`` hands the step to TRL instead (`trl_trainer`), for set-ups built on it.
 
 Everything that decides a step is a function of the seed and the step number (each epoch's row
 order is drawn from ``seed + epoch``) or is saved in the checkpoint (adapter weights, optimizer,
@@ -39,7 +40,7 @@ import numpy as np
 
 from workbench.core.errors import InputError, MissingInputError
 from workbench.core.frames import plain
-from workbench.finetune.base_model import base_identity, load_base
+from workbench.finetune.base_model import base_identity, load_base, pick_device
 from workbench.finetune.tokens import IGNORE, MAX_LENGTH, TokenizedRow, data_hash, pad_batch, tokenize_rows
 
 # Each method and what the progress bar calls it while it trains.
@@ -94,6 +95,25 @@ class TrainedAdapter:
     seconds: float
     settings: AdapterSettings
     record: dict[str, Any] = field(default_factory=dict)
+
+
+def settings_from_dict(values: dict[str, Any]) -> AdapterSettings:
+    """The `AdapterSettings` that `asdict` made `values` of (``training.json``'s ``settings``, a
+    launched step's job: JSON, where the target modules became a list)."""
+    return AdapterSettings(**{**values, "target_modules": tuple(values.get("target_modules") or ())})
+
+
+def read_trained_adapter(folder: str | Path) -> TrainedAdapter:
+    """The `TrainedAdapter` of the finished training in `folder`, rebuilt from its ``training.json``
+    (what a training in another process, `launch.train_step`, leaves); its `path` is
+    ``folder/adapter``. Raises MissingInputError when the folder holds no ``training.json``."""
+    record_file = Path(folder) / "training.json"
+    if not record_file.exists():
+        raise MissingInputError(f"{folder} holds no training.json: the training there has not finished")
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    return TrainedAdapter(Path(folder) / "adapter", int(record["steps"]), [float(x) for x in record["losses"]],
+                          record["data_hash"], int(record["supervised_tokens"]), record.get("resumed_from"),
+                          float(record["seconds"]), settings_from_dict(record["settings"]), record)
 
 
 class CheckpointMismatch(InputError):
@@ -161,8 +181,10 @@ def train_adapter(
     digest = data_hash(chats)
     started = time.monotonic()
     # One process: the device `pick_device` chooses. Under `accelerate launch`, one process per
-    # device, each taking its share of every batch, gradients averaged across them.
-    accelerator = Accelerator(cpu=(device == "cpu"))
+    # device, each taking its share of every batch, gradients averaged across them. cpu=True whenever
+    # training runs on the CPU, not only when asked: finding no GPU, accelerate would otherwise run
+    # each process of a launched step alone, each training the whole batch and writing the adapter.
+    accelerator = Accelerator(cpu=pick_device(device) == "cpu")
     model, tokenizer, rows = _start_model(chats, names, settings, accelerator, base=base, base_gguf=base_gguf,
                                           device=device, start_from=start_from)
     device_name = str(accelerator.device)
@@ -306,7 +328,7 @@ def _training_record(settings: AdapterSettings, rows: list[TokenizedRow], digest
         "supervised_tokens": sum(row.supervised for row in rows), "steps": steps,
         "losses": losses, "resumed_from": resumed, "device": device_name,
         "seconds": round(time.monotonic() - started, 2), "versions": _versions(),
-        "processes": processes,
+        "processes": processes, "trainer": "workbench",
     }
 
 

@@ -175,14 +175,18 @@ def how_to_serve(base: str, adapter: str | None, trained: Sequence[Path]) -> str
 
 
 def read_finished_training(folder: str | Path, chats: Sequence[Sequence[dict[str, str]]], settings: Any,
-                           served: Path) -> dict[str, Any] | None:
+                           served: Path, *, trainer: str = "workbench") -> dict[str, Any] | None:
     """``training.json`` of a training in `folder` that is done: the same rows (`chats`), the same
-    `settings` (`AdapterSettings`), all its steps, and its `served` adapter written; else None. A
-    server serves that adapter, so ``--serve`` re-tests it without training again."""
+    `settings` (`AdapterSettings`), the same `trainer` (`local_models.TRAINERS`; a record from
+    before trainers were recorded is the workbench's), all its steps, and its `served` adapter
+    written; else None. A server serves that adapter, so ``--serve`` re-tests it without training
+    again."""
     record_file = Path(folder) / "training.json"
     if not record_file.exists() or not served.exists():
         return None
     record = json.loads(record_file.read_text(encoding="utf-8"))
     wanted = json.loads(json.dumps(asdict(settings)))
     done = len(record.get("losses") or []) >= int(record.get("steps") or 0) > 0
-    return record if done and record.get("settings") == wanted and record.get("data_hash") == data_hash(chats) else None
+    same = (record.get("settings") == wanted and record.get("data_hash") == data_hash(chats)
+            and record.get("trainer", "workbench") == trainer)
+    return record if done and same else None
