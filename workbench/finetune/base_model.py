@@ -17,8 +17,8 @@ from workbench.core.user_cache import cache_dir
 from workbench.models.llama_cpp import embedded_model_path
 from workbench.models.transformers_local import cached_file_sha256, folder_identity, load_model_folder, pick_device
 
-__all__ = ["AdapterBaseMismatch", "base_identity", "check_adapter_base", "dequantized_folder", "file_sha256", "load_base",
-           "pick_device"]
+__all__ = ["AdapterBaseMismatch", "base_identity", "check_adapter_base", "dequantized_folder", "file_sha256",
+           "gguf_tokenizer", "kept_tokenizer_folder", "load_base", "pick_device"]
 
 
 def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> tuple[Any, Any]:
@@ -26,7 +26,7 @@ def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> t
     transformers model folder `gguf` names (`load_model_folder`), the model in float32 on `device`
     (`pick_device`), in training mode off."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = Path(gguf) if gguf is not None else embedded_model_path()
     if path.is_dir():
@@ -34,7 +34,7 @@ def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> t
     cached = dequantized_folder(path)
     if (cached / DONE).exists():
         return load_model_folder(cached, device=device)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tokenizer = gguf_tokenizer(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
@@ -44,6 +44,54 @@ def load_base(gguf: str | Path | None = None, *, device: str | None = None) -> t
 
 # Written last into a dequantized folder: a folder without it is a save that did not finish.
 DONE = "workbench-dequantized.json"
+# Written last into a kept tokenizer folder (`kept_tokenizer_folder`), for the same reason.
+KEPT = "workbench-tokenizer.json"
+
+
+def gguf_tokenizer(gguf: str | Path) -> Any:
+    """A new transformers tokenizer (with its chat template) of the GGUF `gguf`. Converting it from
+    the file's metadata takes about 6 s on 2 cores (the vocabulary and merges), and the training-
+    length check, every training and every base load want it, each in its own process; so the first
+    conversion is kept (`kept_tokenizer_folder`) and later ones load in about 0.1 s, from that copy
+    or from the dequantized base's copy (`dequantized_folder`), which holds the same tokenizer."""
+    from transformers import AutoTokenizer
+
+    kept, base_copy = kept_tokenizer_folder(gguf), dequantized_folder(gguf)
+    for folder, done in ((kept, KEPT), (base_copy, DONE)):
+        if (folder / done).exists():
+            return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    path = Path(gguf)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    _keep_tokenizer(tokenizer, kept)
+    return tokenizer
+
+
+def kept_tokenizer_folder(gguf: str | Path) -> Path:
+    """Where the tokenizer of the GGUF `gguf` is kept: ``<cache>/tokenizers/`` under the name of its
+    dequantized copy (the file's name and content hash), so a GGUF replaced under the same name
+    gets its own."""
+    return cache_dir() / "tokenizers" / dequantized_folder(gguf).name
+
+
+def _keep_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """`tokenizer` saved at `folder`, atomically (written beside it, then renamed), so that two
+    processes loading it at once never read half a folder. Best effort: a cache that cannot be
+    written costs the next process the conversion again, nothing else."""
+    import json
+    import shutil
+    import tempfile
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        tokenizer.save_pretrained(partial)
+        (partial / KEPT).write_text(json.dumps({"from_gguf": folder.name}), encoding="utf-8")
+        try:
+            partial.rename(folder)
+        except OSError:  # another process kept its copy first
+            shutil.rmtree(partial, ignore_errors=True)
+    except OSError:
+        return
 
 
 def dequantized_folder(gguf: str | Path) -> Path:

@@ -43,9 +43,10 @@ class TokenizedRow:
 
 def load_tokenizer(gguf: str | Path | None = None) -> Any:
     """The tokenizer (with its chat template) of the GGUF at `gguf` (default: the embedded
-    SmolLM2), read by transformers from the GGUF's metadata without its weights, or of the
-    transformers model folder `gguf` names; cached per process. The pad token is the end-of-sequence token when the model names none, as in
-    `base_model.load_base`, so both give the same token ids."""
+    SmolLM2: `base_model.gguf_tokenizer`, converted from the file's metadata once and then kept in
+    the user's cache), or of the transformers model folder `gguf` names; cached per process. The
+    pad token is the end-of-sequence token when the model names none, as in `base_model.load_base`,
+    so both give the same token ids."""
     from workbench.models.llama_cpp import embedded_model_path
 
     return _load_tokenizer(str(Path(gguf) if gguf is not None else embedded_model_path()))
@@ -55,10 +56,12 @@ def load_tokenizer(gguf: str | Path | None = None) -> Any:
 def _load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
+    from workbench.finetune.base_model import gguf_tokenizer
+
     if Path(path).is_dir():  # a transformers model folder (model kind transformers)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(Path(path).parent, gguf_file=Path(path).name)
+        tokenizer = gguf_tokenizer(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
