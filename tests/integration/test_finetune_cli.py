@@ -6,6 +6,7 @@ interpreter loading torch, transformers and the encoder again (~8 s a call)."""
 
 import contextlib
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -138,6 +139,28 @@ def test_finetune_serve_refuses_what_the_server_lacks_then_re_tests_on_llama_cpp
     log = next(tmp_path.glob("llama_server_*.log")).read_text()
     assert log.count("POST /v1/chat/completions") == len(predictions) > 0
     assert set(predictions["variant"]) >= {"base", "tuned"}
+
+
+def test_finetune_under_torchrun_trains_in_a_process_group_and_converts_for_llama_cpp(prepared_run, tmp_path, capsys):
+    """`workbench finetune --launcher torchrun --processes 2` on the embedded model: the step runs as
+    a process group of two (each its share of every batch, both seeing the same averaged losses) from
+    the job file the command wrote, and the first process converts the adapter for llama.cpp.
+    (--no-compare: the re-test after a launched step is the loop's, under accelerate, in
+    tests/integration/test_local_base_model.py. Once two tests, the launched step on the embedded
+    model and this command on a folder model, each starting a process group.)"""
+    run = copied_run(prepared_run, tmp_path)
+    capsys.readouterr()
+    assert main(["finetune", str(run.path), "--steps", "1", "--batch-size", "2", "--launcher", "torchrun",
+                 "--processes", "2", "--no-compare", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    folder = run.path / "finetune" / "lora"
+    assert "trained 1 steps on" in out and "by workbench, torchrun, 2 process(es)" in out
+    ranks = [json.loads((folder / "ranks" / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["processes"] for r in ranks] == [2, 2] and ranks[0]["losses"] == ranks[1]["losses"]
+    job = json.loads((folder / "launch.json").read_text())
+    assert job["config"] == (run.config.get("model") or {"kind": "embedded"})
+    assert (folder / "adapter.gguf").stat().st_size > 0 and (folder / "base_config" / "config.json").exists()
+    assert not (folder / "before_after.csv").exists()
 
 
 def test_finetune_serve_flags_that_cannot_work_are_refused(prepared_run, tmp_path, capsys):

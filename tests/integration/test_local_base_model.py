@@ -101,18 +101,6 @@ def test_finetune_trains_lora_on_the_folder_and_serves_the_peft_adapter_in_proce
     assert tuned.identity["sha256"] == base.identity["sha256"] and "adapter" not in base.identity
 
 
-def test_finetune_trains_in_a_torchrun_process_group_and_retests_here(tuned_run, capsys):
-    assert main(["finetune", str(tuned_run.path), "--steps", "2", "--batch-size", "2", "--launcher", "torchrun",
-                 "--processes", "2", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    folder = tuned_run.path / "finetune" / "lora"
-    assert "trained 2 steps on" in out and "by workbench, torchrun, 2 process(es)" in out
-    ranks = [json.loads((folder / "ranks" / f"{rank}.json").read_text()) for rank in (0, 1)]
-    assert [r["processes"] for r in ranks] == [2, 2] and ranks[0]["losses"] == ranks[1]["losses"]
-    assert json.loads((folder / "launch.json").read_text())["config"] == tuned_run.config["model"]
-    assert "(all test cases)" in out and pd.read_csv(folder / "before_after.csv")["cases"].iloc[-1] > 0
-
-
 def test_loop_rounds_on_the_folder_model_train_retest_and_build_on_the_peft_adapter(tiny_folder, tmp_path, capsys):
     config = experiment_config(tiny_folder, tmp_path, "folder_loop", limit=8)
     # --keep-worse: two steps rarely pass the accept gate; round 2 is here to build on round 1's adapter.

@@ -5,7 +5,9 @@ writes the adapter and training.json (and, for the embedded model, converts it f
 
 On a tiny transformers model folder (tests/conftest.py), so that a step is cheap: one launched
 process reaches the in-process adapter to the bit; two processes see the same averaged losses,
-their first loss agrees with one process's, and torchrun and accelerate run the same training."""
+their first loss agrees with one process's, and torchrun and accelerate run the same training. The
+launched step on the embedded model, converted for llama.cpp, is `workbench finetune --launcher
+torchrun` in tests/integration/test_finetune_cli.py."""
 
 import json
 
@@ -93,13 +95,6 @@ def test_trl_trains_under_torchrun_with_the_batch_split_between_the_processes(co
     record = json.loads((tmp_path / "training.json").read_text())
     assert record["trainer"] == "trl" and record["processes"] == 2 and record["steps"] == 2
     assert ranks(tmp_path)[1]["losses"] == trained.losses and len(trained.losses) == 2
-
-
-def test_a_launched_step_on_the_embedded_model_shares_batches_and_converts_for_llama_cpp(tmp_path):
-    trained = train_step(CHATS, tmp_path, {"kind": "embedded"}, settings=AdapterSettings(max_steps=1, batch_size=2),
-                         launch=TrainingLaunch(launcher="torchrun", processes=2))
-    assert [r["processes"] for r in ranks(tmp_path)] == [2, 2] and trained.steps == 1
-    assert (tmp_path / "adapter.gguf").stat().st_size > 0 and (tmp_path / "base_config" / "config.json").exists()
 
 
 def test_a_failing_step_is_reported_with_the_end_of_its_output(config, tmp_path):

@@ -34,7 +34,7 @@ CASES = [(path, None) for path in NOTEBOOKS if not path.name.startswith("06_")] 
 FEWER = ["zero_shot", "definitions", "few_shot"]
 SMALLER = {
     "01_": {"VARIANTS": ["zero_shot", "definitions", "few_shot", "cot", "definitions+few_shot"]},
-    "02_": {"VARIANTS": ["zero_shot", "definitions", "few_shot", "definitions+few_shot"], "MAX_TOKENS": 64,
+    "02_": {"VARIANTS": ["zero_shot", "definitions", "definitions+few_shot"], "MAX_TOKENS": 64,
             "REPEATS": 2, "TEMPERATURE": 0.7},
     "03_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},
     "04_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},

@@ -1,4 +1,5 @@
-"""`workbench points <run folder>` on a real run folder with the real sentence encoder."""
+"""`workbench points <run folder>` on a real run folder with the real sentence encoder: through `main`
+in this process, and the refused second clustering as a user runs it (`python -m workbench.cli`)."""
 
 import json
 import subprocess
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_points_are_written_to_the_run_folder(tmp_path):
+def test_points_are_written_to_the_run_folder(tmp_path, capsys):
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump({
         "name": "points_demo", "task": str(ROOT / "data/complaint_triage/task.yaml"),
@@ -40,9 +41,11 @@ def test_points_are_written_to_the_run_folder(tmp_path):
                                     "label": "request", "note": None, "suggested": None, "suggestion_agent": None,
                                     "suggestion_score": None, "accepted_suggestion": False,
                                     "submitted_at": "2026-12-01T10:00:00+00:00"}) + "\n")
-    done = subprocess.run([sys.executable, "-m", "workbench.cli", "points", str(run.path),
-                           "--corrections", str(snapshot)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    # In this process (the same main as the entry point, which the refused call below runs: a new
+    # interpreter would load torch and the encoder again, ~6 s).
+    capsys.readouterr()
+    assert main(["points", str(run.path), "--corrections", str(snapshot)]) == 0
+    printed = capsys.readouterr().out
     points = read_frame(run.path / "points.parquet")
     assignments = read_frame(run.path / "point_assignments.parquet")
     issues = read_frame(run.path / "label_issues.parquet")
@@ -64,7 +67,7 @@ def test_points_are_written_to_the_run_folder(tmp_path):
     assert 0 < complaints < 1 and request["right_by_variant"]["definitions"] == pytest.approx(complaints)
     assert request["fixed_by"] == [] and request["action"] == "fine-tune"
     assert points["share_of_errors"].sum() == pytest.approx(1.0)
-    assert "training points" in done.stdout and isinstance(points.iloc[0]["example_ids"], list)
+    assert "training points" in printed and isinstance(points.iloc[0]["example_ids"], list)
     html = (run.path / "report.html").read_text()
     assert html.count('class="card point"') == len(points) and 'id="chart-point_fixes"' in html
     assert "one default-answer point" in html  # said at the top of the points section
@@ -75,5 +78,4 @@ def test_points_are_written_to_the_run_folder(tmp_path):
                            text=True, timeout=600)
     assert again.returncode == 2 and "has training points already (points.parquet): pass --overwrite" in again.stderr
     assert "Traceback" not in again.stderr and read_frame(run.path / "points.parquet").equals(points)
-    # In this process (the same main; a new interpreter would load torch and the encoder again).
     assert main(["points", str(run.path), "--overwrite"]) == 0
