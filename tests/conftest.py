@@ -53,9 +53,16 @@ def llama_cpp_server(models: list[dict], folder: Path):
     port = free_port()
     config, log = folder / f"llama_server_{port}.json", folder / f"llama_server_{port}.log"
     config.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}))
+    with served([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)], port, log) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served(command: list[str], port: int, log: Path):
+    """llama-cpp-python's server started with `command` (listening on `port`, its output in `log`);
+    yields its ``/v1`` URL once it answers, and stops it afterwards."""
     with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
     try:
         wait_for_http(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=120, log=log)
         yield f"http://127.0.0.1:{port}/v1"
@@ -115,17 +122,8 @@ def llama_server(tmp_path_factory):
         "--model", str(embedded_model_path()), "--model_alias", "smollm2",
         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "4096",
     ]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=120, log=log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with served(command, port, log) as url:
+        yield url
 
 
 # Tiny transformers model folders (model kind `transformers`) for trainings that check mechanics.

@@ -74,24 +74,30 @@ def kept_tokenizer_folder(gguf: str | Path) -> Path:
 
 
 def _keep_tokenizer(tokenizer: Any, folder: Path) -> None:
-    """`tokenizer` saved at `folder`, atomically (written beside it, then renamed), so that two
-    processes loading it at once never read half a folder. Best effort: a cache that cannot be
-    written costs the next process the conversion again, nothing else."""
+    """`tokenizer` saved at `folder` (`_write_folder`). Best effort: a cache that cannot be written
+    costs the next process the conversion again, nothing else."""
+    try:
+        _write_folder(folder, tokenizer.save_pretrained, KEPT)
+    except OSError:
+        return
+
+
+def _write_folder(folder: Path, write: Any, marker: str) -> None:
+    """`write(partial)` into a new folder beside `folder`, the file `marker` last, then renamed into
+    place: two processes loading at once never read half a folder, and when another process renamed
+    its copy first, this one is dropped. Raises OSError when the disk refuses."""
     import json
     import shutil
     import tempfile
 
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    write(partial)
+    (partial / marker).write_text(json.dumps({"from_gguf": folder.name}), encoding="utf-8")
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        tokenizer.save_pretrained(partial)
-        (partial / KEPT).write_text(json.dumps({"from_gguf": folder.name}), encoding="utf-8")
-        try:
-            partial.rename(folder)
-        except OSError:  # another process kept its copy first
-            shutil.rmtree(partial, ignore_errors=True)
-    except OSError:
-        return
+        partial.rename(folder)
+    except OSError:  # another process renamed its copy first
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def dequantized_folder(gguf: str | Path) -> Path:
@@ -109,30 +115,24 @@ def save_dequantized(model: Any, tokenizer: Any, folder: Path) -> None:
     `folder`, atomically: written beside it and renamed into place, so two processes loading the
     base at once never read half a folder. A failure to save (a full or read-only disk) costs only
     the next load's time: it is reported as a warning, not raised."""
-    import json
-    import shutil
-    import tempfile
     import warnings
 
     if folder.exists():
         return
     quantizer = getattr(model, "hf_quantizer", None)
     quantization = getattr(model.config, "quantization_config", None)
+
+    def write(partial: Path) -> None:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
         # The weights are plain float32 tensors once loaded; transformers refuses to save a model that
         # still says it came quantized from a GGUF.
         model.hf_quantizer = None
         if quantization is not None:
             del model.config.quantization_config
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        (partial / DONE).write_text(json.dumps({"from_gguf": folder.name}), encoding="utf-8")
-        try:
-            partial.rename(folder)
-        except OSError:  # another process renamed its copy first
-            shutil.rmtree(partial, ignore_errors=True)
+        _write_folder(folder, write, DONE)
     except OSError as error:
         warnings.warn(f"could not keep the dequantized base in {folder} ({error}); the next load dequantizes again",
                       stacklevel=2)
