@@ -74,6 +74,8 @@ test-unit: install
 # 2026-12-05). Not at their floors there: torch (the CPU build below is the only one at hand; PyPI's
 # older ones are multi-GB CUDA builds), and llama-cpp-python is left out of `local` (compiled from
 # source, ~10 min; no unit test imports it), so only transformers and gguf are named from it.
+# The trl extra is left out too: trl 1.16 needs datasets>=4.7, numpy>=1.26 and pandas>=2.1.1, above
+# their floors, so no unit test may need TRL installed.
 VENV_MIN := .venv-min
 MIN_STAMP := $(VENV_MIN)/.installed
 
