@@ -109,8 +109,9 @@ def test_a_training_killed_with_sigkill_resumes_to_the_same_weights(base, tmp_pa
 
 def test_the_tuned_adapter_converts_to_gguf_and_answers_in_llama_cpp(base, tmp_path):
     """llama.cpp's own converter (fetched from the llama-cpp-python source distribution on PyPI)
-    turns the peft adapter into a GGUF adapter that llama.cpp loads on top of the same base file."""
-    from workbench.finetune.gguf_adapter import convert_adapter, save_base_config
+    turns the peft adapter into a GGUF adapter that llama.cpp loads on top of the same base file.
+    It runs in this process, and writes the same bytes as in a new interpreter, its own."""
+    from workbench.finetune.gguf_adapter import convert_adapter, converter, save_base_config
     from workbench.finetune.lora import AdapterSettings, train_adapter
     from workbench.models.base import ChatRequest, GenerationOptions
     from workbench.models.llama_cpp import LlamaCppModel
@@ -122,6 +123,10 @@ def test_the_tuned_adapter_converts_to_gguf_and_answers_in_llama_cpp(base, tmp_p
     config = save_base_config(model, tokenizer, tmp_path / "base_config")
     adapter = convert_adapter(trained.path, tmp_path / "adapter.gguf", config)
     assert adapter.stat().st_size > 100_000
+    alone = tmp_path / "alone.gguf"
+    subprocess.run([sys.executable, str(converter()), "--base", str(config), "--outtype", "f32", "--outfile",
+                    str(alone), str(trained.path)], check=True, capture_output=True)
+    assert alone.read_bytes() == adapter.read_bytes()
     request = ChatRequest(tuple(CHATS[0][:-1]), GenerationOptions(temperature=0.0, max_tokens=24))
     tuned = LlamaCppModel(lora_path=adapter, n_ctx=512, n_threads=2)
     plain = LlamaCppModel(n_ctx=512, n_threads=2)
