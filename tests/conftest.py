@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -62,7 +61,7 @@ def served(command: list[str], port: int, log: Path):
     """llama-cpp-python's server started with `command` (listening on `port`, its output in `log`);
     yields its ``/v1`` URL once it answers, and stops it afterwards."""
     with log.open("w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/v1/models", process, timeout_s=120, log=log)
         yield f"http://127.0.0.1:{port}/v1"

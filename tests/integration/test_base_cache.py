@@ -14,13 +14,18 @@ pytestmark = pytest.mark.integration
 def test_the_base_is_dequantized_once_and_the_copy_gives_the_same_model(tmp_path, monkeypatch):
     """(At the end, the copy it made is handed to the suite's own cache when that has none, so the
     first training after this test does not dequantize the same GGUF again: 12 s.)"""
-    import os
-
     import torch
     import transformers
 
     from workbench.finetune import tokens
-    from workbench.finetune.base_model import DONE, KEPT, dequantized_folder, kept_tokenizer_folder, load_base
+    from workbench.finetune.base_model import (
+        DONE,
+        KEPT,
+        _write_folder,
+        dequantized_folder,
+        kept_tokenizer_folder,
+        load_base,
+    )
     from workbench.models.llama_cpp import embedded_model_path
 
     suites_folder = dequantized_folder(embedded_model_path())  # in the cache the other tests use
@@ -82,11 +87,5 @@ def test_the_base_is_dequantized_once_and_the_copy_gives_the_same_model(tmp_path
         assert other.chat_template == counted.chat_template and other.pad_token == counted.pad_token
         assert tokens.tokenize_chat(other, chat, "row 0", 256) == tokens.tokenize_chat(counted, chat, "row 0", 256)
 
-    if not (suites_folder / DONE).exists():
-        suites_folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = suites_folder.with_name(f".{suites_folder.name}-from-test")
-        shutil.copytree(folder, partial, dirs_exist_ok=True)
-        if suites_folder.exists():  # another process's copy came first
-            shutil.rmtree(partial)
-        else:
-            os.replace(partial, suites_folder)
+    if not (suites_folder / DONE).exists():  # the same atomic write the workbench's own copy takes
+        _write_folder(suites_folder, lambda partial: shutil.copytree(folder, partial, dirs_exist_ok=True), DONE)

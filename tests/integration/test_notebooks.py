@@ -30,24 +30,24 @@ OTHER_KINDS = [("01_prompt_variants.ipynb", "../configs/demo_adverse_events.yaml
 CASES = [(path, None) for path in NOTEBOOKS if not path.name.startswith("06_")] + [
     (path, config) for path in NOTEBOOKS for name, config in OTHER_KINDS if path.name == name]
 # Fewer variants and shorter answers than the configs', to keep the suite short; the parameters
-# left out keep their defaults: the config's values. Every notebook answers at the same
-# MAX_TOKENS and temperature, so that 03, 04 and 05 find 01's answers to their three variants in
-# `shared_answers` instead of asking again (a cut-off chain of thought is then a recorded parse
-# failure, which notebook 01 shows in its own cell).
+# left out keep their defaults: the config's values. Every notebook answers with ANSWER_TOKENS at
+# the config's temperature (02 aside, which samples), so that 03, 04 and 05 find 01's answers to
+# their three variants in `shared_answers` instead of asking again (a cut-off chain of thought is
+# then a recorded parse failure, which notebook 01 shows in its own cell).
+ANSWER_TOKENS = 64
 FEWER = ["zero_shot", "definitions", "few_shot"]
 SMALLER = {
-    "01_": {"VARIANTS": ["zero_shot", "definitions", "few_shot", "cot", "definitions+few_shot"], "MAX_TOKENS": 64},
-    "02_": {"VARIANTS": ["zero_shot", "definitions", "definitions+few_shot"], "MAX_TOKENS": 64,
-            "REPEATS": 2, "TEMPERATURE": 0.7},
-    "03_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},
-    "04_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},
-    "05_": {"VARIANTS": FEWER, "MAX_TOKENS": 64},
+    "01_": {"VARIANTS": ["zero_shot", "definitions", "few_shot", "cot", "definitions+few_shot"]},
+    "02_": {"VARIANTS": ["zero_shot", "definitions", "definitions+few_shot"], "REPEATS": 2, "TEMPERATURE": 0.7},
+    "03_": {"VARIANTS": FEWER},
+    "04_": {"VARIANTS": FEWER},
+    "05_": {"VARIANTS": FEWER},
 }
 # On the other kinds the notebooks prove that the same cells work on spans and label sets; the
 # variants' own mechanics are proved above on the classification task, so two variants and four
 # examples do (NER answers are long: 01 on five variants took 90 s of the suite). 04 and 05 then
 # find 01's answers on the same kind.
-OTHER_KIND_SMALLER = {"VARIANTS": ["zero_shot", "definitions+few_shot"], "LIMIT": 4, "MAX_TOKENS": 64}
+OTHER_KIND_SMALLER = {"VARIANTS": ["zero_shot", "definitions+few_shot"], "LIMIT": 4}
 
 
 def notebook(name: str) -> Path:
@@ -143,7 +143,8 @@ def copy_answers(source: Path, target: Path) -> None:
 @pytest.mark.parametrize(("path", "config"), CASES,
                          ids=[path.name + (f"[{Path(config).stem}]" if config else "") for path, config in CASES])
 def test_notebook_runs_top_to_bottom(path, config, tmp_path, request, shared_answers, kernel):
-    overrides: dict[str, object] = {"LIMIT": 6, "RUN_DIR": str(tmp_path / "run"), **SMALLER.get(path.name[:3], {})}
+    overrides: dict[str, object] = {"LIMIT": 6, "MAX_TOKENS": ANSWER_TOKENS, "RUN_DIR": str(tmp_path / "run"),
+                                    **SMALLER.get(path.name[:3], {})}
     copy_answers(shared_answers, tmp_path / "run" / "cache.sqlite")
     if config:
         overrides.update(OTHER_KIND_SMALLER, CONFIG=config)
@@ -193,7 +194,8 @@ def test_notebook_03_leaves_the_answers_to_annotators_by_default(tmp_path, argil
 
     copy_answers(shared_answers, tmp_path / "run" / "cache.sqlite")
     name = f"default_{tmp_path.name}"[:50]
-    executed = execute(notebook("03_"), {"LIMIT": 4, "RUN_DIR": str(tmp_path / "run"), **SMALLER["03_"],
+    executed = execute(notebook("03_"), {"LIMIT": 4, "MAX_TOKENS": ANSWER_TOKENS, "RUN_DIR": str(tmp_path / "run"),
+                                         **SMALLER["03_"],
                                          **argilla_parameters(argilla, tmp_path), "DATASET_NAME": name}, kernel)
     assert "open http" in printed(executed) and "nobody answers here" in printed(executed)
     client = rg.Argilla(api_url=argilla["info"].api_url, api_key=argilla["keys"]["owner"])
@@ -245,8 +247,8 @@ def test_notebook_05_continues_from_workbench_run_and_points(tmp_path, argilla, 
 
 # Notebook 06's one small round, with the gate set aside (two training steps rarely pass it; the gate
 # itself is tested in tests/unit/test_rounds.py) so that `workbench loop` can build round 2 on it.
-NOTEBOOK_06 = {"LIMIT": 6, "VARIANTS": ["zero_shot", "definitions"], "MAX_TOKENS": 64, "ROUNDS": 1, "STEPS": 2,
-               "BATCH_SIZE": 2, "CURVE_SIZES": [2], "REGRESSION_SIZE": 6, "KEEP_WORSE": True}
+NOTEBOOK_06 = {"LIMIT": 6, "VARIANTS": ["zero_shot", "definitions"], "MAX_TOKENS": ANSWER_TOKENS, "ROUNDS": 1,
+               "STEPS": 2, "BATCH_SIZE": 2, "CURVE_SIZES": [2], "REGRESSION_SIZE": 6, "KEEP_WORSE": True}
 
 
 @pytest.fixture(scope="module")

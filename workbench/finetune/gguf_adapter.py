@@ -162,8 +162,10 @@ def run_converter(script: Path, arguments: list[str]) -> tuple[int, str]:
             with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
                 runpy.run_path(str(script), run_name="__main__")
         except SystemExit as exit_:  # sys.exit(1) after logging why, or argparse's exit 2
-            status = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
-            if not isinstance(exit_.code, int | None):
+            if isinstance(exit_.code, int | None):
+                status = exit_.code or 0
+            else:  # sys.exit("message"): the interpreter prints it and exits 1
+                status = 1
                 printed.write(str(exit_.code))
         except Exception:  # noqa: BLE001 - the converter's own failure, reported in its words as a new interpreter would
             status = 1
